@@ -1,0 +1,48 @@
+// Locates ../shared/reference (the reference exports and the outputs of the original Python code) for conformance
+// tests. Tests that need it call requireReference(this) first: when the folder is absent they print why and skip,
+// so a checkout without the shared data still runs its other tests.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Minimal view of a mocha context, so this helper does not depend on mocha's types at runtime. */
+export interface SkippableContext {
+  skip(): void;
+}
+
+/**
+ * The reference folder, or null when absent. HEED_REFERENCE overrides the location; otherwise it is
+ * `<repo>/../shared/reference`, found from this file (compiled into dist/test/helpers/) or the working directory.
+ */
+export function referenceDir(): string | null {
+  const candidates: string[] = [];
+  const fromEnv = process.env.HEED_REFERENCE;
+  if (fromEnv) candidates.push(resolve(fromEnv));
+  const here = dirname(fileURLToPath(import.meta.url));
+  // dist/test/helpers -> repo root is three levels up; test/helpers (ts-node style) is two.
+  candidates.push(resolve(here, '../../../../shared/reference'), resolve(here, '../../../shared/reference'));
+  candidates.push(resolve(process.cwd(), '../shared/reference'));
+  for (const c of candidates) if (existsSync(join(c, 'README.md'))) return c;
+  return null;
+}
+
+let warned = false;
+
+/** Returns the reference folder, or warns (once per run) and skips the calling test/suite when it is missing. */
+export function requireReference(ctx: SkippableContext): string {
+  const dir = referenceDir();
+  if (dir === null) {
+    if (!warned) {
+      console.warn('[reference] ../shared/reference not found (set HEED_REFERENCE to its path): skipping conformance tests');
+      warned = true;
+    }
+    ctx.skip();
+    throw new Error('unreachable: skip() throws'); // skip() throws a Pending in mocha; keep TypeScript's flow honest
+  }
+  return dir;
+}
+
+/** Path of a file inside the reference folder (call requireReference first). */
+export function referencePath(dir: string, ...parts: string[]): string {
+  return join(dir, ...parts);
+}
