@@ -1,0 +1,83 @@
+// Session factory over onnxruntime-node. An unedited model on disk is opened by path (ORT maps its external data
+// itself); an edited model is serialised and its external weight files are handed to ORT as buffers, because ORT
+// refuses external data outside the folder of a model loaded from a path and we never write into users' model folders.
+import * as ort from 'onnxruntime-node';
+import { readFileSync } from 'node:fs';
+import { encodeModel, externalFiles, type OnnxModel } from './model.js';
+
+export interface SessionOptions {
+  /** Threads for one op (default: 1 for tiny graphs is fastest on this class of machine; callers pass more for big ones). */
+  intraOpThreads?: number;
+  interOpThreads?: number;
+  /** ORT's CPU arena keeps freed activations for reuse; off by default for big graphs to bound RSS. */
+  memArena?: boolean;
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Where onnxruntime should look for the weights of an edited model (defaults to the model's baseDir). */
+  logSeverity?: 0 | 1 | 2 | 3 | 4;
+}
+
+export class SessionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SessionError';
+  }
+}
+
+function ortOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: o.intraOpThreads ?? 1,
+    interOpNumThreads: o.interOpThreads ?? 1,
+    enableCpuMemArena: o.memArena ?? false,
+    graphOptimizationLevel: o.graphOptimization ?? 'all',
+    executionProviders: ['cpu'],
+    logSeverityLevel: o.logSeverity ?? 3,
+  };
+}
+
+/** Opens an unedited model file directly. */
+export async function openSessionFromPath(path: string, options: SessionOptions = {}): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(path, ortOptions(options));
+  } catch (e) {
+    throw new SessionError(`onnxruntime could not load ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Opens an in-memory (possibly edited) model. */
+export async function openSession(model: OnnxModel, options: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const bytes = encodeModel(model);
+  const externalData = [...externalFiles(model)].map(([path, abs]) => ({ path, data: readFileSync(abs) }));
+  try {
+    return await ort.InferenceSession.create(bytes, { ...ortOptions(options), externalData });
+  } catch (e) {
+    throw new SessionError(`onnxruntime could not load ${model.source}${externalData.length ? ' (edited copy)' : ''}: ${(e as Error).message}`);
+  }
+}
+
+export type Feeds = Record<string, ort.Tensor>;
+
+/** Runs a session and checks that every input is fed with the dims the model declares (clear error instead of ORT's). */
+export async function runSession(session: ort.InferenceSession, feeds: Feeds, outputs?: string[]): Promise<Record<string, ort.Tensor>> {
+  for (const name of session.inputNames) {
+    if (!(name in feeds)) {
+      throw new SessionError(`missing input '${name}' (model inputs: ${session.inputNames.join(', ')})`);
+    }
+  }
+  for (const meta of session.inputMetadata) {
+    if (!meta.isTensor) continue;
+    const t = feeds[meta.name];
+    if (t.type !== meta.type) {
+      throw new SessionError(`input '${meta.name}' must be ${meta.type}, got ${t.type}`);
+    }
+    if (meta.shape.length !== t.dims.length || meta.shape.some((d, i) => typeof d === 'number' && d >= 0 && d !== t.dims[i])) {
+      throw new SessionError(`input '${meta.name}' has dims [${t.dims.join(', ')}] but the model expects [${meta.shape.join(', ')}]`);
+    }
+  }
+  try {
+    return outputs ? await session.run(feeds, outputs) : await session.run(feeds);
+  } catch (e) {
+    throw new SessionError(`inference failed: ${(e as Error).message}`);
+  }
+}
+
+export { ort };
