@@ -1,0 +1,217 @@
+// An explainable model: the folder's facts, its image processor (and CLIP tokenizer), the attention sites found by
+// graph surgery, and an ORT session of the graph with every attention probability exposed as an extra output.
+// One forward pass yields the logits (or CLIP similarities) and all attention maps; gradient methods add a VJP
+// graph on top (gradients.ts).
+import type * as ortTypes from 'onnxruntime-node';
+import { loadModel, type OnnxModel } from '../onnx/model.js';
+import { Graph, valueInfoType } from '../onnx/graph.js';
+import { inferShapes } from '../onnx/shapes.js';
+import { openSession, runSession, ort, type Feeds } from '../onnx/session.js';
+import { findAttentionSites, exposeAttention, AttentionDiscoveryError, type AttentionSite } from '../attention/discover.js';
+import { ClipTokenizer } from '../diffusion/tokenizer.js';
+import { readModelFolder, type ExplainModelInfo } from './folder.js';
+import { ImagePreprocessor, type PreparedImage } from './preprocess.js';
+import { ExplainError } from './errors.js';
+import { sliceBatch, type LayerTensor } from './tensor.js';
+import type { Grid } from './rollout.js';
+
+export interface TokenizedTexts {
+  texts: string[];
+  /** [texts, maxLength] ids and mask, row-major. */
+  ids: BigInt64Array;
+  mask: BigInt64Array;
+  length: number;
+  /** Per text: position of the (first) EOT token, and the token strings of SOT..EOT. */
+  eot: number[];
+  tokens: string[][];
+}
+
+export interface ForwardResult {
+  /** ViT: logits [classes] of the image. */
+  logits?: Float32Array;
+  /** CLIP: logits_per_image of the image against each text [texts]. */
+  similarities?: Float32Array;
+  /** Vision attention probabilities per layer (forward order) of the image. */
+  vision: LayerTensor[];
+  /** CLIP: text attention per text, per layer. */
+  text?: LayerTensor[][];
+}
+
+export interface ModelLoadOptions {
+  intraOpThreads?: number;
+}
+
+export interface TokenLayout {
+  grid: Grid;
+  tokens: number;
+  /** Tokens before the patches: CLS (+ distillation or register tokens). 0 when the model has no CLS token. */
+  prefixTokens: number;
+}
+
+function isTextSite(site: AttentionSite): boolean {
+  return /(^|\.)text_model(\.|$)|(^|\.)text_encoder(\.|$)/.test(site.modulePath);
+}
+
+export class ExplainModel {
+  private session?: ortTypes.InferenceSession;
+
+  private constructor(
+    readonly info: ExplainModelInfo,
+    readonly onnx: OnnxModel,
+    readonly visionSites: AttentionSite[],
+    readonly textSites: AttentionSite[],
+    readonly preprocessor: ImagePreprocessor,
+    readonly tokenizer: ClipTokenizer | undefined,
+    readonly options: ModelLoadOptions,
+  ) {}
+
+  static async load(dir: string, options: ModelLoadOptions = {}): Promise<ExplainModel> {
+    const info = readModelFolder(dir);
+    const onnx = loadModel(info.onnxPath);
+    const graph = new Graph(onnx);
+    const inputDims = ExplainModel.discoveryDims(graph, info);
+    let sites: AttentionSite[];
+    try {
+      const infos = inferShapes(graph, { inputDims });
+      sites = findAttentionSites(graph, infos, { batch: 1 });
+    } catch (e) {
+      if (e instanceof AttentionDiscoveryError) throw new ExplainError(e.message);
+      throw new ExplainError(`cannot analyse the graph of ${info.onnxPath}: ${(e as Error).message}`);
+    }
+    const self = sites.filter((s) => s.kind === 'self' && s.queryLength === s.keyLength);
+    const vision = self.filter((s) => !isTextSite(s));
+    const text = self.filter(isTextSite);
+    if (vision.length === 0) {
+      throw new ExplainError(`no self-attention layers found in ${info.onnxPath}: no Softmax sits between a MatMul(Q, Kᵀ) and a MatMul with V. ` +
+        'Heed explains transformer models exported without fused attention (the plain Optimum / torch.onnx export); ' +
+        'a CNN or an ORT-fused export has no attention probabilities to show.');
+    }
+    const preprocessor = await ImagePreprocessor.fromFolder(info.dir);
+    const tokenizer = info.family === 'clip' ? await ClipTokenizer.fromFolder(info.dir) : undefined;
+    return new ExplainModel(info, onnx, vision, text, preprocessor, tokenizer, options);
+  }
+
+  /** Fixed input dims (batch 1) for shape inference during attention discovery. */
+  private static discoveryDims(graph: Graph, info: ExplainModelInfo): Record<string, number[]> {
+    const dims: Record<string, number[]> = {};
+    for (const v of graph.realInputs()) {
+      const t = valueInfoType(v);
+      const declared = t?.dims ?? [];
+      if (v.name === 'pixel_values') {
+        const fixed = (i: number, fallback: number): number => (typeof declared[i] === 'number' ? (declared[i] as number) : fallback);
+        dims[v.name] = [1, fixed(1, 3), fixed(2, info.imageSize.height), fixed(3, info.imageSize.width)];
+      } else if (v.name === 'input_ids' || v.name === 'attention_mask') {
+        dims[v.name] = [1, info.maxTextLength ?? 77];
+      } else {
+        throw new ExplainError(`${info.onnxPath} has an input '${v.name}' Heed does not know how to feed (expected pixel_values${info.family === 'clip' ? ', input_ids, attention_mask' : ''})`);
+      }
+    }
+    if (!dims.pixel_values) throw new ExplainError(`${info.onnxPath} has no 'pixel_values' input: it is not an image model Heed can explain`);
+    return dims;
+  }
+
+  get family(): ExplainModelInfo['family'] {
+    return this.info.family;
+  }
+
+  /** Graph output holding the class logits (ViT) or image→text logits (CLIP). */
+  get scoreOutput(): string {
+    const outputs = this.onnx.proto.graph?.output.map((o) => o.name) ?? [];
+    const want = this.family === 'clip' ? 'logits_per_image' : 'logits';
+    if (outputs.includes(want)) return want;
+    if (this.family === 'vit' && outputs.length > 0) return outputs[0];
+    throw new ExplainError(`${this.info.onnxPath} has no '${want}' output (outputs: ${outputs.join(', ')})`);
+  }
+
+  async prepareImage(input: string | Uint8Array): Promise<PreparedImage> {
+    return this.preprocessor.prepare(input);
+  }
+
+  /** Patch grid and prefix-token count for an image of this size, from the attention's token count. */
+  layout(image: PreparedImage, tokens: number): TokenLayout {
+    const grid = { height: Math.floor(image.height / this.info.patch.height), width: Math.floor(image.width / this.info.patch.width) };
+    const prefixTokens = tokens - grid.height * grid.width;
+    if (prefixTokens < 0) {
+      throw new ExplainError(`the attention has ${tokens} tokens but a ${image.height}×${image.width} image with ${this.info.patch.height}×${this.info.patch.width} patches ` +
+        `has ${grid.height * grid.width}: the patch size in config.json does not match the model`);
+    }
+    return { grid, tokens, prefixTokens };
+  }
+
+  /** CLIP tokenisation: SOT, tokens, EOT, padding with the pad token to the context length; over-long texts are refused. */
+  tokenize(texts: readonly string[]): TokenizedTexts {
+    if (!this.tokenizer) throw new ExplainError('texts are only used with CLIP models');
+    const length = this.info.maxTextLength ?? 77;
+    const ids = new BigInt64Array(texts.length * length);
+    const mask = new BigInt64Array(texts.length * length);
+    const eot: number[] = [];
+    const tokens: string[][] = [];
+    texts.forEach((text, t) => {
+      const enc = this.tokenizer!.encode(text, { maxLength: length });
+      if (enc.truncated) {
+        throw new ExplainError(`text ${t + 1} ("${text.length > 60 ? text.slice(0, 57) + '...' : text}") is ${enc.length - 2 + enc.droppedTokenCount} tokens, ` +
+          `but CLIP reads at most ${length - 2} (${length} with start/end tokens); explaining a truncated text would explain a different text. Shorten it.`);
+      }
+      for (let i = 0; i < length; i++) {
+        ids[t * length + i] = BigInt(enc.ids[i]);
+        mask[t * length + i] = BigInt(enc.attentionMask[i]);
+      }
+      eot.push(enc.length - 1);
+      tokens.push(enc.tokens.slice(0, enc.length));
+    });
+    return { texts: [...texts], ids, mask, length, eot, tokens };
+  }
+
+  /** Feeds for `imageBatch` copies of the image and the given texts (CLIP needs at least one text; '' is used for vision-only runs). */
+  feeds(image: PreparedImage, texts: TokenizedTexts | undefined, imageBatch = 1): Feeds {
+    const [, c, h, w] = image.dims;
+    const pixels = new Float32Array(imageBatch * image.pixelValues.length);
+    for (let b = 0; b < imageBatch; b++) pixels.set(image.pixelValues, b * image.pixelValues.length);
+    const feeds: Feeds = { pixel_values: new ort.Tensor('float32', pixels, [imageBatch, c, h, w]) };
+    if (this.family === 'clip') {
+      const tok = texts ?? this.tokenize(['']);
+      const n = tok.texts.length;
+      feeds.input_ids = new ort.Tensor('int64', tok.ids, [n, tok.length]);
+      feeds.attention_mask = new ort.Tensor('int64', tok.mask, [n, tok.length]);
+    }
+    return feeds;
+  }
+
+  private async exposedSession(): Promise<ortTypes.InferenceSession> {
+    if (!this.session) {
+      const exposed = exposeAttention(this.onnx, [...this.visionSites, ...this.textSites]);
+      this.session = await openSession(exposed, { intraOpThreads: this.options.intraOpThreads ?? 1 });
+    }
+    return this.session;
+  }
+
+  /** One forward pass with every attention map. */
+  async forward(image: PreparedImage, texts?: TokenizedTexts): Promise<ForwardResult> {
+    const session = await this.exposedSession();
+    const score = this.scoreOutput;
+    const names = [score, ...this.visionSites.map((s) => s.probs), ...this.textSites.map((s) => s.probs)];
+    const out = await runSession(session, this.feeds(image, texts), names);
+    const scores = out[score].data as Float32Array;
+    const vision = this.visionSites.map((s) => siteItem(out[s.probs], s, 0));
+    if (this.family === 'clip') {
+      const count = texts?.texts.length ?? 0;
+      const text = Array.from({ length: count }, (_, t) => this.textSites.map((s) => siteItem(out[s.probs], s, t)));
+      return { similarities: Float32Array.from(scores.subarray(0, count)), vision, text };
+    }
+    return { logits: Float32Array.from(scores), vision };
+  }
+
+  async release(): Promise<void> {
+    await this.session?.release();
+    this.session = undefined;
+  }
+}
+
+/** Batch item `b` of an exposed attention output. */
+export function siteItem(t: ortTypes.Tensor, site: AttentionSite, b: number): LayerTensor {
+  const dims = t.dims.map(Number);
+  const q = dims[dims.length - 2];
+  const k = dims[dims.length - 1];
+  const batch = site.layout === 'b,h,q,k' ? dims[0] : dims[0] / site.heads;
+  return sliceBatch(t.data as Float32Array, batch, site.heads, q, k, b);
+}
