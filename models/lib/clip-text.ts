@@ -3,7 +3,7 @@
 // quick_gelu MLP, final LayerNorm, and the pooled output taken at the FIRST eos token (ArgMax of Equal(ids, eos)).
 // Shared by the SD text encoder and the CLIP model.
 import { DT, tensorF32, tensorI64 as i64, type GraphBuilder, type Init } from './graph-builder.js';
-import { dim, layerNorm, linear, quickGelu, reshape, shapeVec, transpose, unsq, ZEROS, cast } from './layers.js';
+import { cast, dim, layerNorm, linear, quickGelu, reshape, shapeVec, torchExpand, transpose, unsq, ZEROS } from './layers.js';
 
 export interface ClipTextConfig {
   vocabSize: number;
@@ -17,6 +17,7 @@ export interface ClipTextConfig {
   /** transformers' `initializer_factor` (1.0 in SD's text encoder; the reference CLIP used 2.0). */
   initializerFactor: number;
 }
+
 
 /** float32 lowest value, which transformers uses as "minus infinity" in masks. */
 export const F32_MIN = -3.4028234663852886e38;
@@ -34,12 +35,7 @@ export interface ClipTextOutputs {
 export function clipTextTransformer(g: GraphBuilder, cfg: ClipTextConfig, inputIds: string,
   opts: { attentionMask?: string; lastHiddenName?: string; pooledName?: string } = {}): ClipTextOutputs {
   const f = cfg.initializerFactor;
-  const inProjStd = Math.pow(cfg.hidden, -0.5) * Math.pow(2 * cfg.layers, -0.5) * f;
-  const outProjStd = Math.pow(cfg.hidden, -0.5) * f;
-  const fcStd = Math.pow(2 * cfg.hidden, -0.5) * f;
   const normal = (std: number): Init => ({ kind: 'normal', std });
-  const headDim = cfg.hidden / cfg.heads;
-  if (!Number.isInteger(headDim)) throw new Error(`CLIP text: hidden ${cfg.hidden} is not divisible by ${cfg.heads} heads`);
 
   return g.scope('text_model', () => {
     const seq = dim(g, inputIds, 1);
@@ -63,35 +59,18 @@ export function clipTextTransformer(g: GraphBuilder, cfg: ClipTextConfig, inputI
     const causal2d = g.op1('Where', [keep, g.scalarF32(0), full]);
     const c4 = g.op1('Unsqueeze', [g.op1('Unsqueeze', [causal2d, g.constI64([0])]), g.constI64([1])]);
     const maskShape = shapeVec(g, [unsq(g, bsz), 1, unsq(g, seq), unsq(g, seq)]);
-    const causal = g.op1('Expand', [c4, maskShape]);
+    const causal = torchExpand(g, c4, maskShape);
 
     let padding: string | undefined;
     if (opts.attentionMask) {
       // transformers `_expand_mask`: inverted = 1 - mask[:, None, None, :]; masked_fill(inverted.bool(), min).
       const m4 = g.op1('Unsqueeze', [g.op1('Unsqueeze', [opts.attentionMask, g.constI64([1])]), g.constI64([2])]);
-      const expanded = cast(g, g.op1('Expand', [m4, maskShape]), DT.FLOAT);
+      const expanded = cast(g, torchExpand(g, m4, maskShape), DT.FLOAT);
       const inverted = g.op1('Sub', [g.scalarF32(1), expanded]);
       padding = g.op1('Where', [cast(g, inverted, DT.BOOL), g.scalarF32(F32_MIN), inverted]);
     }
 
-    let h = hidden0;
-    g.scope('encoder', () => {
-      for (let l = 0; l < cfg.layers; l++) {
-        h = g.scope(`layers.${l}`, () => {
-          const residual = h;
-          const n1 = g.scope('layer_norm1', () => layerNorm(g, h, cfg.hidden, cfg.layerNormEps));
-          const a = g.scope('self_attn', () => clipAttention(g, n1, cfg.hidden, cfg.heads, inProjStd, outProjStd, [causal, ...(padding ? [padding] : [])]));
-          const h1 = g.op1('Add', [residual, a]);
-          const n2 = g.scope('layer_norm2', () => layerNorm(g, h1, cfg.hidden, cfg.layerNormEps));
-          const m = g.scope('mlp', () => {
-            const x1 = g.scope('fc1', () => linear(g, n2, cfg.hidden, cfg.intermediate, { weightInit: normal(fcStd), biasInit: ZEROS }));
-            const act = g.scope('activation_fn', () => quickGelu(g, x1));
-            return g.scope('fc2', () => linear(g, act, cfg.intermediate, cfg.hidden, { weightInit: normal(inProjStd), biasInit: ZEROS }));
-          });
-          return g.op1('Add', [h1, m]);
-        });
-      }
-    });
+    const h = clipEncoder(g, hidden0, cfg, [causal, ...(padding ? [padding] : [])]);
 
     const last = g.scope('final_layer_norm', () => layerNorm(g, h, cfg.hidden, cfg.layerNormEps, opts.lastHiddenName));
 
@@ -104,6 +83,48 @@ export function clipTextTransformer(g: GraphBuilder, cfg: ClipTextConfig, inputI
     const pooled = g.op1('Gather', [flat, flatIdx], { axis: { i: 0 } }, opts.pooledName);
     return { lastHiddenState: last, pooled };
   });
+}
+
+export interface ClipEncoderConfig {
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  layerNormEps: number;
+  initializerFactor: number;
+}
+
+/**
+ * CLIPEncoder (pre-LN blocks: layer_norm1 → self_attn → residual, layer_norm2 → mlp(fc1, quick_gelu, fc2) →
+ * residual) under scope `encoder`, with transformers' CLIP init (normal, stds scaled by `initializer_factor`).
+ * `masks` are added to the attention logits before the Softmax, in order.
+ */
+export function clipEncoder(g: GraphBuilder, x: string, cfg: ClipEncoderConfig, masks: string[]): string {
+  const f = cfg.initializerFactor;
+  const inProjStd = Math.pow(cfg.hidden, -0.5) * Math.pow(2 * cfg.layers, -0.5) * f;
+  const outProjStd = Math.pow(cfg.hidden, -0.5) * f;
+  const fcStd = Math.pow(2 * cfg.hidden, -0.5) * f;
+  const normal = (std: number): Init => ({ kind: 'normal', std });
+  if (!Number.isInteger(cfg.hidden / cfg.heads)) throw new Error(`CLIP: hidden ${cfg.hidden} is not divisible by ${cfg.heads} heads`);
+  let h = x;
+  g.scope('encoder', () => {
+    for (let l = 0; l < cfg.layers; l++) {
+      h = g.scope(`layers.${l}`, () => {
+        const residual = h;
+        const n1 = g.scope('layer_norm1', () => layerNorm(g, h, cfg.hidden, cfg.layerNormEps));
+        const a = g.scope('self_attn', () => clipAttention(g, n1, cfg.hidden, cfg.heads, inProjStd, outProjStd, masks));
+        const h1 = g.op1('Add', [residual, a]);
+        const n2 = g.scope('layer_norm2', () => layerNorm(g, h1, cfg.hidden, cfg.layerNormEps));
+        const m = g.scope('mlp', () => {
+          const x1 = g.scope('fc1', () => linear(g, n2, cfg.hidden, cfg.intermediate, { weightInit: normal(fcStd), biasInit: ZEROS }));
+          const act = g.scope('activation_fn', () => quickGelu(g, x1));
+          return g.scope('fc2', () => linear(g, act, cfg.intermediate, cfg.hidden, { weightInit: normal(inProjStd), biasInit: ZEROS }));
+        });
+        return g.op1('Add', [h1, m]);
+      });
+    }
+  });
+  return h;
 }
 
 /**
@@ -137,7 +158,7 @@ export function clipAttention(g: GraphBuilder, x: string, hidden: number, heads:
   return g.scope('out_proj', () => linear(g, o3, hidden, hidden, { weightInit: normal(outStd), biasInit: ZEROS }));
 }
 
-function positionIds(n: number) {
+export function positionIds(n: number) {
   return i64(Array.from({ length: n }, (_, i) => i), [1, n]);
 }
 

@@ -33,6 +33,18 @@ export function shapeVec(g: GraphBuilder, parts: (string | number)[]): string {
   return g.op1('Concat', ins, { axis: { i: 0 } });
 }
 
+/**
+ * `tensor.expand(*sizes)` as torch exports it: the target goes through Reshape(-1) → Shape → ConstantOfShape(1) →
+ * Mul(−1) → Equal → Where (so that −1 entries mean "keep") before the Expand.
+ */
+export function torchExpand(g: GraphBuilder, x: string, sizes: string): string {
+  const flat = reshape(g, sizes, g.constI64([-1]));
+  const ones = g.op1('ConstantOfShape', [g.op1('Shape', [flat])], { value: { t: tensorI64([1], [1]) } });
+  const minusOnes = g.op1('Mul', [ones, g.scalarI64(-1)]);
+  const target = g.op1('Where', [g.op1('Equal', [flat, minusOnes]), ones, flat]);
+  return g.op1('Expand', [x, target]);
+}
+
 /** Reshape with `allowzero=0`, like every torch 1.13 Reshape. */
 export function reshape(g: GraphBuilder, x: string, shape: string): string {
   return g.op1('Reshape', [x, shape], { allowzero: { i: 0 } });
@@ -65,11 +77,11 @@ export function gemm(g: GraphBuilder, x: string, inF: number, outF: number, opts
 }
 
 export function conv2d(g: GraphBuilder, x: string, inC: number, outC: number, k: number,
-  opts: { stride?: number; pad?: number; bias?: boolean; weightInit?: Init } = {}): string {
+  opts: { stride?: number; pad?: number; bias?: boolean; weightInit?: Init; biasInit?: Init } = {}): string {
   const fanIn = inC * k * k;
   const w = g.param('weight', [outC, inC, k, k], opts.weightInit ?? torchDefault(fanIn));
   const inputs = [x, w];
-  if (opts.bias !== false) inputs.push(g.param('bias', [outC], torchDefault(fanIn)));
+  if (opts.bias !== false) inputs.push(g.param('bias', [outC], opts.biasInit ?? torchDefault(fanIn)));
   const pad = opts.pad ?? (k === 1 ? 0 : 1);
   const stride = opts.stride ?? 1;
   return g.op1('Conv', inputs, {

@@ -5,7 +5,7 @@
 // → Softmax → Cast → MatMul(·, V), with nodes named `/down_blocks.2/attentions.0/transformer_blocks.0/attn2/Softmax`.
 import { DT, tensorF32, type GraphBuilder } from '../lib/graph-builder.js';
 import {
-  cast, conv2d, dim, gemm, geluErf, groupNorm, layerNorm, linear, reshape, shapeVec, silu, transpose, unsq, upsampleNearest2x,
+  cast, conv2d, dim, gemm, geluErf, groupNorm, layerNorm, linear, reshape, shapeVec, silu, torchExpand, transpose, unsq, upsampleNearest2x,
 } from '../lib/layers.js';
 
 export interface UNetConfig {
@@ -55,7 +55,7 @@ export function buildUNet(g: GraphBuilder, cfg: UNetConfig): void {
   const ehs = g.input('encoder_hidden_states', DT.FLOAT, ['batch', 'sequence', cfg.crossAttentionDim]);
 
   // timesteps.expand(sample.shape[0]), then Timesteps(flip_sin_to_cos=True, freq_shift=0).
-  const t = g.op1('Expand', [timestep, shapeVec(g, [unsq(g, dim(g, sample, 0))])]);
+  const t = torchExpand(g, timestep, shapeVec(g, [unsq(g, dim(g, sample, 0))]));
   const tproj = g.scope('time_proj', () => {
     const half = c0 / 2;
     const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp(-Math.log(10000) * i / half));
@@ -272,7 +272,8 @@ function headToBatch(g: GraphBuilder, x: string, heads: number): string {
   const d = cast(g, cast(g, g.op1('Div', [c, g.scalarI64(heads)]), DT.INT64), DT.INT64);
   const r = reshape(g, x, shapeVec(g, [unsq(g, b), unsq(g, s), heads, unsq(g, d)]));
   const tr = transpose(g, r, [0, 2, 1, 3]);
-  const bh = g.op1('Mul', [b, g.scalarI64(heads)]);
+  // torch folds b·1 away, so single-head attention (the VAE) has no Mul here.
+  const bh = heads === 1 ? b : g.op1('Mul', [b, g.scalarI64(heads)]);
   return reshape(g, tr, shapeVec(g, [unsq(g, bh), unsq(g, s), unsq(g, d)]));
 }
 
@@ -284,7 +285,7 @@ function batchToHead(g: GraphBuilder, x: string, heads: number): string {
   const b = cast(g, cast(g, g.op1('Div', [bh, g.scalarI64(heads)]), DT.INT64), DT.INT64);
   const r = reshape(g, x, shapeVec(g, [unsq(g, b), heads, unsq(g, s), unsq(g, d)]));
   const tr = transpose(g, r, [0, 2, 1, 3]);
-  const hd = g.op1('Mul', [d, g.scalarI64(heads)]);
+  const hd = heads === 1 ? d : g.op1('Mul', [d, g.scalarI64(heads)]);
   return reshape(g, tr, shapeVec(g, [unsq(g, b), unsq(g, s), unsq(g, hd)]));
 }
 
