@@ -1,0 +1,348 @@
+// The programmatic face of the explain engine, called by the CLI (`heed explain`) and the WebSocket server:
+// one image (and, for CLIP, texts) in, plain data out — top classes or CLIP similarities, per-method maps on the
+// patch grid, and the raw tensors for traces. Nothing here renders or writes files (see outputs.ts).
+import { ExplainModel, type ModelLoadOptions, type TokenizedTexts, type TokenLayout } from './model.js';
+import { GradientEngine, type AttentionGradients } from './gradients.js';
+import { ExplainError, MethodNotApplicableError } from './errors.js';
+import {
+  attentionRollout, gradientRollout, softmaxInputGradient, checkDiscardRatio, HEAD_FUSIONS,
+  type HeadFusion, type RolloutNormalization,
+} from './rollout.js';
+import { cheferRelevanceMatrix, cheferRelevanceRow, resolveStartLayer, type StartLayer } from './chefer.js';
+import { meanAttentionDistances, type PatchSize } from './distance.js';
+import { clsAttentionMaps } from './heads.js';
+import { clsRowToGrid } from './rollout.js';
+import type { GridMap, LayerTensor } from './tensor.js';
+import type { PreparedImage } from './preprocess.js';
+
+export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance';
+export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
+
+/**
+ * 'vit-explain' (default) reproduces the repo's gradient hook: the gradient w.r.t. the softmax INPUT, paired with
+ * the layers in reverse order. 'corrected' uses ∂y/∂A (the probabilities) of the same layer.
+ */
+export type GradRolloutVariant = 'vit-explain' | 'corrected';
+
+export interface ExplainOptions {
+  /** Methods to run; default all that apply to the model (with a note for those that do not). */
+  methods?: readonly ExplainMethod[];
+  /** ViT: the class to explain with grad-rollout / Chefer (default: the top `topK` classes, top-1 by default). */
+  classIndex?: number;
+  /** ViT: explain the top K classes (when classIndex is not given); also how many top classes are listed (at least 5). */
+  topK?: number;
+  /** Rollout head fusion(s); default 'max' (vit_explain.py's CLI default). */
+  headFusion?: HeadFusion | readonly HeadFusion[];
+  /** Rollout / gradient-rollout discard ratio(s); default 0.9 (vit-explain's default). */
+  discard?: number | readonly number[];
+  /** Rollout normalisation: 'vit-explain' (column-wise division by row sums, the repo's quirk; default) or 'rows'. */
+  rolloutNormalization?: RolloutNormalization;
+  gradRollout?: GradRolloutVariant;
+  /** Chefer start layer: default 'last' for CLIP (the CLIP notebook's start_layer = −1) and 'all' for ViT (the ViT notebook). */
+  cheferStart?: StartLayer;
+  /** Layer of the per-head CLS maps; default the last. Negative counts from the end. */
+  headsLayer?: number;
+  /** CLIP: texts to compare the image with (at most 75 tokens each). */
+  texts?: readonly string[];
+  load?: ModelLoadOptions;
+}
+
+export interface ClassScore {
+  index: number;
+  label: string;
+  logit: number;
+  probability: number;
+}
+
+export interface TextScore {
+  index: number;
+  text: string;
+  /** logits_per_image (scaled cosine similarity). */
+  logit: number;
+  /** Softmax over the texts, as CLIP zero-shot classification reports it. */
+  probability: number;
+}
+
+export interface RolloutResult {
+  fusion: HeadFusion;
+  discard: number;
+  normalization: RolloutNormalization;
+  /** vit-explain mask: CLS row over the patches, divided by its max. */
+  map: GridMap;
+}
+
+export interface GradRolloutResult {
+  classIndex: number;
+  label: string;
+  discard: number;
+  variant: GradRolloutVariant;
+  map: GridMap;
+}
+
+export interface CheferResult {
+  start: StartLayer;
+  /** ViT: the explained class. */
+  classIndex?: number;
+  label?: string;
+  /** CLIP: the explained text. */
+  textIndex?: number;
+  text?: string;
+  /** Image relevance R[0, patches] (raw, not normalised). */
+  image: GridMap;
+  /** CLIP: text tokens SOT+1..EOT−1 with R_text[eot, i] raw and divided by their sum (as show_heatmap_on_text). */
+  tokens?: { token: string; score: number; normalized: number }[];
+  /** CLIP: the full text relevance matrix [seq, seq] (for traces). */
+  textRelevance?: { size: number; data: Float32Array };
+}
+
+export interface HeadsResult {
+  layer: number;
+  /** One map per head: attention of the CLS token to the patches (raw probabilities). */
+  maps: GridMap[];
+}
+
+export interface DistanceResult {
+  /** [layer][head] mean attention distance in input pixels. */
+  values: number[][];
+  patch: PatchSize;
+}
+
+export interface ExplainResult {
+  model: {
+    dir: string;
+    family: 'vit' | 'clip';
+    modelType: string;
+    layers: number;
+    heads: number;
+    tokens: number;
+    prefixTokens: number;
+    grid: { height: number; width: number };
+    patch: PatchSize;
+  };
+  image: PreparedImage;
+  classes?: ClassScore[];
+  similarities?: TextScore[];
+  heads?: HeadsResult;
+  rollout: RolloutResult[];
+  gradRollout: GradRolloutResult[];
+  chefer: CheferResult[];
+  distance?: DistanceResult;
+  /** Methods asked for by default that do not apply, with the reason. */
+  skipped: { method: ExplainMethod; reason: string }[];
+  notes: string[];
+  /** Raw attention of the image (and texts) for traces. */
+  attentions: LayerTensor[];
+  textAttentions?: LayerTensor[][];
+  /** Milliseconds: forward pass, and each method after it. */
+  timings: Record<string, number>;
+}
+
+function asList<T>(v: T | readonly T[] | undefined, fallback: T): T[] {
+  if (v === undefined) return [fallback];
+  return Array.isArray(v) ? [...(v as readonly T[])] : [v as T];
+}
+
+function softmax(values: Float32Array): number[] {
+  let max = -Infinity;
+  for (const v of values) max = Math.max(max, v);
+  const e = Array.from(values, (v) => Math.exp(v - max));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+/** Why a CLS-based method cannot run on this token layout, or undefined when it can. */
+function clsProblem(layout: TokenLayout): string | undefined {
+  if (layout.prefixTokens === 0) {
+    return `the model has no CLS token (${layout.tokens} tokens = the ${layout.grid.height}×${layout.grid.width} patches), and this method reads the CLS row`;
+  }
+  return undefined;
+}
+
+function validateOptions(options: ExplainOptions): void {
+  for (const m of options.methods ?? []) {
+    if (!EXPLAIN_METHODS.includes(m)) throw new ExplainError(`unknown method '${m}' (choose from ${EXPLAIN_METHODS.join(', ')})`);
+  }
+  for (const f of asList<HeadFusion>(options.headFusion, 'max')) {
+    if (!HEAD_FUSIONS.includes(f)) throw new ExplainError(`unknown head fusion '${f}' (choose mean, max or min)`);
+  }
+  for (const d of asList(options.discard, 0.9)) {
+    try {
+      checkDiscardRatio(d);
+    } catch (e) {
+      throw new ExplainError((e as Error).message);
+    }
+  }
+  if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
+    throw new ExplainError(`topK must be a positive integer (got ${options.topK})`);
+  }
+}
+
+/** Explains one image with an already loaded model (reuse it across images: sessions are cached on it). */
+export async function explainWithModel(model: ExplainModel, gradients: GradientEngine, image: PreparedImage, options: ExplainOptions = {}): Promise<ExplainResult> {
+  validateOptions(options);
+  const family = model.family;
+  const explicit = options.methods !== undefined;
+  const methods = new Set<ExplainMethod>(options.methods ?? EXPLAIN_METHODS);
+  const texts = options.texts ?? [];
+  if (family === 'vit' && texts.length > 0) throw new ExplainError(`texts are only used with CLIP models; ${model.info.dir} is a ${model.info.modelType} image model`);
+  if (family === 'clip' && options.classIndex !== undefined) throw new ExplainError('classIndex applies to image classifiers; for CLIP pass texts');
+  const tokenized: TokenizedTexts | undefined = family === 'clip' && texts.length > 0 ? model.tokenize(texts) : undefined;
+
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  const fwd = await model.forward(image, tokenized);
+  timings.forward = performance.now() - t0;
+  const vision = fwd.vision;
+  const layout = model.layout(image, vision[0].keys);
+  const skipped: ExplainResult['skipped'] = [];
+  const notes: string[] = [];
+  const notApplicable = (method: ExplainMethod, reason: string): void => {
+    if (explicit) throw new MethodNotApplicableError(method, reason);
+    skipped.push({ method, reason });
+    methods.delete(method);
+  };
+  if (layout.prefixTokens > 1) {
+    notes.push(`the model has ${layout.prefixTokens} tokens before the patches (CLS plus ${layout.prefixTokens - 1} distillation/register token(s)); ` +
+      'CLS-row methods use token 0 and the patch columns only, and mean attention distance drops all of them');
+  }
+  const cls = clsProblem(layout);
+  if (cls) for (const m of ['heads', 'rollout', 'grad-rollout', 'chefer'] as const) if (methods.has(m)) notApplicable(m, cls);
+  if (family === 'clip' && !tokenized && methods.has('chefer')) notApplicable('chefer', 'CLIP relevance explains an image–text pair: give at least one text');
+  if (family === 'clip' && methods.has('grad-rollout')) notApplicable('grad-rollout', 'gradient rollout explains a class logit; CLIP has no classes (use chefer with texts)');
+
+  const result: ExplainResult = {
+    model: {
+      dir: model.info.dir, family, modelType: model.info.modelType, layers: vision.length, heads: vision[0].heads,
+      tokens: layout.tokens, prefixTokens: layout.prefixTokens, grid: layout.grid, patch: model.info.patch,
+    },
+    image, rollout: [], gradRollout: [], chefer: [], skipped, notes, attentions: vision, textAttentions: fwd.text, timings,
+  };
+
+  // Scores.
+  let explainClasses: number[] = [];
+  if (fwd.logits) {
+    const probs = softmax(fwd.logits);
+    const labels = model.info.labels;
+    const order = Array.from(fwd.logits.keys()).sort((a, b) => fwd.logits![b] - fwd.logits![a]);
+    const listed = Math.min(order.length, Math.max(5, options.topK ?? 1));
+    const label = (i: number): string => labels?.[i] ?? `class_${i}`;
+    result.classes = order.slice(0, listed).map((i) => ({ index: i, label: label(i), logit: fwd.logits![i], probability: probs[i] }));
+    if (options.classIndex !== undefined) {
+      const c = options.classIndex;
+      if (!Number.isInteger(c) || c < 0 || c >= fwd.logits.length) {
+        throw new ExplainError(`class ${c} is out of range: ${model.info.dir} has ${fwd.logits.length} classes (0..${fwd.logits.length - 1})`);
+      }
+      explainClasses = [c];
+    } else {
+      explainClasses = order.slice(0, options.topK ?? 1);
+    }
+  }
+  if (fwd.similarities && tokenized) {
+    const probs = softmax(fwd.similarities);
+    result.similarities = tokenized.texts.map((text, i) => ({ index: i, text, logit: fwd.similarities![i], probability: probs[i] }));
+  }
+  const labelOf = (c: number): string => model.info.labels?.[c] ?? `class_${c}`;
+
+  if (methods.has('heads')) {
+    t0 = performance.now();
+    const L = vision.length;
+    const requested = options.headsLayer ?? -1;
+    const layer = requested < 0 ? L + requested : requested;
+    if (!Number.isInteger(layer) || layer < 0 || layer >= L) throw new ExplainError(`heads layer ${requested} is out of range: the model has ${L} layers`);
+    result.heads = { layer, maps: clsAttentionMaps(vision[layer], layout.grid, layout.prefixTokens) };
+    timings.heads = performance.now() - t0;
+  }
+
+  if (methods.has('rollout')) {
+    t0 = performance.now();
+    const normalization = options.rolloutNormalization ?? 'vit-explain';
+    for (const fusion of asList<HeadFusion>(options.headFusion, 'max')) {
+      for (const discard of asList(options.discard, 0.9)) {
+        const map = attentionRollout(vision, { headFusion: fusion, discardRatio: discard, normalization, grid: layout.grid, prefixTokens: layout.prefixTokens });
+        result.rollout.push({ fusion, discard, normalization, map });
+      }
+    }
+    timings.rollout = performance.now() - t0;
+  }
+
+  if (methods.has('distance')) {
+    t0 = performance.now();
+    result.distance = { values: meanAttentionDistances(vision, layout.grid, model.info.patch, layout.prefixTokens), patch: model.info.patch };
+    timings.distance = performance.now() - t0;
+  }
+
+  const wantGrad = methods.has('grad-rollout') || methods.has('chefer');
+  if (wantGrad && family === 'vit') {
+    if (!fwd.logits) throw new ExplainError('internal: no logits');
+    t0 = performance.now();
+    const grads = await gradients.forClasses(image, explainClasses);
+    timings.vjp = performance.now() - t0;
+    if (methods.has('grad-rollout')) {
+      t0 = performance.now();
+      const variant = options.gradRollout ?? 'vit-explain';
+      grads.forEach((g, i) => {
+        const gradsForRollout = variant === 'vit-explain' ? g.vision.map((a, l) => softmaxInputGradient(a, g.visionGrads[l])) : g.visionGrads;
+        for (const discard of asList(options.discard, 0.9)) {
+          const map = gradientRollout(g.vision, gradsForRollout, {
+            discardRatio: discard, normalization: options.rolloutNormalization ?? 'vit-explain',
+            pairing: variant === 'vit-explain' ? 'vit-explain' : 'aligned', grid: layout.grid, prefixTokens: layout.prefixTokens,
+          });
+          result.gradRollout.push({ classIndex: explainClasses[i], label: labelOf(explainClasses[i]), discard, variant, map });
+        }
+      });
+      timings['grad-rollout'] = performance.now() - t0;
+    }
+    if (methods.has('chefer')) {
+      t0 = performance.now();
+      const start = options.cheferStart ?? 'all';
+      resolveStartLayer(start, vision.length);
+      grads.forEach((g, i) => {
+        const row = cheferRelevanceRow(g.vision, g.visionGrads, start, 0);
+        result.chefer.push({ start, classIndex: explainClasses[i], label: labelOf(explainClasses[i]), image: clsRowToGrid(row, layout.grid, layout.prefixTokens, false) });
+      });
+      timings.chefer = performance.now() - t0;
+    }
+  } else if (methods.has('chefer') && family === 'clip' && tokenized) {
+    t0 = performance.now();
+    const grads = await gradients.forTexts(image, tokenized);
+    timings.vjp = performance.now() - t0;
+    t0 = performance.now();
+    const start = options.cheferStart ?? 'last';
+    grads.forEach((g, t) => result.chefer.push(cheferClip(g, t, tokenized, start, layout, model)));
+    timings.chefer = performance.now() - t0;
+  }
+  return result;
+}
+
+function cheferClip(g: AttentionGradients, t: number, tok: TokenizedTexts, start: StartLayer, layout: TokenLayout, model: ExplainModel): CheferResult {
+  const row = cheferRelevanceRow(g.vision, g.visionGrads, start, 0);
+  const out: CheferResult = { start, textIndex: t, text: tok.texts[t], image: clsRowToGrid(row, layout.grid, layout.prefixTokens, false) };
+  if (g.text && g.textGrads && g.text.length > 0) {
+    const n = g.text[0].queries;
+    const r = cheferRelevanceMatrix(g.text, g.textGrads, start);
+    const eot = tok.eot[t];
+    const raw: number[] = [];
+    for (let i = 1; i < eot; i++) raw.push(r[eot * n + i]);
+    const sum = raw.reduce((a, b) => a + b, 0);
+    const tokens = tok.tokens[t].slice(1, eot).map((token, i) => ({
+      token: model.tokenizer?.tokenText(token) ?? token, score: raw[i], normalized: sum !== 0 ? raw[i] / sum : 0,
+    }));
+    out.tokens = tokens;
+    out.textRelevance = { size: n, data: Float32Array.from(r) };
+  }
+  return out;
+}
+
+/** Loads the model, explains one image, releases the sessions. For many images, load once and use explainWithModel. */
+export async function explainImage(modelDir: string, image: string | Uint8Array, options: ExplainOptions = {}): Promise<ExplainResult> {
+  validateOptions(options);
+  const model = await ExplainModel.load(modelDir, options.load);
+  const gradients = new GradientEngine(model);
+  try {
+    const prepared = await model.prepareImage(image);
+    return await explainWithModel(model, gradients, prepared, options);
+  } finally {
+    await gradients.release();
+    await model.release();
+  }
+}

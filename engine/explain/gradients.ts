@@ -1,0 +1,131 @@
+// Gradients of a score with respect to every attention probability tensor, by a VJP graph (engine/onnx/autodiff):
+// onnxruntime-node cannot differentiate, so the model is differentiated as ONNX and run as one session whose
+// outputs are the score, the attention probabilities (exposed, so the maps and their gradients come from the same
+// run) and `<probs>__grad`.
+//   ViT:  K classes at once — the image is repeated K times and the cotangent of `logits` is one-hot per row, so
+//         one run gives the gradients for every requested class.
+//   CLIP: as the Chefer notebook's `interpret`: the image is repeated once per text, the cotangent of
+//         `logits_per_image` [T, T] is the identity (one_hot = Σ_b logits[b, b]); batch item b then carries the
+//         gradients of the pair (image, text b) in both towers.
+import type * as ortTypes from 'onnxruntime-node';
+import { buildVjp, type VjpModel } from '../onnx/autodiff/index.js';
+import { Graph } from '../onnx/graph.js';
+import { openSession, runSession, ort } from '../onnx/session.js';
+import { ExplainError } from './errors.js';
+import { siteItem, type ExplainModel, type TokenizedTexts } from './model.js';
+import type { PreparedImage } from './preprocess.js';
+import type { LayerTensor } from './tensor.js';
+
+export interface AttentionGradients {
+  /** Scores of this batch item (ViT logits row, or CLIP logits_per_image row). */
+  scores: Float32Array;
+  vision: LayerTensor[];
+  visionGrads: LayerTensor[];
+  text?: LayerTensor[];
+  textGrads?: LayerTensor[];
+}
+
+interface CompiledVjp {
+  vjp: VjpModel;
+  session: ortTypes.InferenceSession;
+}
+
+/** VJP sessions of one model, keyed by the fixed input dims they were built for. */
+export class GradientEngine {
+  private readonly cache = new Map<string, Promise<CompiledVjp>>();
+
+  constructor(readonly model: ExplainModel) {}
+
+  private compiled(inputDims: Record<string, number[]>): Promise<CompiledVjp> {
+    const key = JSON.stringify(inputDims);
+    let p = this.cache.get(key);
+    if (!p) {
+      p = this.compile(inputDims);
+      this.cache.set(key, p);
+      p.catch(() => this.cache.delete(key));
+    }
+    return p;
+  }
+
+  private async compile(inputDims: Record<string, number[]>): Promise<CompiledVjp> {
+    const m = this.model;
+    const sites = [...m.visionSites, ...m.textSites];
+    let vjp: VjpModel;
+    try {
+      vjp = buildVjp(m.onnx, { seeds: [m.scoreOutput], wrt: sites.map((s) => s.probs), inputDims });
+    } catch (e) {
+      throw new ExplainError(`cannot differentiate ${m.info.onnxPath} for the gradient methods (grad-rollout, chefer): ${(e as Error).message}. ` +
+        'The non-gradient methods (heads, rollout, distance) still work.');
+    }
+    const graph = new Graph(vjp.model);
+    for (const s of sites) graph.addOutput(s.probs);
+    const session = await openSession(vjp.model, { intraOpThreads: m.options.intraOpThreads ?? 1 });
+    return { vjp, session };
+  }
+
+  /** ViT: gradients of logits[c] for each class c (one batched run). */
+  async forClasses(image: PreparedImage, classes: readonly number[]): Promise<AttentionGradients[]> {
+    const m = this.model;
+    if (m.family !== 'vit') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
+    const k = classes.length;
+    if (k === 0) return [];
+    const [, c, h, w] = image.dims;
+    const { vjp, session } = await this.compiled({ pixel_values: [k, c, h, w] });
+    const score = m.scoreOutput;
+    const scoreDims = vjp.specs[score].dims;
+    const numClasses = scoreDims[scoreDims.length - 1];
+    const cot = new Float32Array(k * numClasses);
+    classes.forEach((cls, i) => {
+      if (!Number.isInteger(cls) || cls < 0 || cls >= numClasses) {
+        throw new ExplainError(`class ${cls} is out of range: the model has ${numClasses} classes (0..${numClasses - 1})`);
+      }
+      cot[i * numClasses + cls] = 1;
+    });
+    const feeds = m.feeds(image, undefined, k);
+    feeds[vjp.cotangents[score]] = new ort.Tensor('float32', cot, scoreDims);
+    const out = await runSession(session, feeds);
+    return classes.map((_, i) => ({
+      scores: Float32Array.from((out[score].data as Float32Array).subarray(i * numClasses, (i + 1) * numClasses)),
+      vision: m.visionSites.map((s) => siteItem(out[s.probs], s, i)),
+      visionGrads: m.visionSites.map((s) => siteItem(out[vjp.gradients[s.probs]], s, i)),
+    }));
+  }
+
+  /** CLIP: for each text t, gradients of logits_per_image[t, t] with the image repeated per text (Chefer's `interpret`). */
+  async forTexts(image: PreparedImage, texts: TokenizedTexts): Promise<AttentionGradients[]> {
+    const m = this.model;
+    if (m.family !== 'clip') throw new ExplainError('image–text gradients need a CLIP model');
+    const t = texts.texts.length;
+    if (t === 0) throw new ExplainError('Chefer relevance for CLIP needs at least one text (--text "...")');
+    const [, c, h, w] = image.dims;
+    const { vjp, session } = await this.compiled({
+      pixel_values: [t, c, h, w], input_ids: [t, texts.length], attention_mask: [t, texts.length],
+    });
+    const score = m.scoreOutput;
+    const cot = new Float32Array(t * t);
+    for (let i = 0; i < t; i++) cot[i * t + i] = 1;
+    const feeds = m.feeds(image, texts, t);
+    feeds[vjp.cotangents[score]] = new ort.Tensor('float32', cot, [t, t]);
+    const out = await runSession(session, feeds);
+    const scores = out[score].data as Float32Array;
+    return texts.texts.map((_, b) => ({
+      scores: Float32Array.from(scores.subarray(b * t, (b + 1) * t)),
+      vision: m.visionSites.map((s) => siteItem(out[s.probs], s, b)),
+      visionGrads: m.visionSites.map((s) => siteItem(out[vjp.gradients[s.probs]], s, b)),
+      text: m.textSites.map((s) => siteItem(out[s.probs], s, b)),
+      textGrads: m.textSites.map((s) => siteItem(out[vjp.gradients[s.probs]], s, b)),
+    }));
+  }
+
+  async release(): Promise<void> {
+    const all = [...this.cache.values()];
+    this.cache.clear();
+    for (const p of all) {
+      try {
+        await (await p).session.release();
+      } catch {
+        // a failed compile has nothing to release
+      }
+    }
+  }
+}

@@ -1,0 +1,131 @@
+// Files of an explanation: PNG overlays on the image the model saw, a head grid, the distance-vs-depth plot,
+// explain.json (scores and every map as nested arrays of the patch grid) and, with a trace folder, the raw .npy
+// arrays named as the CLI documents them:
+//   attentions_layer<k>.npy [heads, tokens, tokens]   (CLIP text: attentions_text_layer<k>.npy [texts, heads, seq, seq])
+//   rollout_<fusion>_<discard>.npy [grid]             grad_rollout_<class>.npy [grid] (…_<discard> when several)
+//   chefer_<class>.npy [grid] (ViT)                   chefer_image_<t>.npy [grid], chefer_text_<t>.npy [seq, seq] (CLIP)
+//   distance.npy [layers, heads]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { writeNpy } from '../io/npy.js';
+import { overlayHeatmap, renderGrid, renderLineChart, encodePng, type RgbImage, type Normalization } from '../render/index.js';
+import type { ExplainResult } from './api.js';
+import { gridToNested, type GridMap } from './tensor.js';
+
+/** Python's str(float) for the ratios in file names: 0 → "0.0", 0.9 → "0.9". */
+export function formatRatio(r: number): string {
+  return Number.isInteger(r) ? r.toFixed(1) : String(r);
+}
+
+function toMap(g: GridMap): { width: number; height: number; data: Float32Array } {
+  return { width: g.width, height: g.height, data: g.data };
+}
+
+async function overlayPng(base: RgbImage, g: GridMap, normalize: Normalization): Promise<Buffer> {
+  // turbo is the perceptual cousin of the JET colormap vit-explain and the Chefer notebooks draw with.
+  return encodePng(overlayHeatmap(base, toMap(g), { colormap: 'turbo', normalize, resample: 'bilinear', opacity: 0.5 }));
+}
+
+export interface WrittenFiles {
+  outDir: string;
+  files: string[];
+  traceFiles: string[];
+}
+
+/** The JSON view of a result: plain numbers and nested arrays only. */
+export function explainJson(result: ExplainResult): Record<string, unknown> {
+  return {
+    model: result.model,
+    image: { height: result.image.height, width: result.image.width, originalSize: result.image.originalSize },
+    classes: result.classes,
+    similarities: result.similarities,
+    methods: {
+      heads: result.heads && { layer: result.heads.layer, maps: result.heads.maps.map(gridToNested) },
+      rollout: result.rollout.map((r) => ({ fusion: r.fusion, discard: r.discard, normalization: r.normalization, map: gridToNested(r.map) })),
+      gradRollout: result.gradRollout.map((r) => ({ classIndex: r.classIndex, label: r.label, discard: r.discard, variant: r.variant, map: gridToNested(r.map) })),
+      chefer: result.chefer.map((c) => ({
+        start: c.start, classIndex: c.classIndex, label: c.label, textIndex: c.textIndex, text: c.text,
+        image: gridToNested(c.image), tokens: c.tokens,
+      })),
+      distance: result.distance && { unit: 'pixels', patch: result.distance.patch, values: result.distance.values },
+    },
+    skipped: result.skipped,
+    notes: result.notes,
+    timingsMs: result.timings,
+  };
+}
+
+export async function writeExplainOutputs(result: ExplainResult, outDirIn: string, traceDirIn?: string): Promise<WrittenFiles> {
+  const outDir = resolve(outDirIn);
+  mkdirSync(outDir, { recursive: true });
+  const files: string[] = [];
+  const put = (name: string, data: Buffer | string): void => {
+    writeFileSync(join(outDir, name), data);
+    files.push(name);
+  };
+  const base: RgbImage = { width: result.image.width, height: result.image.height, data: result.image.rgb };
+  put('input.png', await encodePng(base));
+
+  if (result.heads) {
+    const tiles = [];
+    for (let h = 0; h < result.heads.maps.length; h++) {
+      tiles.push({ image: overlayHeatmap(base, toMap(result.heads.maps[h]), { colormap: 'turbo', normalize: 'minmax', resample: 'nearest', opacity: 0.6 }), label: `head ${h}` });
+    }
+    const { png } = await renderGrid(tiles, { title: `CLS attention, layer ${result.heads.layer}` });
+    put(`heads_layer${result.heads.layer}.png`, png);
+  }
+  for (const r of result.rollout) put(`rollout_${r.fusion}_${formatRatio(r.discard)}.png`, await overlayPng(base, r.map, 'max'));
+  const gradDiscards = new Set(result.gradRollout.map((g) => g.discard));
+  const gradName = (c: number, d: number): string => (gradDiscards.size > 1 ? `grad_rollout_${c}_${formatRatio(d)}` : `grad_rollout_${c}`);
+  for (const g of result.gradRollout) put(`${gradName(g.classIndex, g.discard)}.png`, await overlayPng(base, g.map, 'max'));
+  for (const c of result.chefer) {
+    const name = c.textIndex !== undefined ? `chefer_image_${c.textIndex}` : `chefer_${c.classIndex}`;
+    put(`${name}.png`, await overlayPng(base, c.image, 'minmax'));
+  }
+  if (result.distance) {
+    const heads = result.distance.values[0]?.length ?? 0;
+    const series = Array.from({ length: heads }, (_, h) => ({
+      name: `head ${h}`, points: result.distance!.values.map((row, l) => [l, row[h]] as const), markers: true,
+    }));
+    put('distance.png', await renderLineChart({
+      series, title: 'Mean attention distance', xLabel: 'layer (depth)', yLabel: 'distance (pixels)', integerX: true,
+    }));
+  }
+  put('explain.json', JSON.stringify(explainJson(result), null, 1));
+
+  const traceFiles: string[] = [];
+  if (traceDirIn !== undefined) {
+    const traceDir = resolve(traceDirIn);
+    mkdirSync(traceDir, { recursive: true });
+    const npy = (name: string, data: Float32Array, shape: number[]): void => {
+      writeNpy(join(traceDir, name), data, shape);
+      traceFiles.push(name);
+    };
+    result.attentions.forEach((a, k) => npy(`attentions_layer${k}.npy`, a.data, [a.heads, a.queries, a.keys]));
+    const textAtt = result.textAttentions;
+    if (textAtt && textAtt.length > 0) {
+      for (let k = 0; k < textAtt[0].length; k++) {
+        const first = textAtt[0][k];
+        const size = first.data.length;
+        const all = new Float32Array(textAtt.length * size);
+        textAtt.forEach((perText, t) => all.set(perText[k].data, t * size));
+        npy(`attentions_text_layer${k}.npy`, all, [textAtt.length, first.heads, first.queries, first.keys]);
+      }
+    }
+    for (const r of result.rollout) npy(`rollout_${r.fusion}_${formatRatio(r.discard)}.npy`, r.map.data, [r.map.height, r.map.width]);
+    for (const g of result.gradRollout) npy(`${gradName(g.classIndex, g.discard)}.npy`, g.map.data, [g.map.height, g.map.width]);
+    for (const c of result.chefer) {
+      if (c.textIndex !== undefined) {
+        npy(`chefer_image_${c.textIndex}.npy`, c.image.data, [c.image.height, c.image.width]);
+        if (c.textRelevance) npy(`chefer_text_${c.textIndex}.npy`, c.textRelevance.data, [c.textRelevance.size, c.textRelevance.size]);
+      } else {
+        npy(`chefer_${c.classIndex}.npy`, c.image.data, [c.image.height, c.image.width]);
+      }
+    }
+    if (result.distance) {
+      const v = result.distance.values;
+      npy('distance.npy', Float32Array.from(v.flat()), [v.length, v[0]?.length ?? 0]);
+    }
+  }
+  return { outDir, files, traceFiles };
+}
