@@ -15,6 +15,8 @@
 // The float path replays torch's AVX2 kernel operation by operation (see boxMuller16), so it is bit-exact with torch
 // on x86; torch builds without AVX2 (other CPUs) use libm's logf/cosf/sinf and can differ by an ulp.
 
+import { bitsToFloat, floatBits, fmaf, fr } from './float32.js';
+
 const N = 624;
 const M = 397;
 const MATRIX_A = 0x9908b0df;
@@ -141,28 +143,6 @@ export class TorchGenerator {
 // latents of sd-tiny-v1 (seed 1234, [1,4,64,64]) match exactly. Using correctly rounded log/cos/sin instead would
 // differ by 1 ulp in about one element in six.
 
-const fr = Math.fround;
-const f32Bits = new Float32Array(1);
-const i32Bits = new Int32Array(f32Bits.buffer);
-
-/** Single-precision fused multiply-add a*b+c with one rounding (a, b, c are floats). */
-function fmaf(a: number, b: number, c: number): number {
-  const p = a * b; // exact: two 24-bit significands fit in 53 bits
-  const s = p + c;
-  const r = fr(s);
-  if (r === s || !Number.isFinite(s)) return r;
-  // Rounding the double s to float could round twice; repair the only bad case, an exact float midpoint.
-  const t = s - p;
-  const err = (p - (s - t)) + (c - t); // TwoSum: p + c = s + err exactly
-  if (err === 0) return r;
-  f32Bits[0] = r;
-  i32Bits[0] += Math.abs(s) > Math.abs(r) ? 1 : -1; // the float on the other side of s
-  const other = f32Bits[0];
-  if ((r + other) / 2 !== s) return r; // not a midpoint: the double rounding was harmless
-  // A tie in double, but the exact sum lies on the side of err.
-  return (err > 0) === (other > r) ? other : r;
-}
-
 const LOG_P = [
   7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
   2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
@@ -173,11 +153,9 @@ const SQRT_HALF = fr(0.707106781186547524);
 
 /** Cephes logf as avx_mathfun's log256_ps computes it, for x in (0, 1]. */
 function cephesLogf(xIn: number): number {
-  f32Bits[0] = Math.max(xIn, 1.1754943508222875e-38); // cut off denormals
-  const bits = i32Bits[0];
+  const bits = floatBits(Math.max(xIn, 1.1754943508222875e-38)); // cut off denormals
   let e = fr((bits >>> 23) - 127 + 1);
-  i32Bits[0] = (bits & ~0x7f800000) | 0x3f000000; // mantissa scaled into [0.5, 1)
-  let x = f32Bits[0];
+  let x = bitsToFloat((bits & ~0x7f800000) | 0x3f000000); // mantissa scaled into [0.5, 1)
   if (x < SQRT_HALF) {
     e = fr(e - 1);
     x = fr(fr(x - 1) + x);
