@@ -1,0 +1,253 @@
+// Worker pool and job queue. Jobs queue FIFO per model (bounded: a full queue is refused, not buffered without end);
+// a free worker takes the oldest waiting job, preferring one whose model it already has loaded. A worker that dies
+// (uncaught error, process.exit in the worker, terminate()) fails only its own job with `worker_crashed` and is
+// replaced; the queue goes on.
+import { Worker } from 'node:worker_threads';
+import { ProtocolError, type ErrorInfo } from './errors.js';
+import type { JobResult, ProgressUpdate, WorkerJob } from './runner.js';
+import type { CacheReport, FromWorker, ToWorker, WorkerInit } from './worker-messages.js';
+import type { WorkerStatus } from './protocol.js';
+
+export interface PoolOptions {
+  workers: number;
+  runnerModule: string;
+  cacheBytes: number;
+  /** Max queued (not yet running) jobs per model. */
+  queueLimit: number;
+  log?: (message: string) => void;
+}
+
+export interface JobHandlers {
+  onStart?(): void;
+  onProgress(update: ProgressUpdate): void;
+  onDone(result: JobResult): void;
+  onError(error: ErrorInfo): void;
+}
+
+interface PoolJob {
+  seq: number;
+  job: WorkerJob;
+  modelKey: string;
+  handlers: JobHandlers;
+  state: 'queued' | 'running' | 'finished';
+  worker?: Slot;
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  ready: boolean;
+  job?: PoolJob;
+  restarts: number;
+  cache: CacheReport;
+  cancelSlot: Int32Array;
+  lastError?: string;
+}
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private readonly queues = new Map<string, PoolJob[]>();
+  private readonly jobs = new Map<string, PoolJob>();
+  private seq = 0;
+  private closed = false;
+
+  constructor(private readonly options: PoolOptions) {
+    if (!Number.isInteger(options.workers) || options.workers < 1) throw new Error(`--workers must be a positive integer, got ${options.workers}`);
+    for (let i = 0; i < options.workers; i++) this.slots.push(this.spawn(i, 0));
+  }
+
+  private log(msg: string): void {
+    this.options.log?.(msg);
+  }
+
+  private spawn(index: number, restarts: number): Slot {
+    const cancelBuffer = new SharedArrayBuffer(4);
+    const init: WorkerInit = { runnerModule: this.options.runnerModule, cacheBytes: this.options.cacheBytes, cancelBuffer };
+    const worker = new Worker(WORKER_URL, { workerData: init });
+    const slot: Slot = { index, worker, ready: false, restarts, cache: { keys: [], bytes: 0 }, cancelSlot: new Int32Array(cancelBuffer) };
+    worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
+    worker.on('error', (err) => {
+      slot.lastError = err.stack ?? err.message;
+      this.log(`worker ${index}: uncaught error: ${err.message}`);
+    });
+    worker.on('exit', (code) => this.onExit(slot, code));
+    return slot;
+  }
+
+  private onMessage(slot: Slot, msg: FromWorker): void {
+    switch (msg.type) {
+      case 'ready':
+        slot.ready = true;
+        this.dispatch();
+        return;
+      case 'log':
+        this.log(`worker ${slot.index}: ${msg.message}`);
+        return;
+      case 'progress':
+        if (slot.job?.seq === msg.seq && slot.job.state === 'running') slot.job.handlers.onProgress(msg.update);
+        return;
+      case 'done':
+      case 'failed': {
+        slot.cache = msg.cache;
+        const job = slot.job;
+        if (!job || job.seq !== msg.seq) return;
+        slot.job = undefined;
+        this.finish(job);
+        if (msg.type === 'done') job.handlers.onDone(msg.result);
+        else job.handlers.onError(msg.error);
+        this.dispatch();
+        return;
+      }
+    }
+  }
+
+  private onExit(slot: Slot, code: number): void {
+    if (this.slots[slot.index] !== slot) return; // an old slot already replaced
+    const job = slot.job;
+    const wasReady = slot.ready;
+    slot.job = undefined;
+    slot.ready = false;
+    if (this.closed) return;
+    const why = slot.lastError ? `: ${slot.lastError.split('\n')[0]}` : '';
+    this.log(`worker ${slot.index} exited with code ${code}${why}; restarting it`);
+    if (job) {
+      this.finish(job);
+      job.handlers.onError({
+        code: 'worker_crashed',
+        message: `the worker running job ${job.job.jobId} stopped (exit code ${code}${why}); it has been restarted and the other jobs go on — retry the request`,
+      });
+    }
+    // A worker that dies before becoming ready would loop: back off, growing with consecutive restarts.
+    const delay = wasReady || job ? 0 : Math.min(5000, 100 * 2 ** Math.min(slot.restarts, 6));
+    setTimeout(() => {
+      if (this.closed) return;
+      this.slots[slot.index] = this.spawn(slot.index, slot.restarts + 1);
+    }, delay).unref();
+  }
+
+  private finish(job: PoolJob): void {
+    job.state = 'finished';
+    job.worker = undefined;
+    this.jobs.delete(job.job.jobId);
+  }
+
+  /** Queues a job; throws ProtocolError('queue_full') at the bound. Returns the number of jobs ahead of it. */
+  submit(job: WorkerJob, handlers: JobHandlers): { position: number; started: boolean } {
+    if (this.closed) throw new ProtocolError('shutting_down', 'the server is shutting down');
+    const modelKey = job.modelDir;
+    const queue = this.queues.get(modelKey) ?? [];
+    if (queue.length >= this.options.queueLimit) {
+      throw new ProtocolError('queue_full', `${queue.length} jobs already wait for ${modelKey} (the limit is ${this.options.queueLimit}); wait for one to finish or cancel one`);
+    }
+    const entry: PoolJob = { seq: ++this.seq, job, modelKey, handlers, state: 'queued' };
+    queue.push(entry);
+    this.queues.set(modelKey, queue);
+    this.jobs.set(job.jobId, entry);
+    this.dispatch();
+    // Jobs of the same model still waiting ahead of this one (0 when it runs, or runs next).
+    const position = entry.state === 'running' ? 0 : queue.indexOf(entry);
+    return { position, started: entry.state === 'running' };
+  }
+
+  /** Cancels a queued or running job. The job's handlers get `cancelled` (now if queued, at the next step if running). */
+  cancel(jobId: string): 'queued' | 'running' | undefined {
+    const job = this.jobs.get(jobId);
+    if (!job) return undefined;
+    if (job.state === 'queued') {
+      const q = this.queues.get(job.modelKey) ?? [];
+      q.splice(q.indexOf(job), 1);
+      if (q.length === 0) this.queues.delete(job.modelKey);
+      this.finish(job);
+      job.handlers.onError({ code: 'cancelled', message: 'the job was cancelled before it started' });
+      return 'queued';
+    }
+    if (job.state === 'running' && job.worker) {
+      Atomics.store(job.worker.cancelSlot, 0, job.seq);
+      job.worker.worker.postMessage({ type: 'cancel', seq: job.seq } satisfies ToWorker);
+      return 'running';
+    }
+    return undefined;
+  }
+
+  /** Terminates the worker running a job, as a crash would (tests; also a last resort for a stuck job). */
+  async terminateJobWorker(jobId: string): Promise<boolean> {
+    const job = this.jobs.get(jobId);
+    if (!job?.worker) return false;
+    await job.worker.worker.terminate();
+    return true;
+  }
+
+  private dispatch(): void {
+    if (this.closed) return;
+    for (;;) {
+      const idle = this.slots.filter((s) => s.ready && !s.job);
+      if (idle.length === 0) return;
+      // Oldest queue head first (FIFO across models too, so no model starves).
+      let next: PoolJob | undefined;
+      for (const q of this.queues.values()) if (q[0] && (!next || q[0].seq < next.seq)) next = q[0];
+      if (!next) return;
+      const slot = idle.find((s) => s.cache.keys.some((k) => k.includes(next!.modelKey))) ?? idle[0];
+      const q = this.queues.get(next.modelKey)!;
+      q.shift();
+      if (q.length === 0) this.queues.delete(next.modelKey);
+      next.state = 'running';
+      next.worker = slot;
+      slot.job = next;
+      slot.worker.postMessage({ type: 'run', seq: next.seq, job: next.job } satisfies ToWorker);
+      next.handlers.onStart?.();
+    }
+  }
+
+  jobState(jobId: string): 'queued' | 'running' | undefined {
+    const s = this.jobs.get(jobId)?.state;
+    return s === 'queued' || s === 'running' ? s : undefined;
+  }
+
+  queueLengths(): Record<string, number> {
+    return Object.fromEntries([...this.queues].map(([k, q]) => [k, q.length]));
+  }
+
+  status(): WorkerStatus[] {
+    return this.slots.map((s) => ({
+      index: s.index,
+      busy: !!s.job,
+      ...(s.job ? { jobId: s.job.job.jobId, model: s.job.modelKey } : {}),
+      restarts: s.restarts,
+      cachedModels: s.cache.keys,
+      cacheBytes: s.cache.bytes,
+    }));
+  }
+
+  /** Resolves when every worker has started (tests, benchmarks). */
+  async whenReady(timeoutMs = 60_000): Promise<void> {
+    const t0 = Date.now();
+    while (!this.slots.every((s) => s.ready)) {
+      if (Date.now() - t0 > timeoutMs) throw new Error('workers did not start in time');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const q of this.queues.values()) {
+      for (const job of q) {
+        this.finish(job);
+        job.handlers.onError({ code: 'shutting_down', message: 'the server shut down before the job started' });
+      }
+    }
+    this.queues.clear();
+    await Promise.all(
+      this.slots.map(async (s) => {
+        const job = s.job;
+        s.job = undefined;
+        await s.worker.terminate();
+        if (job) {
+          this.finish(job);
+          job.handlers.onError({ code: 'shutting_down', message: 'the server shut down while the job ran' });
+        }
+      }),
+    );
+  }
+}

@@ -1,0 +1,443 @@
+// `heed serve`: an HTTP server (GET /healthz) whose WebSocket upgrades speak the heed/1 protocol (protocol.ts,
+// PROTOCOL.md). The main thread only parses, validates, authorises and routes; generation and explanation run in the
+// worker pool (pool.ts). Every job also writes its files to <out>/jobs/<jobId>/ so nothing is lost when a client goes
+// away, and its events go only to the connection that asked.
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { extname, join, resolve } from 'node:path';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { checkUpgradeAuth, generateToken, isLoopbackHost } from './auth.js';
+import { ProtocolError, toErrorInfo, type ErrorInfo } from './errors.js';
+import { PathPolicy } from './paths.js';
+import { WorkerPool } from './pool.js';
+import {
+  CLOSE_CODES,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  REQUEST_TYPES,
+  Request,
+  ServerEvent,
+  describeIssues,
+  encodeBinaryFrame,
+  type ExplainRequest,
+  type FetchRequest,
+  type GenerateRequest,
+  type ResultPayload,
+} from './protocol.js';
+import type { WorkerJob } from './runner.js';
+import { TokenizerService } from './tokenize.js';
+
+export const SERVER_VERSION = '0.1.0';
+
+export interface ServerOptions {
+  host?: string;
+  /** 0 = a free port. */
+  port?: number;
+  /** The token clients must present; generated when absent. */
+  token?: string;
+  /** Set when the token came from the user (required to bind a non-loopback address). */
+  tokenGiven?: boolean;
+  /** Folders models may be loaded from (realpath containment); empty = any. */
+  modelRoots?: string[];
+  workers?: number;
+  /** Output folder: job folders under jobs/, server.json beside them. Default ~/.heed. */
+  outDir?: string;
+  /** Where to write {url, token, pid} (mode 0600); false = do not write. Default <outDir>/server.json. */
+  infoFile?: string | false;
+  queueLimit?: number;
+  maxMessageBytes?: number;
+  maxFetchBytes?: number;
+  /** Per-worker model cache budget. */
+  cacheBytes?: number;
+  /** Runner module URL for the workers (tests inject their own); default: the engine runner. */
+  runnerModule?: string;
+  log?: (message: string) => void;
+}
+
+export interface ServerInfo {
+  url: string;
+  token: string;
+  pid: number;
+  protocol: string;
+  host: string;
+  port: number;
+  outDir: string;
+  startedAt: string;
+}
+
+interface OpenRequest {
+  jobId?: string;
+}
+
+interface Connection {
+  ws: WebSocket;
+  hello: boolean;
+  open: Map<string, OpenRequest>;
+  remote: string;
+}
+
+const DEFAULT_RUNNER = new URL('./engine-runner.js', import.meta.url).href;
+
+function newJobId(): string {
+  const d = new Date();
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}-${randomBytes(4).toString('hex')}`;
+}
+
+const MIME: Record<string, string> = { '.png': 'image/png', '.json': 'application/json', '.npy': 'application/octet-stream', '.txt': 'text/plain' };
+
+export class HeedServer {
+  readonly pool: WorkerPool;
+  readonly info: ServerInfo;
+  private readonly connections = new Set<Connection>();
+  private readonly tokenizers = new TokenizerService();
+  private readonly startedAt = Date.now();
+  private closing = false;
+
+  private constructor(
+    private readonly http: Server,
+    private readonly wss: WebSocketServer,
+    private readonly opts: Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots'>> & { infoFile: string | false },
+    private readonly modelPolicy: PathPolicy,
+    private readonly filePolicy: PathPolicy,
+    private readonly fetchPolicy: PathPolicy,
+    private readonly log: (m: string) => void,
+    info: ServerInfo,
+  ) {
+    this.info = info;
+    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, log });
+  }
+
+  get url(): string {
+    return this.info.url;
+  }
+
+  get token(): string {
+    return this.info.token;
+  }
+
+  static async start(options: ServerOptions = {}): Promise<HeedServer> {
+    const host = options.host ?? '127.0.0.1';
+    if (!isLoopbackHost(host) && !(options.token && options.tokenGiven)) {
+      throw new Error(
+        `refusing to listen on ${host} without a token you chose: a non-loopback address exposes the engine to the network. Pass --token-file F (a secret you share with the client) or bind 127.0.0.1`,
+      );
+    }
+    if (options.token !== undefined && options.token.length < 16) throw new Error('the token must be at least 16 characters (use a random secret)');
+    const log = options.log ?? ((m: string) => process.stderr.write(`[heed serve ${new Date().toISOString()}] ${m}\n`));
+    const outDir = resolve(options.outDir ?? join(homedir(), '.heed'));
+    await mkdir(join(outDir, 'jobs'), { recursive: true, mode: 0o700 });
+    const modelPolicy = await PathPolicy.create(options.modelRoots ?? []);
+    const filePolicy = modelPolicy.restricted ? await PathPolicy.create([...modelPolicy.roots, outDir]) : modelPolicy;
+    const fetchPolicy = await PathPolicy.create([outDir]);
+    const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    const opts = {
+      host,
+      port: options.port ?? 0,
+      workers: options.workers ?? 1,
+      outDir,
+      infoFile: options.infoFile === undefined ? join(outDir, 'server.json') : options.infoFile,
+      queueLimit: options.queueLimit ?? 16,
+      maxMessageBytes,
+      maxFetchBytes: options.maxFetchBytes ?? 64 * 1024 * 1024,
+      cacheBytes: options.cacheBytes ?? 4 * 1024 ** 3,
+      runnerModule: options.runnerModule ?? DEFAULT_RUNNER,
+    };
+    const token = options.token ?? generateToken();
+    const http = createServer();
+    // maxPayload makes ws refuse an oversized frame from its header, before buffering it, and close with 1009.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes });
+    await new Promise<void>((res, rej) => {
+      http.once('error', rej);
+      http.listen(opts.port, host, () => res());
+    });
+    const addr = http.address();
+    const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+    const urlHost = host.includes(':') ? `[${host}]` : host;
+    const info: ServerInfo = { url: `ws://${urlHost}:${port}/`, token, pid: process.pid, protocol: PROTOCOL_VERSION, host, port, outDir, startedAt: new Date().toISOString() };
+    const server = new HeedServer(http, wss, opts, modelPolicy, filePolicy, fetchPolicy, log, info);
+    http.on('request', (req, res) => {
+      if (req.method === 'GET' && new URL(req.url ?? '/', 'http://x').pathname === '/healthz') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ok: true, protocol: PROTOCOL_VERSION, version: SERVER_VERSION }));
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('heed serve: WebSocket endpoint (protocol heed/1) and GET /healthz only\n');
+    });
+    http.on('upgrade', (req, socket, head) => server.onUpgrade(req, socket, head));
+    if (opts.infoFile) await writeInfoFile(opts.infoFile, info);
+    log(`listening on ${info.url} (protocol ${PROTOCOL_VERSION}, ${opts.workers} worker${opts.workers > 1 ? 's' : ''}, out ${outDir})`);
+    return server;
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const auth = checkUpgradeAuth(req, this.info.token);
+    if (!auth.ok || this.closing) {
+      const reason = auth.ok ? 'the server is shutting down' : auth.reason;
+      const status = auth.ok ? '503 Service Unavailable' : '401 Unauthorized';
+      const body = `${reason}\n`;
+      socket.end(
+        `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+          `${auth.ok ? '' : 'WWW-Authenticate: Bearer realm="heed"\r\n'}Connection: close\r\n\r\n${body}`,
+      );
+      this.log(`refused a connection from ${req.socket.remoteAddress}: ${reason}`);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
+  }
+
+  private onConnection(ws: WebSocket, req: IncomingMessage): void {
+    const conn: Connection = { ws, hello: false, open: new Map(), remote: `${req.socket.remoteAddress}:${req.socket.remotePort}` };
+    this.connections.add(conn);
+    ws.on('message', (data, isBinary) => {
+      void this.onMessage(conn, data, isBinary).catch((e: unknown) => {
+        this.log(`internal error handling a message: ${(e as Error).stack ?? String(e)}`);
+        this.sendError(conn, undefined, { code: 'internal', message: `internal server error: ${(e as Error).message}` });
+      });
+    });
+    ws.on('error', (err) => {
+      // ws has already closed the socket (1009 for an oversized message); the server keeps serving the others.
+      this.log(`connection ${conn.remote}: ${err.message}`);
+    });
+    ws.on('close', () => {
+      this.connections.delete(conn);
+      // Jobs keep running: their files land in the job folder even though nobody listens any more.
+    });
+  }
+
+  private send(conn: Connection, event: ServerEvent): void {
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    const checked = ServerEvent.safeParse(event);
+    if (!checked.success) {
+      // A bug on our side: tell the client plainly instead of sending something its schema would reject.
+      const { message } = describeIssues(checked.error.issues);
+      this.log(`BUG: outgoing ${event.type} event fails the schema: ${message}`);
+      conn.ws.send(JSON.stringify({ type: 'error', ...(event.id ? { id: event.id } : {}), code: 'internal', message: `internal error: the server built an invalid ${event.type} event (${message})` }));
+      return;
+    }
+    conn.ws.send(JSON.stringify(event));
+  }
+
+  private sendError(conn: Connection, id: string | undefined, err: ErrorInfo): void {
+    this.send(conn, { type: 'error', ...(id !== undefined ? { id } : {}), code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) });
+  }
+
+  private sendResult(conn: Connection, id: string, result: ResultPayload): void {
+    this.send(conn, { type: 'result', id, result });
+  }
+
+  private async onMessage(conn: Connection, data: RawData, isBinary: boolean): Promise<void> {
+    if (isBinary) {
+      this.sendError(conn, undefined, { code: 'binary_not_supported', message: 'send requests as JSON text frames; binary frames only go from server to client' });
+      return;
+    }
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      this.sendError(conn, undefined, { code: 'bad_json', message: `the message is not valid JSON: ${(e as Error).message}` });
+      return;
+    }
+    const obj = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
+    const rid = typeof obj?.id === 'string' && obj.id.length > 0 && obj.id.length <= 64 ? obj.id : undefined;
+    if (!obj) {
+      this.sendError(conn, undefined, { code: 'invalid_message', message: 'a message must be a JSON object with "type" and "id"' });
+      return;
+    }
+    if (typeof obj.type !== 'string' || !(REQUEST_TYPES as readonly string[]).includes(obj.type)) {
+      this.sendError(conn, rid, {
+        code: 'unknown_type',
+        field: 'type',
+        message: `unknown message type ${JSON.stringify(obj.type)}; this server (${PROTOCOL_VERSION}) understands ${REQUEST_TYPES.join(', ')}`,
+      });
+      return;
+    }
+    const parsed = Request.safeParse(obj);
+    if (!parsed.success) {
+      const { field, message } = describeIssues(parsed.error.issues);
+      this.sendError(conn, rid, { code: 'invalid_message', message: `invalid ${obj.type} request: ${message}`, ...(field ? { field } : {}) });
+      return;
+    }
+    const req = parsed.data;
+    if (req.type !== 'hello' && !conn.hello) {
+      this.sendError(conn, req.id, { code: 'hello_required', message: `send {"type":"hello","id":…,"protocols":["${PROTOCOL_VERSION}"]} first` });
+      return;
+    }
+    if (conn.open.has(req.id)) {
+      this.sendError(conn, req.id, { code: 'duplicate_id', field: 'id', message: `request id ${JSON.stringify(req.id)} is still in use by an open request of this connection; use a fresh id` });
+      return;
+    }
+    conn.open.set(req.id, {});
+    try {
+      await this.handle(conn, req);
+    } catch (e) {
+      conn.open.delete(req.id);
+      this.sendError(conn, req.id, toErrorInfo(e, 'internal'));
+    }
+  }
+
+  /** Handles a validated request. Non-job requests answer here; jobs answer from the pool's callbacks. */
+  private async handle(conn: Connection, req: Request): Promise<void> {
+    const done = (result: ResultPayload): void => {
+      conn.open.delete(req.id);
+      this.sendResult(conn, req.id, result);
+    };
+    switch (req.type) {
+      case 'hello': {
+        if (!req.protocols.includes(PROTOCOL_VERSION)) {
+          throw new ProtocolError('unsupported_protocol', `this server speaks ${PROTOCOL_VERSION}; the client offered ${req.protocols.join(', ')} — update the client or the engine`, 'protocols');
+        }
+        conn.hello = true;
+        done({
+          kind: 'hello',
+          protocol: PROTOCOL_VERSION,
+          server: { name: 'heed', version: SERVER_VERSION, pid: process.pid },
+          limits: { maxMessageBytes: this.opts.maxMessageBytes, queueLimit: this.opts.queueLimit, maxFetchBytes: this.opts.maxFetchBytes },
+          outDir: this.opts.outDir,
+        });
+        return;
+      }
+      case 'tokenize': {
+        const dir = await this.modelPolicy.resolve(req.model, 'model', 'model');
+        done(await this.tokenizers.tokenize(dir, req.text));
+        return;
+      }
+      case 'listModels':
+        done({ kind: 'listModels', roots: this.modelPolicy.roots, models: await this.modelPolicy.listModels() });
+        return;
+      case 'status':
+        done({
+          kind: 'status',
+          protocol: PROTOCOL_VERSION,
+          uptimeMs: Date.now() - this.startedAt,
+          workers: this.pool.status(),
+          queues: this.pool.queueLengths(),
+          queueLimit: this.opts.queueLimit,
+          yourJobs: [...conn.open]
+            .filter(([, o]) => o.jobId && this.pool.jobState(o.jobId))
+            .map(([id, o]) => ({ id, jobId: o.jobId!, state: this.pool.jobState(o.jobId!)! })),
+          connections: this.connections.size,
+        });
+        return;
+      case 'cancel': {
+        const target = conn.open.get(req.target);
+        const was = target?.jobId ? this.pool.cancel(target.jobId) : undefined;
+        if (!was) throw new ProtocolError('not_found', `no open job with id ${JSON.stringify(req.target)} on this connection (finished already, or never a job)`, 'target');
+        done({ kind: 'cancel', target: req.target, was });
+        return;
+      }
+      case 'fetch':
+        await this.fetchFile(conn, req);
+        return;
+      case 'generate':
+      case 'explain':
+        await this.submitJob(conn, req);
+        return;
+    }
+  }
+
+  private async fetchFile(conn: Connection, req: FetchRequest): Promise<void> {
+    const path = await this.fetchPolicy.resolve(req.path, 'path', 'file');
+    const st = await stat(path);
+    if (!st.isFile()) throw new ProtocolError('file_not_found', `${req.path} is not a file`, 'path');
+    if (st.size > this.opts.maxFetchBytes) throw new ProtocolError('file_too_large', `${req.path} has ${st.size} bytes, over the fetch limit of ${this.opts.maxFetchBytes}`, 'path');
+    const bytes = await readFile(path);
+    const mime = MIME[extname(path).toLowerCase()] ?? 'application/octet-stream';
+    conn.open.delete(req.id);
+    this.sendResult(conn, req.id, { kind: 'fetch', path, bytes: bytes.length, mime });
+    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(encodeBinaryFrame({ id: req.id, path, bytes: bytes.length, mime }, bytes), { binary: true });
+  }
+
+  private async submitJob(conn: Connection, req: GenerateRequest | ExplainRequest): Promise<void> {
+    const modelDir = await this.modelPolicy.resolve(req.model, 'model', 'model');
+    const jobId = newJobId();
+    const outDir = join(this.opts.outDir, 'jobs', jobId);
+    let job: WorkerJob;
+    if (req.type === 'generate') {
+      const latentsPath = req.latents ? await this.filePolicy.resolve(req.latents, 'latents', 'file') : undefined;
+      await mkdir(outDir, { recursive: true });
+      job = { kind: 'generate', jobId, request: req, modelDir, ...(latentsPath ? { latentsPath } : {}), outDir };
+    } else {
+      let imagePath: string;
+      if ('path' in req.image) imagePath = await this.filePolicy.resolve(req.image.path, 'image.path', 'file');
+      else {
+        await mkdir(outDir, { recursive: true });
+        imagePath = join(outDir, 'input.png');
+        await writeFile(imagePath, Buffer.from(req.image.data, 'base64'));
+      }
+      await mkdir(outDir, { recursive: true });
+      job = { kind: 'explain', jobId, request: req, modelDir, imagePath, outDir };
+    }
+    // The request beside the results: a client that went away can still see what produced them.
+    await writeFile(join(outDir, 'request.json'), JSON.stringify(req.type === 'explain' && 'data' in req.image ? { ...req, image: { path: 'input.png' } } : req, null, 2));
+    const open = conn.open.get(req.id);
+    if (open) open.jobId = jobId;
+    let submitted: { position: number; started: boolean };
+    try {
+      submitted = this.pool.submit(job, {
+      onProgress: (update) => this.send(conn, { type: 'progress', id: req.id, jobId, ...update }),
+      onDone: (result) => {
+        conn.open.delete(req.id);
+        void writeFile(join(outDir, 'result.json'), JSON.stringify(result, null, 2)).catch(() => undefined);
+        this.sendResult(conn, req.id, result);
+      },
+      onError: (err) => {
+        conn.open.delete(req.id);
+        void writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2)).catch(() => undefined);
+        this.log(`job ${jobId} ended: ${err.code}: ${err.message}`);
+        this.sendError(conn, req.id, err);
+      },
+    });
+    } catch (e) {
+      await rm(outDir, { recursive: true, force: true });
+      throw e;
+    }
+    this.send(conn, { type: 'accepted', id: req.id, jobId, position: submitted.position, outDir });
+    if (!submitted.started) this.send(conn, { type: 'progress', id: req.id, jobId, phase: 'queued', step: 0, total: 0 });
+  }
+
+  /** Request ids → job ids of one connection's open jobs (tests). */
+  jobIdOf(requestId: string): string | undefined {
+    for (const c of this.connections) {
+      const j = c.open.get(requestId)?.jobId;
+      if (j) return j;
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const c of this.connections) c.ws.close(CLOSE_CODES.goingAway, 'server shutting down');
+    await this.pool.close();
+    await new Promise<void>((res) => {
+      this.wss.close(() => res());
+    });
+    for (const c of this.connections) c.ws.terminate();
+    await new Promise<void>((res) => this.http.close(() => res()));
+    this.http.closeAllConnections?.();
+    if (this.opts.infoFile) await rm(this.opts.infoFile, { force: true });
+  }
+}
+
+/** Writes server.json atomically with mode 0600 (it holds the token). */
+async function writeInfoFile(path: string, info: ServerInfo): Promise<void> {
+  await mkdir(resolve(path, '..'), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(info, null, 2) + '\n');
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+}
+
+export function startServer(options: ServerOptions = {}): Promise<HeedServer> {
+  return HeedServer.start(options);
+}
