@@ -1,0 +1,148 @@
+// What the editor shows from the engine's tokenization and from a run's maps, computed without 'vscode':
+// hover text for a word, the part of a prompt past CLIP's token window, per-word max attention, neglected subjects.
+import type { TokenMap, TokenizeResult, WordInfo } from '../../../engine/server/protocol.js';
+import { findWord, textRangeToLineRanges, type LineRange, type Problem, type PromptBlock } from './promptFile.js';
+
+/** The word of a tokenization under `offset` of the prompt text (start inclusive, end inclusive for the cursor). */
+export function wordAtOffset(tok: TokenizeResult, offset: number): WordInfo | undefined {
+  return tok.words.find((w) => offset >= w.start && offset <= w.end && w.end > w.start && /[\p{L}\p{N}]/u.test(w.word)) ?? tok.words.find((w) => offset >= w.start && offset < w.end);
+}
+
+/** A CLIP byte-level BPE token as a reader wants it: `</w>` (end of word) shown as a trailing `·`. */
+export function displayToken(token: string): string {
+  return token.endsWith('</w>') ? `${token.slice(0, -4)}·` : token;
+}
+
+/** Markdown for hovering a word: its tokens, their ids and positions, and whether truncation cut it. */
+export function hoverMarkdown(tok: TokenizeResult, word: WordInfo): string {
+  const rows = word.tokenIndices.map((i) => `| ${i} | \`${displayToken(tok.tokens[i] ?? '?')}\` | ${tok.ids[i] ?? '?'} |`);
+  const n = word.tokenIndices.length;
+  const head = `**${word.word}** → ${n === 0 ? 'no tokens (cut off by the 77-token window)' : `${n} token${n === 1 ? '' : 's'}`}`;
+  const table = n > 0 ? ['', '| position | token | id |', '|---:|---|---:|', ...rows].join('\n') : '';
+  const used = `\n\nPrompt uses ${Math.max(0, tok.length - 2)} of ${tok.maxLength - 2} content tokens${tok.truncated ? ' — truncated' : ''}.`;
+  return head + table + used;
+}
+
+export interface OverflowFinding {
+  /** Offset in the prompt text from which everything is past the token window. */
+  textStart: number;
+  ranges: LineRange[];
+  problem: Problem;
+}
+
+/**
+ * The part of the prompt that CLIP never sees. A word is past the window when truncation dropped it whole (no token
+ * positions) or when it is the last kept word and truncation cut its tail (its last position is the last content slot
+ * and it is among `droppedWords`).
+ */
+export function overflowFinding(block: PromptBlock, tok: TokenizeResult): OverflowFinding | undefined {
+  if (!tok.truncated) return undefined;
+  const lastSlot = tok.maxLength - 2;
+  let first = tok.words.findIndex((w) => w.tokenIndices.length === 0 && /\S/.test(w.word));
+  if (first < 0) first = tok.words.length;
+  const prev = tok.words[first - 1];
+  if (prev && prev.tokenIndices.includes(lastSlot) && tok.droppedWords.includes(prev.word)) first -= 1;
+  const start = tok.words[first]?.start;
+  if (start === undefined) return undefined;
+  const ranges = textRangeToLineRanges(block, start, block.text.length);
+  if (ranges.length === 0) return undefined;
+  const cut = block.text.slice(start);
+  const words = cut.split(/\s+/).filter(Boolean).length;
+  return {
+    textStart: start,
+    ranges,
+    problem: {
+      range: ranges[0]!,
+      message: `Past CLIP's ${tok.maxLength}-token window: "${cut.length > 60 ? `${cut.slice(0, 57)}…` : cut}" (${words} word${words === 1 ? '' : 's'}) is cut off and has no effect on the image. Shorten the prompt or move what matters to the front.`,
+      severity: 'warning',
+      code: 'past-token-window',
+    },
+  };
+}
+
+export interface WordAttention {
+  word: string;
+  /** The word's max attention as the engine reported it. */
+  maxAttention: number;
+  /** maxAttention divided by the largest among the prompt's words (1 = the most attended word). */
+  relative: number;
+  textStart: number;
+  textEnd: number;
+  ranges: LineRange[];
+}
+
+/** Places each map of a run on the prompt text: by token positions when a tokenization is at hand, else by search. */
+export function wordAttentions(block: PromptBlock, maps: readonly TokenMap[], tok?: TokenizeResult): WordAttention[] {
+  const withMax = maps.filter((m) => typeof m.maxAttention === 'number' && Number.isFinite(m.maxAttention));
+  const top = Math.max(0, ...withMax.map((m) => m.maxAttention!));
+  const out: WordAttention[] = [];
+  let searchFrom = 0;
+  for (const m of withMax) {
+    let start = -1;
+    let end = -1;
+    const key = m.tokenIndices.join(',');
+    const w = tok?.words.find((x) => x.tokenIndices.length > 0 && x.tokenIndices.join(',') === key);
+    if (w) {
+      start = w.start;
+      end = w.end;
+    } else {
+      const at = findWord(block.text.slice(searchFrom), m.word);
+      if (at >= 0) {
+        start = searchFrom + at;
+        end = start + m.word.length;
+        searchFrom = end;
+      }
+    }
+    if (start < 0) continue;
+    out.push({ word: m.word, maxAttention: m.maxAttention!, relative: top > 0 ? m.maxAttention! / top : 0, textStart: start, textEnd: end, ranges: textRangeToLineRanges(block, start, end) });
+  }
+  return out;
+}
+
+/** Words that rarely carry a subject; they are not flagged as neglected. */
+const FUNCTION_WORDS = new Set(
+  'a an the and or but of on in at to with without by for from into onto over under above below near next beside behind is are was were be being been it its this that these those his her their my your our very some one two three photo picture image painting'.split(' '),
+);
+
+export function isFunctionWord(word: string): boolean {
+  return FUNCTION_WORDS.has(word.toLowerCase()) || !/[\p{L}]/u.test(word);
+}
+
+export interface NeglectFinding {
+  word: string;
+  problem: Problem;
+  /** True when the word is already on the block's `excite:` line (no quick fix then). */
+  alreadyExcited: boolean;
+}
+
+/**
+ * Subjects whose attention stays low. Candidates: the block's `excite:` words when it has them, else every content
+ * word. A word is neglected when its max attention, relative to the most attended word, is under `threshold`.
+ */
+export function neglectFindings(block: PromptBlock, attentions: readonly WordAttention[], threshold: number): NeglectFinding[] {
+  const excite = (block.settings.excite ?? []).map((w) => w.toLowerCase());
+  const candidates = attentions.filter((a) => !isFunctionWord(a.word));
+  const out: NeglectFinding[] = [];
+  for (const a of candidates) {
+    if (a.relative >= threshold || a.ranges.length === 0) continue;
+    const alreadyExcited = excite.includes(a.word.toLowerCase());
+    out.push({
+      word: a.word,
+      alreadyExcited,
+      problem: {
+        range: a.ranges[0]!,
+        message: `'${a.word}' may be neglected: its max attention is ${(a.relative * 100).toFixed(0)}% of the strongest word's (threshold ${(threshold * 100).toFixed(0)}%).${alreadyExcited ? ' It is already excited; try more steps or a larger scale factor.' : ` Attend-and-Excite can strengthen it.`}`,
+        severity: 'warning',
+        code: 'neglected-subject',
+      },
+    });
+  }
+  return out;
+}
+
+/** A compact bar for inline display of a 0..1 value (e.g. `▆ 0.82`). */
+export function attentionBadge(relative: number): string {
+  const bars = '▁▂▃▄▅▆▇█';
+  const i = Math.max(0, Math.min(bars.length - 1, Math.round(relative * (bars.length - 1))));
+  return `${bars[i]} ${relative.toFixed(2)}`;
+}

