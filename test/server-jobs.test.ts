@@ -215,3 +215,23 @@ describe('server: model cache (LRU by memory)', () => {
     assert.equal(loads, 1);
   });
 });
+
+describe('server: a runner that cannot start', () => {
+  it('fails waiting jobs with the reason instead of queueing them forever', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'heed-server-broken-'));
+    mkdirSync(join(dir, 'm', 'unet'), { recursive: true });
+    writeFileSync(join(dir, 'm', 'model_index.json'), '{}');
+    const server = await startServer({ port: 0, outDir: join(dir, 'out'), runnerModule: new URL('file:///nonexistent/heed-runner.js').href, log: () => undefined });
+    try {
+      const c = await HeedClient.connect(server.url, { token: server.token });
+      const x = await c.request({ type: 'generate', model: join(dir, 'm'), prompt: 'a' });
+      assert.equal(code(x), 'internal');
+      assert.match(x.terminal.type === 'error' ? x.terminal.message : '', /no worker can start.*heed-runner\.js/);
+      assert.equal((await c.request({ type: 'status' })).terminal.type, 'result', 'the server itself still answers');
+      await c.close();
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

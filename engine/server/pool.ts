@@ -42,6 +42,8 @@ interface Slot {
   cache: CacheReport;
   cancelSlot: Int32Array;
   lastError?: string;
+  /** Consecutive exits before becoming ready. */
+  failedStarts: number;
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -66,7 +68,7 @@ export class WorkerPool {
     const cancelBuffer = new SharedArrayBuffer(4);
     const init: WorkerInit = { runnerModule: this.options.runnerModule, cacheBytes: this.options.cacheBytes, cancelBuffer };
     const worker = new Worker(WORKER_URL, { workerData: init });
-    const slot: Slot = { index, worker, ready: false, restarts, cache: { keys: [], bytes: 0 }, cancelSlot: new Int32Array(cancelBuffer) };
+    const slot: Slot = { index, worker, ready: false, restarts, cache: { keys: [], bytes: 0 }, cancelSlot: new Int32Array(cancelBuffer), failedStarts: 0 };
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
     worker.on('error', (err) => {
       slot.lastError = err.stack ?? err.message;
@@ -83,6 +85,7 @@ export class WorkerPool {
         this.dispatch();
         return;
       case 'log':
+        if (!slot.ready) slot.lastError = msg.message;
         this.log(`worker ${slot.index}: ${msg.message}`);
         return;
       case 'progress':
@@ -119,11 +122,24 @@ export class WorkerPool {
         message: `the worker running job ${job.job.jobId} stopped (exit code ${code}${why}); it has been restarted and the other jobs go on — retry the request`,
       });
     }
-    // A worker that dies before becoming ready would loop: back off, growing with consecutive restarts.
-    const delay = wasReady || job ? 0 : Math.min(5000, 100 * 2 ** Math.min(slot.restarts, 6));
+    // A worker that dies before becoming ready would loop: back off, growing with consecutive failed starts, and
+    // once no worker can start at all, fail the waiting jobs with the reason instead of letting them wait forever.
+    const failedStarts = wasReady || job ? 0 : slot.failedStarts + 1;
+    if (failedStarts >= 3 && !this.slots.some((s) => s.ready)) {
+      for (const q of this.queues.values()) {
+        for (const waiting of q) {
+          this.finish(waiting);
+          waiting.handlers.onError({ code: 'internal', message: `no worker can start (${failedStarts} attempts)${why}; check the engine installation (heed serve logs the details)` });
+        }
+      }
+      this.queues.clear();
+    }
+    const delay = failedStarts === 0 ? 0 : Math.min(5000, 100 * 2 ** Math.min(failedStarts, 6));
     setTimeout(() => {
       if (this.closed) return;
-      this.slots[slot.index] = this.spawn(slot.index, slot.restarts + 1);
+      const next = this.spawn(slot.index, slot.restarts + 1);
+      next.failedStarts = failedStarts;
+      this.slots[slot.index] = next;
     }, delay).unref();
   }
 
@@ -136,6 +152,10 @@ export class WorkerPool {
   /** Queues a job; throws ProtocolError('queue_full') at the bound. Returns the number of jobs ahead of it. */
   submit(job: WorkerJob, handlers: JobHandlers): { position: number; started: boolean } {
     if (this.closed) throw new ProtocolError('shutting_down', 'the server is shutting down');
+    if (this.slots.every((s) => s.failedStarts >= 3)) {
+      const why = this.slots[0]?.lastError?.split('\n')[0] ?? 'unknown reason';
+      throw new ProtocolError('internal', `no worker can start (${why}); check the engine installation (heed serve logs the details)`);
+    }
     const modelKey = job.modelDir;
     const queue = this.queues.get(modelKey) ?? [];
     if (queue.length >= this.options.queueLimit) {

@@ -1,0 +1,94 @@
+// `heed serve`: the CLI face of the server. engine/cli/main.ts registers it with `registerServe(program)`.
+import { readFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { InvalidArgumentError, type Command } from 'commander';
+import { startServer, type HeedServer } from './server.js';
+import { PROTOCOL_VERSION } from './protocol.js';
+
+export interface ServeCliOptions {
+  host: string;
+  port: number;
+  token?: string;
+  tokenFile?: string;
+  models?: string[];
+  workers: number;
+  out?: string;
+  queueLimit: number;
+  maxMessageMb: number;
+  cacheMb?: number;
+  infoFile?: string;
+  json?: boolean;
+}
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+    return n;
+  };
+}
+
+export function registerServe(program: Command): Command {
+  return program
+    .command('serve')
+    .description(`run the engine as a WebSocket service (protocol ${PROTOCOL_VERSION}, see PROTOCOL.md) for the VS Code extension and other clients`)
+    .option('--host <addr>', 'address to bind (non-loopback needs --token or --token-file)', '127.0.0.1')
+    .option('--port <n>', 'port (0 = any free port; the chosen one is printed and written to server.json)', int('--port', 0, 65535), 0)
+    .option('--token <secret>', 'token clients must present (default: a random one; prefer --token-file, command lines are visible to other users)')
+    .option('--token-file <file>', 'read the token from this file (first line)')
+    .option('--models <dirs...>', 'only these folders (and what they contain) may be loaded; default: any folder')
+    .option('--workers <n>', 'worker threads running jobs in parallel (each holds its own models)', int('--workers', 1, 64), 1)
+    .option('--out <dir>', 'output folder: job folders under jobs/, server.json beside them (default ~/.heed)')
+    .option('--queue-limit <n>', 'queued jobs per model before requests are refused with queue_full', int('--queue-limit', 1, 10_000), 16)
+    .option('--max-message-mb <n>', 'largest message a client may send, in MiB', int('--max-message-mb', 1, 1024), 16)
+    .option('--cache-mb <n>', 'model cache per worker, in MiB (default: 40% of RAM / workers)', int('--cache-mb', 1, 1 << 24))
+    .option('--info-file <file>', 'where to write {url, token, pid} (mode 0600; default <out>/server.json)')
+    .option('--json', 'print one JSON line {url, token, pid, outDir} on stdout once listening (for programs that start the engine)')
+    .action(async (opts: ServeCliOptions) => {
+      await runServe(opts);
+    });
+}
+
+export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
+  if (opts.token && opts.tokenFile) throw new InvalidArgumentError('give --token or --token-file, not both');
+  let token = opts.token;
+  if (opts.tokenFile) {
+    try {
+      token = readFileSync(opts.tokenFile, 'utf8').split(/\r?\n/)[0]?.trim();
+    } catch (e) {
+      throw new InvalidArgumentError(`--token-file ${opts.tokenFile}: ${(e as Error).message}`);
+    }
+    if (!token) throw new InvalidArgumentError(`--token-file ${opts.tokenFile} is empty; put a random secret of 16+ characters in it`);
+  }
+  const workers = Math.min(opts.workers, Math.max(1, cpus().length));
+  const cacheBytes = opts.cacheMb !== undefined ? opts.cacheMb * 1024 * 1024 : Math.floor((0.4 * totalmem()) / workers);
+  const server = await startServer({
+    host: opts.host,
+    port: opts.port,
+    ...(token ? { token, tokenGiven: true } : {}),
+    modelRoots: opts.models ?? [],
+    workers,
+    ...(opts.out ? { outDir: opts.out } : {}),
+    ...(opts.infoFile ? { infoFile: opts.infoFile } : {}),
+    queueLimit: opts.queueLimit,
+    maxMessageBytes: opts.maxMessageMb * 1024 * 1024,
+    cacheBytes,
+  });
+  const { url, pid, outDir } = server.info;
+  if (opts.json) process.stdout.write(JSON.stringify({ url, token: server.token, pid, outDir, protocol: PROTOCOL_VERSION }) + '\n');
+  else {
+    process.stdout.write(`heed serve: listening on ${url}\n`);
+    process.stdout.write(`token: ${token ? '(the one you gave)' : server.token}\n`);
+    process.stdout.write(`connection info (url, token, pid): ${opts.infoFile ?? `${outDir}/server.json`}\n`);
+  }
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`heed serve: ${signal}, shutting down\n`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  return server;
+}
