@@ -1,0 +1,20 @@
+// What a backward rule sees. A rule gets the forward node, the gradients of its outputs (undefined where an output
+// does not reach a seed: the rule treats it as zero), and which inputs need a gradient; it emits backward nodes through
+// the emitter and returns one gradient name per input (undefined for inputs that need none). Rules reference forward
+// tensors by name — those become the residuals the two-phase mode saves — so a rule should reference only what its
+// formula needs (Softmax: its output; Mul: the other operand), never recompute the forward.
+import type { NodeProto } from 'onnx-buf';
+import type { Emitter } from './emitter.js';
+
+export interface RuleContext {
+  readonly e: Emitter;
+  readonly node: NodeProto;
+  /** Gradient of output i, or undefined when that output does not influence any seed. */
+  gradOut(i: number): string | undefined;
+  /** Whether input i lies on a path from a `wrt` tensor (only those get gradients). */
+  needsGrad(i: number): boolean;
+  /** Adds output names to the forward node (for ops whose optional outputs save recomputation, e.g. LayerNormalization). */
+  addForwardOutput(dims: number[], elemType: number, hint: string): string;
+}
+
+export type Rule = (ctx: RuleContext) => (string | undefined)[];
