@@ -1,0 +1,96 @@
+// `heed demo` (`npm run demo`): the main job end to end on tiny models built with seeded random weights — no
+// download, no real model. It builds the models into the cache when missing, generates with per-word attention maps
+// on the tiny SD pipeline, then explains the generated image with the tiny ViT and CLIP. The weights are random, so
+// the image is structured noise and the maps are not meaningful: the point is that every stage runs and what the
+// outputs look like. Point `heed generate --model` at a real SD ONNX export for real pictures.
+import { join, relative, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { outputDir, say, type OutputMode } from './common.js';
+import { runGenerate } from './generate.js';
+import { runExplain } from './explain.js';
+import { parseSize, positiveInt, type ImageSize } from './options.js';
+
+export interface DemoCliOptions extends OutputMode {
+  out: string;
+  cache?: string;
+  steps: number;
+  size: ImageSize;
+  prompt: string;
+  explain: boolean;
+  threads: number;
+}
+
+export const DEMO_PROMPT = 'a cat and a frog';
+
+export function registerDemo(program: Command): Command {
+  return program
+    .command('demo')
+    .description('run Heed end to end on tiny random-weight models (built into a cache on first use): generate with maps, then explain the image')
+    .option('--out <dir>', 'output folder', join('out', 'demo'))
+    .option('--cache <dir>', 'where the tiny models are built (default <repo>/.cache/models)')
+    .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 10)
+    .option('--size <WxH>', 'image size (multiples of 8)', parseSize, { width: 256, height: 256 })
+    .option('--prompt <text>', 'prompt', DEMO_PROMPT)
+    .option('--no-explain', 'skip the ViT/CLIP explanation part')
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--quiet', 'print nothing but errors')
+    .option('--json', 'print a JSON summary on stdout')
+    .action(async (opts: DemoCliOptions) => {
+      await runDemo(opts);
+    });
+}
+
+export interface DemoSummary {
+  outDir: string;
+  models: { sd: string; vit: string; clip: string };
+  generate: { outDir: string; image: string; mapsGrid: string | null; report: string; trace: string };
+  explain: { vit: string; clip: string } | null;
+}
+
+export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
+  const mode: OutputMode = { quiet: o.quiet, json: o.json };
+  const out = outputDir(o.out, '--out');
+  const { defaultCacheDir, ensureTinyModels } = await import('../../models/cache.js');
+  const cache = resolve(o.cache ?? defaultCacheDir());
+  say(mode, `tiny models (seeded random weights) in ${cache} — built on first use`);
+  const models = await ensureTinyModels(cache);
+  const sub: OutputMode = { quiet: true };
+
+  say(mode, `\n[1/3] generate "${o.prompt}" on the tiny SD pipeline: ${o.size.width}x${o.size.height}, ${o.steps} steps, seed 1234, per-word maps`);
+  const genDir = join(out, 'generate');
+  const gen = await runGenerate({
+    model: models.sd, prompt: o.prompt, negative: '', steps: o.steps, guidance: 7.5, seed: 1234, size: o.size,
+    out: genDir, maps: true, trace: join(genDir, 'trace'), colormap: 'turbo', opacity: 0.5, threads: o.threads,
+    quiet: o.quiet || o.json, json: false,
+  });
+  const timings = gen.result.timings;
+  say(mode, `      ${gen.result.timesteps.length} UNet calls in ${(timings.denoiseMs / 1000).toFixed(1)} s; words: ${gen.written.maps.map((m) => m.word).join(', ')}`);
+
+  let explain: DemoSummary['explain'] = null;
+  if (o.explain) {
+    say(mode, '[2/3] explain the generated image with the tiny ViT classifier (rollout, gradient rollout, Chefer, heads, distance)');
+    const vitDir = join(out, 'explain-vit');
+    await runExplain({ model: models.vit, image: gen.written.image, out: vitDir, trace: join(vitDir, 'trace'), threads: o.threads, ...sub });
+    say(mode, '[3/3] explain it with the tiny CLIP against the prompt\'s words (Chefer image and text relevance)');
+    const clipDir = join(out, 'explain-clip');
+    const words = gen.written.maps.map((m) => `a ${m.word}`).slice(0, 4);
+    await runExplain({ model: models.clip, image: gen.written.image, text: words.length ? words : [o.prompt], out: clipDir, threads: o.threads, ...sub });
+    explain = { vit: vitDir, clip: clipDir };
+  }
+
+  const summary: DemoSummary = {
+    outDir: out,
+    models: { sd: models.sd, vit: models.vit, clip: models.clip },
+    generate: { outDir: genDir, image: gen.written.image, mapsGrid: gen.written.mapsGrid ?? null, report: join(genDir, 'report.json'), trace: join(genDir, 'trace') },
+    explain,
+  };
+  if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+  const rel = (p: string): string => relative(process.cwd(), p) || '.';
+  say(mode, `\ndone. Files:`);
+  say(mode, `  ${rel(gen.written.image)}        generated image`);
+  if (gen.written.mapsGrid) say(mode, `  ${rel(gen.written.mapsGrid)}         per-word attention maps (grid); single maps in ${rel(join(genDir, 'maps'))}/`);
+  say(mode, `  ${rel(summary.generate.report)}      tokens, alignment, timings, max attention per word`);
+  if (explain) say(mode, `  ${rel(explain.vit)}/, ${rel(explain.clip)}/   explanation overlays and explain.json`);
+  say(mode, 'The weights are random, so the image is noise-like and the maps carry no meaning; use --model with a real export for real pictures.');
+  return summary;
+}

@@ -1,0 +1,115 @@
+// `heed explain`: what a ViT / DeiT / DINO / CLIP model looks at in one image — raw attention heads, rollout,
+// gradient rollout, Chefer relevance, mean attention distance (engine/explain does the work; this is the CLI face).
+import { relative } from 'node:path';
+import type { Command } from 'commander';
+import type { ExplainMethod, ExplainOptions, ExplainResult, WrittenFiles, HeadFusion } from '../explain/index.js';
+import { existingDir, existingFile, ms, outputDir, say, warn, type OutputMode } from './common.js';
+import { UsageError } from './errors.js';
+import { collect, collectNumbers, oneOf, positiveInt, nonNegativeInt } from './options.js';
+
+const FUSIONS: readonly HeadFusion[] = ['mean', 'max', 'min'];
+/** The explain engine's methods (engine/explain EXPLAIN_METHODS; listed here so parsing flags loads no model code). */
+export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
+
+export interface ExplainCliOptions extends OutputMode {
+  model: string;
+  image: string;
+  text?: string[];
+  method?: string[];
+  class?: number;
+  top?: number;
+  headFusion?: string[];
+  discard?: number[];
+  out: string;
+  trace?: string;
+  threads: number;
+}
+
+/** `--method a,b --method c` → validated list. */
+export function parseMethods(values: readonly string[] | undefined): ExplainMethod[] | undefined {
+  if (!values || values.length === 0) return undefined;
+  const pick = oneOf('--method', EXPLAIN_METHODS);
+  return [...new Set(values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean).map(pick))];
+}
+
+export function parseFusions(values: readonly string[] | undefined): HeadFusion[] | undefined {
+  if (!values || values.length === 0) return undefined;
+  const pick = oneOf('--head-fusion', FUSIONS);
+  return [...new Set(values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean).map(pick))];
+}
+
+export function registerExplain(program: Command): Command {
+  return program
+    .command('explain')
+    .description('explain a ViT/DeiT/DINO classifier or a CLIP model on one image: attention heads, rollout, gradient rollout, Chefer relevance, attention distance')
+    .requiredOption('--model <dir>', 'transformers.js/Optimum ONNX folder (config.json, preprocessor_config.json, onnx/model.onnx or model.onnx)')
+    .requiredOption('--image <file>', 'the image (PNG, JPEG, WebP…)')
+    .option('--text <text>', 'CLIP: a text to compare the image with (repeat for several)', collect)
+    .option('--method <name>', `method(s), repeatable or comma-separated: ${EXPLAIN_METHODS.join(', ')} (default: all that apply)`, collect)
+    .option('--class <n>', 'ViT: class index to explain with grad-rollout / Chefer (default: the top class)', nonNegativeInt('--class'))
+    .option('--top <k>', 'ViT: explain the top K classes', positiveInt('--top', 1000))
+    .option('--head-fusion <f>', 'rollout head fusion: mean, max or min (repeatable; default max)', collect)
+    .option('--discard <r>', 'rollout discard ratio in [0, 1) (repeatable or comma-separated; default 0.9)', collectNumbers('--discard', 0, 0.999999))
+    .requiredOption('--out <dir>', 'output folder: PNG overlays, explain.json')
+    .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--quiet', 'print nothing but errors')
+    .option('--json', 'print explain.json (plus file paths) on stdout')
+    .action(async (opts: ExplainCliOptions) => {
+      await runExplain(opts);
+    });
+}
+
+export async function runExplain(o: ExplainCliOptions): Promise<{ result: ExplainResult; written: WrittenFiles }> {
+  if (o.class !== undefined && o.top !== undefined) throw new UsageError('give --class N or --top K, not both');
+  const model = existingDir(o.model, '--model', 'point it at a ViT/DINO/CLIP ONNX folder (run `heed demo` to build tiny ones)');
+  const image = existingFile(o.image, '--image', 'give a PNG, JPEG or WebP file');
+  if (o.text?.some((t) => t.trim() === '')) throw new UsageError('--text is empty: give the text to compare the image with, e.g. --text "a photo of a cat"');
+  const methods = parseMethods(o.method);
+  const fusions = parseFusions(o.headFusion);
+  const out = outputDir(o.out, '--out');
+  const trace = o.trace !== undefined ? outputDir(o.trace, '--trace') : undefined;
+  const mode: OutputMode = { quiet: o.quiet, json: o.json };
+  const options: ExplainOptions = {
+    ...(methods ? { methods } : {}),
+    ...(o.class !== undefined ? { classIndex: o.class } : {}),
+    ...(o.top !== undefined ? { topK: o.top } : {}),
+    ...(fusions ? { headFusion: fusions } : {}),
+    ...(o.discard && o.discard.length ? { discard: o.discard } : {}),
+    ...(o.text && o.text.length ? { texts: o.text } : {}),
+    load: { intraOpThreads: o.threads },
+  };
+  say(mode, `explaining ${image} with ${model}`);
+  const { explainImage, writeExplainOutputs } = await import('../explain/index.js');
+  const result = await explainImage(model, image, options).catch((e: unknown) => {
+    // The engine names its API options; say the flag the user typed instead.
+    if (e instanceof Error && (e.name === 'ExplainError' || e.name === 'MethodNotApplicableError')) {
+      e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text');
+    }
+    throw e;
+  });
+  const written = await writeExplainOutputs(result, out, trace);
+  reportExplain(mode, result, written);
+  return { result, written };
+}
+
+function reportExplain(mode: OutputMode, r: ExplainResult, w: WrittenFiles): void {
+  if (mode.json) {
+    process.stdout.write(JSON.stringify({ outDir: w.outDir, files: w.files, traceFiles: w.traceFiles, classes: r.classes ?? null, similarities: r.similarities ?? null, skipped: r.skipped, notes: r.notes, timingsMs: r.timings }, null, 2) + '\n');
+    return;
+  }
+  warn(mode, [...r.skipped.map((s) => `${s.method} skipped: ${s.reason}`), ...r.notes]);
+  if (r.classes) {
+    say(mode, 'top classes:');
+    for (const c of r.classes.slice(0, 5)) say(mode, `  ${String(c.index).padStart(5)}  ${(100 * c.probability).toFixed(1).padStart(5)}%  ${c.label}`);
+  }
+  if (r.similarities) {
+    say(mode, 'image–text similarity:');
+    for (const s of r.similarities) say(mode, `  ${(100 * s.probability).toFixed(1).padStart(5)}%  logit ${s.logit.toFixed(3)}  ${JSON.stringify(s.text)}`);
+  }
+  const rel = relative(process.cwd(), w.outDir) || '.';
+  say(mode, `files (${rel}/): ${w.files.join(', ')}`);
+  if (w.traceFiles.length) say(mode, `trace: ${w.traceFiles.length} .npy files`);
+  const fwd = r.timings.forward;
+  if (fwd !== undefined) say(mode, `forward pass ${ms(fwd)}`);
+}

@@ -1,0 +1,125 @@
+// `heed generate`: text-to-image with an SD ONNX folder, with per-word attention maps and traces.
+import { relative, resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { GenerateOptions, GenerateResult } from '../diffusion/pipeline.js';
+import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
+import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
+import { UsageError } from './errors.js';
+import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
+import type { WrittenGenerate } from './outputs.js';
+import { stepProgress } from './progress.js';
+
+export interface GenerateCliOptions extends OutputMode {
+  model: string;
+  prompt: string;
+  negative: string;
+  steps: number;
+  guidance: number;
+  scheduler?: string;
+  seed?: number;
+  latents?: string;
+  size?: ImageSize;
+  out: string;
+  maps?: boolean;
+  trace?: string;
+  colormap: ColormapName;
+  opacity: number;
+  threads: number;
+}
+
+export function registerGenerate(program: Command): Command {
+  return program
+    .command('generate')
+    .description('generate an image from a prompt with a Stable Diffusion ONNX folder; --maps adds per-word attention maps')
+    .requiredOption('--model <dir>', 'Stable Diffusion ONNX folder (diffusers/Optimum layout: model_index.json, unet/, text_encoder/, vae_decoder/, tokenizer/, scheduler/)')
+    .requiredOption('--prompt <text>', 'the prompt')
+    .option('--negative <text>', 'negative prompt (the unconditional branch of classifier-free guidance)', '')
+    .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 50)
+    .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables CFG)', finiteNumber('--guidance', 0, 100), 7.5)
+    .option('--scheduler <name>', "sampler (default: the folder's scheduler); e.g. pndm, ddim, euler, euler-ancestral, dpm++2m, dpm++2m-karras, lms")
+    .option('--seed <n>', 'seed of the torch-compatible generator (same latents as torch.Generator("cpu").manual_seed(n))', parseSeed)
+    .option('--latents <file.npy>', 'initial latents [1, 4, H/8, W/8] float32 .npy (overrides the seed for the latents)')
+    .option('--size <WxH>', 'image size, multiples of 8 (default: the model\'s, usually 512x512)', parseSize)
+    .requiredOption('--out <dir>', 'output folder: image.png, maps/, maps.png, report.json')
+    .option('--maps', 'collect cross-attention and write per-word heat maps (maps/<index>-<word>.png/.npy, maps.png)')
+    .option('--trace <dir>', 'write the run\'s tensors as .npy + manifest.json (latents, embeddings, noise predictions, attention, DAAM maps)')
+    .option('--colormap <name>', `heat-map colormap: ${COLORMAP_NAMES.join(', ')}`, oneOf('--colormap', COLORMAP_NAMES), 'turbo')
+    .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--quiet', 'print nothing but errors')
+    .option('--json', 'print report.json (plus file paths) on stdout; no progress bar')
+    .action(async (opts: GenerateCliOptions) => {
+      await runGenerate(opts);
+    });
+}
+
+/** Cheap checks that need no model: run before loading anything so mistakes fail in milliseconds. */
+export function validateGenerate(o: GenerateCliOptions): { model: string; latents?: string; out: string; trace?: string } {
+  if (o.prompt.trim() === '') throw new UsageError('--prompt is empty: give the text to generate from, e.g. --prompt "a cat and a frog"');
+  const model = existingDir(o.model, '--model', 'point it at a Stable Diffusion ONNX folder (run `heed demo` to build a tiny one)');
+  const latents = o.latents !== undefined ? existingFile(o.latents, '--latents', 'give a .npy file of shape [1, 4, H/8, W/8]') : undefined;
+  const out = outputDir(o.out, '--out');
+  const trace = o.trace !== undefined ? outputDir(o.trace, '--trace') : undefined;
+  return { model, ...(latents ? { latents } : {}), out, ...(trace ? { trace } : {}) };
+}
+
+export interface GenerateRun {
+  result: GenerateResult;
+  written: WrittenGenerate;
+}
+
+export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
+  const paths = validateGenerate(o);
+  const mode: OutputMode = { quiet: o.quiet, json: o.json };
+  say(mode, `loading ${paths.model}`);
+  // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
+  const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
+  const pipe = await StableDiffusionPipeline.load(paths.model, { threads: o.threads });
+  const progress = stepProgress({ enabled: !o.quiet && !o.json, label: 'denoising' });
+  const interrupt = interruptSignal();
+  try {
+    const options: GenerateOptions = {
+      prompt: o.prompt,
+      negativePrompt: o.negative,
+      steps: o.steps,
+      guidance: o.guidance,
+      ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
+      ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
+      maps: o.maps ? {} : false,
+      signal: interrupt.signal,
+      onStep: (s) => progress.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
+    };
+    const result = await pipe.generate(options);
+    progress.stop();
+    const { writeGenerateOutputs } = await import('./outputs.js');
+    const written = await writeGenerateOutputs(result, paths.out, {
+      maps: !!o.maps,
+      ...(paths.trace ? { traceDir: paths.trace } : {}),
+      colormap: o.colormap,
+      opacity: o.opacity,
+      tokenText: (t) => pipe.tokenizer.tokenText(t),
+      extraReport: { model: paths.model, ...(paths.latents ? { latentsFile: paths.latents } : {}) },
+    });
+    reportGenerate(mode, paths.out, written);
+    return { result, written };
+  } finally {
+    progress.stop();
+    interrupt.dispose();
+    await pipe.dispose();
+  }
+}
+
+export function reportGenerate(mode: OutputMode, outDir: string, w: WrittenGenerate): void {
+  if (mode.json) {
+    process.stdout.write(JSON.stringify({ outDir, image: w.image, mapsGrid: w.mapsGrid ?? null, traceDir: w.traceDir ?? null, report: w.report }, null, 2) + '\n');
+    return;
+  }
+  const rel = (p: string): string => relative(process.cwd(), p) || '.';
+  warn(mode, (w.report.warnings as string[] | undefined) ?? []);
+  say(mode, `image:  ${rel(w.image)}`);
+  if (w.mapsGrid) say(mode, `maps:   ${rel(w.mapsGrid)} (${w.maps.length} words: ${w.maps.map((m) => m.word).join(', ')})`);
+  if (w.traceDir) say(mode, `trace:  ${rel(w.traceDir)}`);
+  say(mode, `report: ${rel(resolve(outDir, 'report.json'))}`);
+}
