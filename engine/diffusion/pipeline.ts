@@ -1,0 +1,364 @@
+// Text-to-image generation with an SD 1.x/2.x ONNX folder, following diffusers' StableDiffusionPipeline step by
+// step (so that the same latents, prompt and scheduler give the same numbers): encode [negative, prompt]; scale the
+// initial latents by init_noise_sigma; per timestep run the UNet on [uncond, cond] (classifier-free guidance when
+// guidance > 1), combine uncond + g·(cond − uncond), scheduler step; decode latents / scaling_factor.
+//
+// Attention maps ride along: the UNet session exposes the cross-attention probabilities the requested maps need,
+// and an AttentionStore folds each call's conditional half into running aggregates (DAAM, per-step, per-layer).
+// Attend-and-Excite plugs in through `beforeStep` (it may replace the latents before each step) and
+// `unetWithAttention` (a batch-1, conditional-only UNet pass that returns attention probabilities).
+import { performance } from 'node:perf_hooks';
+import { ClipTokenizer, type TokenizedPrompt } from './tokenizer.js';
+import { resolveModelFolder, type JsonObject, type ModelFolder } from './folder.js';
+import { TextEncoder } from './text-encoder.js';
+import { Unet, type AttentionOutput, type UnetOutput } from './unet.js';
+import { VaeDecoder, type FloatImage } from './vae.js';
+import { latentShape, loadLatents, seededLatents, validateLatentData, LatentsError, type LatentShape } from './latents.js';
+import { TorchGenerator } from './random.js';
+import { createScheduler, schedulerNames, SchedulerConfigError, type Scheduler } from './schedulers/index.js';
+import type { SessionOptions } from '../onnx/session.js';
+import type { AttentionSite } from '../attention/discover.js';
+import { AttentionStore } from '../attention/store.js';
+
+export { schedulerNames, SchedulerConfigError };
+
+/** Thrown when a generation is cancelled through its AbortSignal (checked between steps). */
+export class CancelledError extends Error {
+  constructor(readonly step: number, readonly total: number) {
+    super(`generation cancelled before step ${step + 1} of ${total}`);
+    this.name = 'CancelledError';
+  }
+}
+
+/** Invalid generation options (the message names the option and the fix). */
+export class GenerationOptionsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GenerationOptionsError';
+  }
+}
+
+export interface MapsOptions {
+  /** DAAM global/word heat maps (default true). */
+  daam?: boolean;
+  /**
+   * Grid heights at which to keep, per UNet call, the head/layer mean of the conditional cross-attention
+   * (default: the Attend-and-Excite resolution, ceil(height/32), i.e. 16 at 512×512).
+   */
+  perStepResolutions?: number[];
+  /** Grid heights at which to keep per-layer maps (default none). */
+  perLayerResolutions?: number[];
+}
+
+export interface StepInfo {
+  /** 0-based index of the UNet call (= scheduler step). */
+  step: number;
+  total: number;
+  timestep: number;
+  stepMs: number;
+  elapsedMs: number;
+  /** Latents after this step (a live buffer: copy it to keep it). */
+  latents: Float32Array;
+  latentShape: LatentShape;
+}
+
+export interface BeforeStepContext {
+  step: number;
+  total: number;
+  timestep: number;
+  /** Latents entering this step (a copy the hook may modify or replace). */
+  latents: Float32Array;
+  latentShape: LatentShape;
+  /** Conditional text embeddings [1, seq, hidden]. */
+  cond: Float32Array;
+  embeddingDims: [number, number, number];
+  pipeline: StableDiffusionPipeline;
+  signal?: AbortSignal;
+}
+
+/** Runs before each step; returns replacement latents (same shape) or nothing to keep them. */
+export type BeforeStepHook = (ctx: BeforeStepContext) => Float32Array | void | Promise<Float32Array | void>;
+
+export interface GenerateOptions {
+  prompt: string;
+  /** Negative prompt (default ""): the unconditional branch of CFG. */
+  negativePrompt?: string;
+  /** Inference steps (default 50). */
+  steps?: number;
+  /** Guidance scale (default 7.5); CFG runs when > 1, as in diffusers. */
+  guidance?: number;
+  /** Scheduler name (see schedulerNames()); default: the folder's scheduler class. */
+  scheduler?: string;
+  /** DDIM's eta (default 0). */
+  eta?: number;
+  /** Replaces the folder's scheduler_config.json (e.g. another scheduler's saved config). */
+  schedulerConfig?: JsonObject;
+  /** Image size in pixels (multiples of 8; default the UNet's sample_size × 8, or 512). */
+  width?: number;
+  height?: number;
+  /** Seed of the torch-compatible generator for the initial latents (and per-step noise of stochastic samplers). */
+  seed?: number;
+  /** Initial latents [1, C, h/8, w/8]: data or a .npy path. Takes precedence over the seed for the latents. */
+  latents?: Float32Array | string;
+  /** Attention maps to collect (false or absent: none). */
+  maps?: MapsOptions | boolean;
+  signal?: AbortSignal;
+  onStep?: (info: StepInfo) => void | Promise<void>;
+  beforeStep?: BeforeStepHook;
+  /** Keep the noise predictions of the first N calls (default 2; the trace needs them). */
+  keepNoisePredictions?: number;
+}
+
+export interface NoisePrediction {
+  step: number;
+  timestep: number;
+  cond: Float32Array;
+  uncond: Float32Array | null;
+  guided: Float32Array;
+}
+
+export interface GenerateResult {
+  image: FloatImage;
+  /** Final latents [1, C, h, w] (before the VAE scaling). */
+  latents: Float32Array;
+  /** Initial latents as drawn or loaded, before init_noise_sigma scaling. */
+  initLatents: Float32Array;
+  latentShape: LatentShape;
+  seed: number | null;
+  promptText: string;
+  negativePromptText: string;
+  prompt: TokenizedPrompt;
+  negativePrompt: TokenizedPrompt;
+  /** [uncond; cond] text embeddings, each [1, seq, hidden]. */
+  textEmbeddings: { uncond: Float32Array; cond: Float32Array; dims: [number, number, number] };
+  timesteps: number[];
+  noisePredictions: NoisePrediction[];
+  /** The store with the collected maps, or null when maps were not requested. */
+  attention: AttentionStore | null;
+  /** Sites whose probabilities were captured. */
+  attentionSites: AttentionSite[];
+  /** Grid height of the Attend-and-Excite map (ceil(height/32)). */
+  aeResolution: number;
+  settings: { steps: number; guidance: number; scheduler: string; width: number; height: number; predictionType: string; cfg: boolean };
+  timings: { encodeMs: number; denoiseMs: number; stepMs: number[]; decodeMs: number; totalMs: number };
+  warnings: string[];
+}
+
+export interface PipelineLoadOptions {
+  /** Threads per ORT op (default 2). */
+  threads?: number;
+  /** Extra ORT session options for all three models. */
+  session?: SessionOptions;
+}
+
+function positiveInt(v: number, name: string, hint: string): number {
+  if (!Number.isInteger(v) || v < 1) throw new GenerationOptionsError(`${name} must be a positive integer (got ${v}); ${hint}`);
+  return v;
+}
+
+/** fl(fl(u + g·fl(c − u))): CFG as torch evaluates it in float32. */
+function guide(uncond: Float32Array, cond: Float32Array, g: number): Float32Array {
+  const out = new Float32Array(cond.length);
+  const gf = Math.fround(g);
+  for (let i = 0; i < out.length; i++) out[i] = Math.fround(uncond[i] + Math.fround(gf * Math.fround(cond[i] - uncond[i])));
+  return out;
+}
+
+export class StableDiffusionPipeline {
+  private constructor(
+    readonly folder: ModelFolder,
+    readonly tokenizer: ClipTokenizer,
+    readonly textEncoder: TextEncoder,
+    readonly unet: Unet,
+    readonly vae: VaeDecoder,
+  ) {}
+
+  /** Opens a model folder: checks the layout, loads the tokenizer and opens the text encoder and VAE sessions. */
+  static async load(dir: string, options: PipelineLoadOptions = {}): Promise<StableDiffusionPipeline> {
+    const folder = resolveModelFolder(dir);
+    const session: SessionOptions = { intraOpThreads: options.threads ?? 2, memArena: false, ...options.session };
+    const tokenizer = await ClipTokenizer.fromFolder(folder.tokenizer);
+    const unet = Unet.open(folder.unet, session);
+    const textEncoder = await TextEncoder.open(folder.textEncoder, session);
+    let vae: VaeDecoder;
+    try {
+      vae = await VaeDecoder.open(folder.vaeDecoder, session);
+    } catch (e) {
+      await textEncoder.dispose();
+      throw e;
+    }
+    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae);
+  }
+
+  /** Tokenises and encodes [negative, prompt]. */
+  async encodePrompts(prompt: string, negativePrompt: string): Promise<{
+    prompt: TokenizedPrompt; negative: TokenizedPrompt; uncond: Float32Array; cond: Float32Array; dims: [number, number, number];
+  }> {
+    const seq = this.textEncoder.fixedSequenceLength ?? this.tokenizer.maxLength;
+    const p = this.tokenizer.encode(prompt, { maxLength: seq });
+    const n = this.tokenizer.encode(negativePrompt, { maxLength: seq });
+    const emb = await this.textEncoder.encode([n.ids, p.ids]);
+    const [, s, hidden] = emb.dims;
+    const half = s * hidden;
+    return {
+      prompt: p, negative: n, uncond: emb.data.slice(0, half), cond: emb.data.slice(half, 2 * half), dims: [1, s, hidden],
+    };
+  }
+
+  /** Every attention site of the UNet at this latent size (cross and self; see discover.ts). */
+  attentionSites(latentHeight: number, latentWidth: number): AttentionSite[] {
+    return this.unet.attentionSites(latentHeight, latentWidth, this.textEncoder.fixedSequenceLength ?? this.tokenizer.maxLength);
+  }
+
+  /**
+   * One batch-1 UNet pass on the conditional embedding that also returns the given sites' probabilities
+   * (Attend-and-Excite's attention pass). `latents` is [1, C, h, w]; the scheduler's input scaling is the
+   * caller's business (A&E feeds the raw latents, as diffusers does).
+   */
+  async unetWithAttention(latents: Float32Array, shape: LatentShape, timestep: number, cond: Float32Array,
+    embeddingDims: [number, number, number], sites: readonly AttentionSite[]): Promise<UnetOutput> {
+    return this.unet.run({
+      sample: latents, batch: 1, height: shape[2], width: shape[3], timestep,
+      encoderHiddenStates: cond, sequence: embeddingDims[1], hidden: embeddingDims[2],
+    }, sites);
+  }
+
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const t0 = performance.now();
+    const warnings = [...this.folder.warnings];
+    const { signal } = options;
+    if (typeof options.prompt !== 'string') throw new GenerationOptionsError('prompt must be a string');
+    if (options.prompt.trim() === '') {
+      throw new GenerationOptionsError('the prompt is empty: give a prompt to generate from (maps are computed per prompt word)');
+    }
+    const steps = positiveInt(options.steps ?? 50, 'steps', 'e.g. 20-50');
+    const guidance = options.guidance ?? 7.5;
+    if (!Number.isFinite(guidance) || guidance < 0) throw new GenerationOptionsError(`guidance must be a finite number >= 0 (got ${guidance}); SD's usual value is 7.5`);
+    const width = options.width ?? this.folder.defaultImageSize;
+    const height = options.height ?? this.folder.defaultImageSize;
+    const shape = (() => {
+      try {
+        return latentShape(width, height, this.unet.io.channels);
+      } catch (e) {
+        throw new GenerationOptionsError((e as Error).message);
+      }
+    })();
+    const keepNoise = options.keepNoisePredictions ?? 2;
+
+    // Validate everything cheap before running any model.
+    let seed: number | null = options.seed ?? null;
+    if (seed !== null && (!Number.isSafeInteger(seed) || seed < 0)) throw new GenerationOptionsError(`seed must be a non-negative integer (got ${seed})`);
+    let initLatents: Float32Array;
+    let generator: TorchGenerator;
+    if (options.latents !== undefined) {
+      initLatents = typeof options.latents === 'string'
+        ? loadLatents(options.latents, shape)
+        : validateLatentData(options.latents, shape, 'the given latents');
+      generator = new TorchGenerator(seed ?? 0);
+    } else {
+      if (seed === null) seed = Math.floor(Math.random() * 2 ** 32);
+      const drawn = seededLatents(seed, shape);
+      initLatents = drawn.latents;
+      generator = drawn.generator;
+    }
+    const scheduler: Scheduler = createScheduler(options.scheduler, options.schedulerConfig ?? this.folder.schedulerConfig, {
+      eta: options.eta, source: options.schedulerConfig ? 'the given scheduler config' : this.folder.schedulerConfigPath,
+    });
+    scheduler.setTimesteps(steps);
+    const cfg = guidance > 1;
+    const mapsOpt: MapsOptions | null = options.maps === true ? {} : options.maps ? options.maps : null;
+    const aeResolution = Math.ceil(height / 32);
+
+    checkAbort(signal, 0, scheduler.timesteps.length);
+    const tEnc = performance.now();
+    const enc = await this.encodePrompts(options.prompt, options.negativePrompt ?? '');
+    if (enc.prompt.warning) warnings.push(enc.prompt.warning);
+    if (enc.negative.warning) warnings.push(`negative prompt: ${enc.negative.warning}`);
+    const encodeMs = performance.now() - tEnc;
+    const [, seq, hidden] = enc.dims;
+
+    let store: AttentionStore | null = null;
+    let sites: AttentionSite[] = [];
+    if (mapsOpt) {
+      store = new AttentionStore({
+        latentHeight: shape[2], latentWidth: shape[3], tokenRows: enc.prompt.length, contextLength: seq,
+        daam: mapsOpt.daam ?? true,
+        perStepResolutions: mapsOpt.perStepResolutions ?? [aeResolution],
+        perLayerResolutions: mapsOpt.perLayerResolutions ?? [],
+      });
+      sites = store.requiredSites(this.attentionSites(shape[2], shape[3]));
+      if (sites.length === 0) warnings.push('no cross-attention layer matches the requested maps; no maps were collected');
+    }
+
+    // Batch [uncond, cond] as diffusers concatenates it; without CFG only cond.
+    const ehs = cfg ? concat2(enc.uncond, enc.cond) : enc.cond;
+    const batch = cfg ? 2 : 1;
+    const n = initLatents.length;
+    let latents = scheduler.scaleInitialNoise(initLatents);
+
+    const timesteps = [...scheduler.timesteps];
+    const total = timesteps.length;
+    const stepMs: number[] = [];
+    const noisePredictions: NoisePrediction[] = [];
+    const tDen = performance.now();
+    for (let i = 0; i < total; i++) {
+      checkAbort(signal, i, total);
+      const t = timesteps[i];
+      const tStep = performance.now();
+      if (options.beforeStep) {
+        const replaced = await options.beforeStep({
+          step: i, total, timestep: t, latents: latents.slice(), latentShape: shape, cond: enc.cond, embeddingDims: enc.dims, pipeline: this, signal,
+        });
+        if (replaced) {
+          latents = validateLatentData(replaced, shape, `the latents returned by beforeStep at step ${i}`);
+        }
+        checkAbort(signal, i, total);
+      }
+      const modelInput = scheduler.scaleModelInput(latents, i);
+      const sample = cfg ? concat2(modelInput, modelInput) : modelInput;
+      const out = await this.unet.run({ sample, batch, height: shape[2], width: shape[3], timestep: t, encoderHiddenStates: ehs, sequence: seq, hidden }, sites);
+      if (store) store.add(i, t, out.attention.values() as IterableIterator<AttentionOutput>, batch, cfg ? 1 : 0);
+      const uncond = cfg ? out.noise.subarray(0, n) : null;
+      const cond = cfg ? out.noise.subarray(n, 2 * n) : out.noise;
+      const guided = uncond ? guide(uncond, cond, guidance) : cond;
+      if (i < keepNoise) noisePredictions.push({ step: i, timestep: t, cond: cond.slice(), uncond: uncond ? uncond.slice() : null, guided: guided.slice() });
+      latents = scheduler.step(guided, i, latents, generator);
+      const ms = performance.now() - tStep;
+      stepMs.push(ms);
+      if (options.onStep) await options.onStep({ step: i, total, timestep: t, stepMs: ms, elapsedMs: performance.now() - t0, latents, latentShape: shape });
+    }
+    const denoiseMs = performance.now() - tDen;
+    checkAbort(signal, total, total);
+    const tDec = performance.now();
+    const image = await this.vae.decode(latents, shape, this.folder.vaeScalingFactor);
+    const decodeMs = performance.now() - tDec;
+    return {
+      image, latents, initLatents, latentShape: shape, seed,
+      promptText: options.prompt, negativePromptText: options.negativePrompt ?? '',
+      prompt: enc.prompt, negativePrompt: enc.negative,
+      textEmbeddings: { uncond: enc.uncond, cond: enc.cond, dims: enc.dims },
+      timesteps, noisePredictions, attention: store, attentionSites: sites, aeResolution,
+      settings: { steps, guidance, scheduler: scheduler.kind, width, height, predictionType: scheduler.config.predictionType, cfg },
+      timings: { encodeMs, denoiseMs, stepMs, decodeMs, totalMs: performance.now() - t0 },
+      warnings,
+    };
+  }
+
+  /** Releases every ORT session. */
+  async dispose(): Promise<void> {
+    await Promise.all([this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+  }
+}
+
+function checkAbort(signal: AbortSignal | undefined, step: number, total: number): void {
+  if (signal?.aborted) throw new CancelledError(step, total);
+}
+
+function concat2(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+export { LatentsError };

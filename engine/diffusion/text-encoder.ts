@@ -1,0 +1,112 @@
+// The CLIP text encoder of an SD ONNX export: token ids in, `last_hidden_state` out (the conditioning the UNet's
+// cross-attention reads). The ids' element type (int32 in diffusers' export, int64 in Optimum's) and whether the
+// batch dim is free are read from the model.
+import type * as ortTypes from 'onnxruntime-node';
+import { openSessionFromPath, runSession, type SessionOptions } from '../onnx/session.js';
+import { describeSpecs, fixedDim, fromModelTensor, isFeedType, sessionValues, toModelTensor, type FeedType, type ValueSpec } from './boundary.js';
+
+export class ModelInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelInputError';
+  }
+}
+
+export interface Embeddings {
+  /** Row-major [batch, sequence, hidden]. */
+  data: Float32Array;
+  dims: [number, number, number];
+}
+
+export class TextEncoder {
+  private constructor(
+    private session: ortTypes.InferenceSession | null,
+    readonly path: string,
+    private readonly ids: ValueSpec & { type: FeedType },
+    private readonly mask: (ValueSpec & { type: FeedType }) | undefined,
+    private readonly output: string,
+  ) {}
+
+  static async open(path: string, options: SessionOptions = {}): Promise<TextEncoder> {
+    const session = await openSessionFromPath(path, options);
+    try {
+      const inputs = sessionValues(session, 'input');
+      const ids = inputs.find((s) => s.name === 'input_ids');
+      if (!ids || !isFeedType(ids.type) || ids.type.startsWith('float')) {
+        throw new ModelInputError(`${path}: expected an integer input 'input_ids' [batch, 77] (CLIP text encoder), found inputs: ` +
+          `${describeSpecs(inputs)}. Is this the text_encoder of an SD 1.x/2.x export?`);
+      }
+      const mask = inputs.find((s) => s.name === 'attention_mask');
+      const unexpected = inputs.filter((s) => s !== ids && s !== mask);
+      if (unexpected.length > 0) {
+        throw new ModelInputError(`${path}: unexpected text-encoder input(s) ${describeSpecs(unexpected)}; ` +
+          "an SD text encoder takes 'input_ids' (and optionally 'attention_mask').");
+      }
+      if (mask && (!isFeedType(mask.type) || mask.type.startsWith('float'))) {
+        throw new ModelInputError(`${path}: 'attention_mask' has element type ${mask.type}; expected int32 or int64.`);
+      }
+      const outputs = sessionValues(session, 'output');
+      // diffusers reads text_encoder(...)[0]; prefer the name when it is there.
+      const output = outputs.find((o) => o.name === 'last_hidden_state') ?? outputs[0];
+      if (!output) throw new ModelInputError(`${path}: the model has no outputs`);
+      return new TextEncoder(session, path, ids as ValueSpec & { type: FeedType }, mask as (ValueSpec & { type: FeedType }) | undefined, output.name);
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
+  }
+
+  /** Sequence length the model fixes, if it does (otherwise the tokenizer's). */
+  get fixedSequenceLength(): number | null {
+    return fixedDim(this.ids, 1);
+  }
+
+  /**
+   * Encodes each id sequence (all of the same length). Runs them as one batch when the model's batch dim is free,
+   * else one by one; the rows are independent either way.
+   */
+  async encode(sequences: readonly (readonly number[])[]): Promise<Embeddings> {
+    if (!this.session) throw new Error(`text encoder ${this.path} was disposed`);
+    if (sequences.length === 0) throw new RangeError('encode: no sequences');
+    const seq = sequences[0].length;
+    if (sequences.some((s) => s.length !== seq)) throw new RangeError('encode: sequences must have equal length (pad them)');
+    const fixedSeq = this.fixedSequenceLength;
+    if (fixedSeq !== null && fixedSeq !== seq) {
+      throw new ModelInputError(`${this.path} takes sequences of ${fixedSeq} tokens, got ${seq}`);
+    }
+    const fixedBatch = fixedDim(this.ids, 0);
+    const groups: (readonly number[])[][] = fixedBatch === null ? [sequences.slice()] : sequences.map((s) => [s]);
+    if (fixedBatch !== null && fixedBatch !== 1) {
+      throw new ModelInputError(`${this.path} has a fixed batch of ${fixedBatch}; only free or 1 is supported`);
+    }
+    const parts: Float32Array[] = [];
+    let hidden = 0;
+    for (const group of groups) {
+      const flat = group.flat();
+      const feeds: Record<string, ortTypes.Tensor> = { [this.ids.name]: toModelTensor(this.ids.type, flat, [group.length, seq]) };
+      // An all-ones mask is what the SD pipelines mean by passing no mask (they never mask the padding).
+      if (this.mask) feeds[this.mask.name] = toModelTensor(this.mask.type, new Array<number>(flat.length).fill(1), [group.length, seq]);
+      const out = await runSession(this.session, feeds, [this.output]);
+      const t = out[this.output];
+      if (t.dims.length !== 3 || t.dims[0] !== group.length || t.dims[1] !== seq) {
+        throw new ModelInputError(`${this.path}: output '${this.output}' has dims [${t.dims.join(', ')}], expected [${group.length}, ${seq}, hidden]`);
+      }
+      hidden = t.dims[2];
+      parts.push(Float32Array.from(fromModelTensor(t, `${this.path} ${this.output}`)));
+      t.dispose();
+    }
+    const data = new Float32Array(sequences.length * seq * hidden);
+    let off = 0;
+    for (const p of parts) {
+      data.set(p, off);
+      off += p.length;
+    }
+    return { data, dims: [sequences.length, seq, hidden] };
+  }
+
+  async dispose(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    if (s) await s.release();
+  }
+}
