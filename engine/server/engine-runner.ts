@@ -4,13 +4,14 @@
 // engine's error classes to protocol error codes so clients can point at the offending field.
 import { statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { StableDiffusionPipeline, type GenerateOptions, type MapsOptions as PipelineMaps, type StepInfo } from '../diffusion/pipeline.js';
-import { ExplainModel, GradientEngine, explainWithModel, explainJson, writeExplainOutputs } from '../explain/index.js';
+// The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
+// not load the diffusion code (nor the other way round).
+import type { GenerateOptions, MapsOptions as PipelineMaps, StepInfo, StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
-import { writeGenerateFiles } from './generate-outputs.js';
 import type { ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from './protocol.js';
 import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
@@ -69,7 +70,9 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   }
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
-  const pipeline = await ctx.cache.get(`sd:${job.modelDir}`, async () => {
+  const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
+  const { writeGenerateFiles } = await import('./generate-outputs.js');
+  const pipeline = await ctx.cache.get<StableDiffusionPipeline>(`sd:${job.modelDir}`, async () => {
     const p = await StableDiffusionPipeline.load(job.modelDir, { threads: THREADS });
     return { value: p, bytes: await folderBytes(job.modelDir), dispose: () => p.dispose() };
   });
@@ -142,6 +145,7 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
   const req = job.request;
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
+  const { ExplainModel, GradientEngine, explainWithModel, explainJson, writeExplainOutputs } = await import('../explain/index.js');
   const loaded = await ctx.cache.get<LoadedExplain>(`explain:${job.modelDir}`, async () => {
     const model = await ExplainModel.load(job.modelDir);
     const gradients = new GradientEngine(model);

@@ -1,0 +1,201 @@
+// The server with the real engine on the tiny built models (models/cache.ts): what a client gets over WebSocket must
+// be what the engine gives when called directly / through the CLI — same image for the same seed, same maps, same
+// explanation files — plus progress for every step, cancel, two clients and a killed worker on real jobs.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import sharp from 'sharp';
+import { ensureTinyModels, type TinyModels } from '../models/cache.js';
+import { HeedClient, type Exchange } from '../engine/server/client.js';
+import { startServer, type HeedServer } from '../engine/server/server.js';
+import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/server/protocol.js';
+import { explainImage, explainJson, writeExplainOutputs } from '../engine/explain/index.js';
+import { readNpyFloat32 } from '../engine/io/npy.js';
+
+function progressSteps(x: Exchange): number[] {
+  return x.events.flatMap((e) => (e.type === 'progress' && e.phase === 'denoising' ? [e.step] : []));
+}
+
+function generateResult(x: Exchange): GenerateResult {
+  if (x.terminal.type !== 'result' || x.terminal.result.kind !== 'generate') throw new Error(`expected a generate result, got ${JSON.stringify(x.terminal).slice(0, 500)}`);
+  return x.terminal.result;
+}
+
+async function pixels(path: string): Promise<Buffer> {
+  return (await sharp(path).raw().toBuffer());
+}
+
+describe('server: real engine on the tiny models', function () {
+  let models: TinyModels;
+  let server: HeedServer;
+  let dir: string;
+  let image: string;
+
+  before(async function () {
+    models = await ensureTinyModels();
+    dir = mkdtempSync(join(tmpdir(), 'heed-server-engine-'));
+    // A small deterministic test image (no fixture file needed): a gradient with a bright square.
+    image = join(dir, 'input.png');
+    const w = 48, h = 40;
+    const px = Buffer.alloc(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      const sq = x > 10 && x < 24 && y > 8 && y < 20;
+      px[i] = sq ? 250 : (x * 5) % 256; px[i + 1] = sq ? 240 : (y * 6) % 256; px[i + 2] = 90;
+    }
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(image);
+    server = await startServer({ port: 0, workers: 2, outDir: join(dir, 'out'), modelRoots: [join(models.sd, '..'), dir], log: () => undefined });
+    await server.pool.whenReady();
+  });
+
+  after(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('generate streams progress for every step and returns the image the pipeline gives for the same seed', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const x = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 4, seed: 1234, maps: true, preview: { every: 2 } });
+    const r = generateResult(x);
+    assert.deepEqual(progressSteps(x), [1, 2, 3, 4]);
+    const previews = x.events.filter((e) => e.type === 'progress' && e.preview);
+    assert.equal(previews.length, 2, 'a preview every 2 steps');
+    for (const e of x.events) if (e.type === 'progress' && e.phase === 'denoising') assert.ok(e.total === 4 && e.etaMs !== undefined && e.etaMs >= 0);
+
+    const { StableDiffusionPipeline } = await import('../engine/diffusion/pipeline.js');
+    const direct = await StableDiffusionPipeline.load(models.sd, { threads: 2 });
+    try {
+      const g = await direct.generate({ prompt: 'a cat and a frog', steps: 4, seed: 1234, maps: true });
+      assert.equal(r.image.width, g.image.width);
+      const px = await pixels(r.image.file.path);
+      let maxDiff = 0;
+      for (let i = 0; i < px.length; i++) maxDiff = Math.max(maxDiff, Math.abs(px[i]! - Math.round(Math.min(1, Math.max(0, g.image.data[i]!)) * 255)));
+      assert.ok(maxDiff <= 1, `image pixels differ by up to ${maxDiff} from the direct pipeline run`);
+      // One map per distinct word, each the word's DAAM map.
+      assert.deepEqual(r.maps.map((m) => m.word), ['a', 'cat', 'and', 'frog']);
+      const global = g.attention!.daamGlobal();
+      for (const m of r.maps) {
+        const served = readNpyFloat32(m.npy!.path);
+        const expected = g.attention!.wordMap(m.tokenIndices, global);
+        assert.equal(served.data.length, expected.length);
+        for (let i = 0; i < expected.length; i++) assert.equal(served.data[i], expected[i]);
+      }
+    } finally {
+      await direct.dispose();
+    }
+    const files = readdirSync(r.outDir);
+    for (const f of ['image.png', 'report.json', 'maps.png', 'request.json', 'result.json', 'maps']) assert.ok(files.includes(f), `${f} in the job folder`);
+    await c.close();
+  });
+
+  it('cancel mid-generation → cancelled, the next job on the same model runs normally', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    let sent = false;
+    const job = c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 30, seed: 1 }, (e) => {
+      if (!sent && e.type === 'progress' && e.phase === 'denoising' && e.step === 2) {
+        sent = true;
+        void c.request({ type: 'cancel', target: job.id });
+      }
+    });
+    const x = await job;
+    assert.equal(x.terminal.type === 'error' && x.terminal.code, 'cancelled');
+    assert.ok(progressSteps(x).length < 30);
+    const next = await c.request({ type: 'generate', model: models.sd, prompt: 'a frog', steps: 2, seed: 2 });
+    assert.deepEqual(progressSteps(next), [1, 2]);
+    generateResult(next);
+    await c.close();
+  });
+
+  it('two clients at once on different models: both complete, events only to the asker', async () => {
+    const c1 = await HeedClient.connect(server.url, { token: server.token });
+    const c2 = await HeedClient.connect(server.url, { token: server.token });
+    const [x1, x2] = await Promise.all([
+      c1.request({ type: 'generate', model: models.sd, prompt: 'a red cat', steps: 3, seed: 5 }),
+      c2.request({ type: 'explain', model: models.vit, image: { path: image }, methods: ['rollout'] }),
+    ]);
+    generateResult(x1);
+    assert.equal(x2.terminal.type === 'result' && x2.terminal.result.kind, 'explain');
+    const j1 = (x1.events[0] as Extract<ServerEvent, { type: 'accepted' }>).jobId;
+    const j2 = (x2.events[0] as Extract<ServerEvent, { type: 'accepted' }>).jobId;
+    assert.ok(c1.all.every((e) => !('jobId' in e) || e.jobId === j1));
+    assert.ok(c2.all.every((e) => !('jobId' in e) || e.jobId === j2));
+    assert.ok(!c1.all.some((e) => e.id === x2.terminal.id && 'jobId' in e && e.jobId === j2));
+    await c1.close();
+    await c2.close();
+  });
+
+  it('a worker killed during a real job → worker_crashed; the server recovers and the next job succeeds', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    let killed = false;
+    const x = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 20, seed: 3 }, (e) => {
+      if (!killed && e.type === 'progress' && e.phase === 'denoising') {
+        killed = true;
+        void server.pool.terminateJobWorker(e.jobId);
+      }
+    });
+    assert.equal(x.terminal.type === 'error' && x.terminal.code, 'worker_crashed');
+    const next = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 2, seed: 3 });
+    generateResult(next);
+    await c.close();
+  });
+
+  it('engine errors come back with their code and field', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const bad = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 2, scheduler: 'no-such-scheduler' });
+    assert.equal(bad.terminal.type === 'error' && bad.terminal.code, 'invalid_input');
+    assert.equal(bad.terminal.type === 'error' && bad.terminal.field, 'scheduler');
+    const empty = await c.request({ type: 'generate', model: models.sd, prompt: '   ', steps: 2 });
+    assert.equal(empty.terminal.type === 'error' && empty.terminal.code, 'invalid_input');
+    const notModel = await c.request({ type: 'generate', model: dir, prompt: 'a cat', steps: 2 });
+    assert.equal(notModel.terminal.type === 'error' && notModel.terminal.code, 'model_invalid');
+    assert.equal(notModel.terminal.type === 'error' && notModel.terminal.field, 'model');
+    await c.close();
+  });
+
+  it('tokenize answers with the model tokenizer and its word alignment', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const x = await c.request({ type: 'tokenize', model: models.sd, text: 'a cat and a frog' });
+    assert.equal(x.terminal.type, 'result');
+    if (x.terminal.type !== 'result' || x.terminal.result.kind !== 'tokenize') return;
+    const t = x.terminal.result;
+    assert.deepEqual(t.words.map((w) => w.word), ['a', 'cat', 'and', 'a', 'frog']);
+    assert.equal(t.ids.length, t.maxLength);
+    assert.equal(t.length, 7);
+    await c.close();
+  });
+
+  for (const which of ['vit', 'clip'] as const) {
+    it(`explain (${which}) returns the same explanation and files as the engine called directly`, async () => {
+      const c = await HeedClient.connect(server.url, { token: server.token });
+      const texts = which === 'clip' ? ['a bright square', 'a dark room'] : undefined;
+      const x = await c.request({ type: 'explain', model: models[which], image: { path: image }, ...(texts ? { texts } : {}) });
+      assert.equal(x.terminal.type, 'result', JSON.stringify(x.terminal).slice(0, 300));
+      if (x.terminal.type !== 'result' || x.terminal.result.kind !== 'explain') return;
+      const served: ExplainResult = x.terminal.result;
+      const direct = await explainImage(models[which], image, texts ? { texts } : {});
+      const expected = explainJson(direct) as Record<string, unknown>;
+      const got = served.explain as Record<string, unknown>;
+      for (const key of ['model', 'image', 'classes', 'similarities', 'methods', 'skipped', 'notes']) {
+        assert.deepEqual(got[key], JSON.parse(JSON.stringify(expected[key] ?? null)) ?? undefined, key);
+      }
+      const ref = join(dir, `direct-${which}`);
+      const written = await writeExplainOutputs(direct, ref);
+      const servedNames = served.files.map((f) => basename(f.path)).sort();
+      assert.deepEqual(servedNames, [...written.files].sort());
+      for (const f of written.files) {
+        if (f === 'explain.json') continue; // holds timings
+        assert.ok(readFileSync(join(ref, f)).equals(readFileSync(join(served.outDir, f))), `${f} is byte-identical`);
+      }
+      await c.close();
+    });
+  }
+
+  it('explain with an inline image (remote clients)', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const data = readFileSync(image).toString('base64');
+    const x = await c.request({ type: 'explain', model: models.vit, image: { data }, methods: ['rollout'] });
+    assert.equal(x.terminal.type, 'result');
+    await c.close();
+  });
+});
