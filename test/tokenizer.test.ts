@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClipTokenizer, TokenizerLoadError } from '../engine/diffusion/tokenizer.js';
+import { ClipTokenizer, TokenizerLoadError, clipTokenizerJson } from '../engine/diffusion/tokenizer.js';
 import { readNpy } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
 
@@ -179,6 +179,22 @@ describe('tokenizer: CLIP BPE from vocab.json + merges.txt', function () {
     const fits = tok.encode(words.slice(0, 75).join(' '));
     assert.equal(fits.truncated, false);
     assert.equal(fits.warning, undefined);
+  });
+
+  it('loads a folder that has only tokenizer.json (+ tokenizer_config.json) and tokenises identically', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'heed-tokjson-'));
+    try {
+      const src = join(ref, 'sd-tiny-v1/onnx/tokenizer');
+      const vocab = JSON.parse(readFileSync(join(src, 'vocab.json'), 'utf8')) as Record<string, number>;
+      const merges = readFileSync(join(src, 'merges.txt'), 'utf8').split('\n').slice(1).filter((l) => l.length > 0);
+      const config = JSON.parse(readFileSync(join(src, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(clipTokenizerJson(vocab, merges, config)));
+      copyFileSync(join(src, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+      const fast = await ClipTokenizer.fromFolder(dir);
+      for (const t of ['a cat and a frog', 'A Photorealistic cat,  sitting!! on a mat', '']) assert.deepEqual(fast.encode(t), tok.encode(t));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('honours maxLength and padTokenId overrides', () => {

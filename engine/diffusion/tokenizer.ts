@@ -335,8 +335,11 @@ function parseMerges(text: string, source: string): string[] {
   return merges;
 }
 
-/** The tokenizer.json that HF's CLIPTokenizerFast writes for these files (normalizer, Split + ByteLevel, BPE with `</w>`). */
-function clipTokenizerJson(vocab: Record<string, number>, merges: string[], config: JsonObject): JsonObject {
+/**
+ * The tokenizer.json that HF's CLIPTokenizerFast writes for these files (normalizer, Split + ByteLevel, BPE with
+ * `</w>`), e.g. to save a fast-tokenizer file next to vocab.json + merges.txt.
+ */
+export function clipTokenizerJson(vocab: Record<string, number>, merges: string[], config: JsonObject): JsonObject {
   const bos = tokenContent(config.bos_token) ?? DEFAULT_BOS;
   const eos = tokenContent(config.eos_token) ?? DEFAULT_EOS;
   const unk = tokenContent(config.unk_token) ?? eos;
