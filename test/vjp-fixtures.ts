@@ -117,7 +117,8 @@ export interface CheckOptions {
   seeds: string[];
   wrt: string[];
   values: Values;
-  eps: number;
+  /** Finite-difference step; per wrt tensor when a record. */
+  eps: number | Record<string, number>;
   /** Compare every entry when the wrt tensor has at most this many elements, else random directions. */
   maxEntries?: number;
   directions?: number;
@@ -176,6 +177,7 @@ export async function checkVjp(model: OnnxModel, o: CheckOptions): Promise<Recor
       return L;
     };
     const n = base.length;
+    const eps = typeof o.eps === 'number' ? o.eps : o.eps[w] ?? 1e-2;
     let maxAbsErr = 0;
     let scale = 0;
     let checked = 0;
@@ -183,9 +185,9 @@ export async function checkVjp(model: OnnxModel, o: CheckOptions): Promise<Recor
       for (let j = 0; j < n; j++) {
         const xp = [...base];
         const xm = [...base];
-        xp[j] += o.eps;
-        xm[j] -= o.eps;
-        const fd = ((await loss(xp)) - (await loss(xm))) / (2 * o.eps);
+        xp[j] += eps;
+        xm[j] -= eps;
+        const fd = ((await loss(xp)) - (await loss(xm))) / (2 * eps);
         maxAbsErr = Math.max(maxAbsErr, Math.abs(fd - grad[j]));
         scale = Math.max(scale, Math.abs(fd));
         checked++;
@@ -195,7 +197,7 @@ export async function checkVjp(model: OnnxModel, o: CheckOptions): Promise<Recor
         const d = rng.normal(n);
         const norm = Math.sqrt(d.reduce((s, v) => s + v * v, 0));
         const u = d.map((v) => v / norm);
-        const fd = ((await loss(base.map((v, i) => v + o.eps * u[i]))) - (await loss(base.map((v, i) => v - o.eps * u[i])))) / (2 * o.eps);
+        const fd = ((await loss(base.map((v, i) => v + eps * u[i]))) - (await loss(base.map((v, i) => v - eps * u[i])))) / (2 * eps);
         const an = u.reduce((s, v, i) => s + v * grad[i], 0);
         maxAbsErr = Math.max(maxAbsErr, Math.abs(fd - an));
         scale = Math.max(scale, Math.abs(fd));

@@ -306,6 +306,7 @@ export function buildSplitVjp(model: OnnxModel, options: VjpOptions): SplitVjp {
     ...residuals.map((r) => makeValueInfo(r.name, r.elemType, r.dims)),
     ...seeds.map((s) => makeValueInfo(result.cotangents[s], infos.get(s)?.elemType, infos.get(s)?.dims)),
   ];
+  bg.proto.output = bg.proto.output.filter((o) => !seeds.includes(o.name));
   bg.proto.valueInfo = [];
   bg.reindex();
   for (const f of folded) bg.addInitializer(f, infos.get(f)?.value as NonNullable<TensorInfo['value']>);
