@@ -11,13 +11,13 @@ export interface SkippableContext {
 }
 
 /**
- * The reference folder, or null when absent. HEED_REFERENCE overrides the location; otherwise it is
+ * The reference folder, or null when absent. HEED_REFERENCE overrides the location (and only it is tried); otherwise it is
  * `<repo>/../shared/reference`, found from this file (compiled into dist/test/helpers/) or the working directory.
  */
 export function referenceDir(): string | null {
-  const candidates: string[] = [];
   const fromEnv = process.env.HEED_REFERENCE;
-  if (fromEnv) candidates.push(resolve(fromEnv));
+  if (fromEnv) return existsSync(join(resolve(fromEnv), 'README.md')) ? resolve(fromEnv) : null; // explicit: no fallback
+  const candidates: string[] = [];
   const here = dirname(fileURLToPath(import.meta.url));
   // dist/test/helpers -> repo root is three levels up; test/helpers (ts-node style) is two.
   candidates.push(resolve(here, '../../../../shared/reference'), resolve(here, '../../../shared/reference'));
@@ -33,7 +33,8 @@ export function requireReference(ctx: SkippableContext): string {
   const dir = referenceDir();
   if (dir === null) {
     if (!warned) {
-      console.warn('[reference] ../shared/reference not found (set HEED_REFERENCE to its path): skipping conformance tests');
+      const where = process.env.HEED_REFERENCE ? `HEED_REFERENCE=${process.env.HEED_REFERENCE}` : '../shared/reference';
+      console.warn(`[reference] ${where} not found (set HEED_REFERENCE to the reference folder): skipping conformance tests`);
       warned = true;
     }
     ctx.skip();
