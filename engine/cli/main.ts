@@ -54,7 +54,10 @@ function tidyCommanderMessage(e: CommanderError): string {
 /** Runs the CLI and returns the exit code (does not call process.exit, so tests and embedders can use it). */
 export async function run(argv: readonly string[]): Promise<number> {
   const verbose = argv.includes('--verbose');
-  const program = buildProgram(await serveRegistrar());
+  // The server module (ws, zod schemas) costs ~0.4 s to load: only when `serve` is run or the help lists commands.
+  const args = argv.slice(2);
+  const wantsServe = args.length === 0 || args.some((a) => a === 'serve' || a === 'help' || a === '--help' || a === '-h');
+  const program = buildProgram(wantsServe ? await serveRegistrar() : []);
   try {
     await program.parseAsync([...argv]);
     return EXIT_OK;

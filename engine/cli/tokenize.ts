@@ -4,7 +4,6 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ClipTokenizer, type TokenizedPrompt } from '../diffusion/tokenizer.js';
-import { resolveModelFolder } from '../diffusion/folder.js';
 import { existingDir, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
 import { positiveInt } from './options.js';
@@ -27,6 +26,7 @@ export async function loadTokenizerFor(dir: string): Promise<ClipTokenizer> {
     const nested = join(root, 'onnx');
     if (existsSync(nested) && statSync(nested).isDirectory()) {
       try {
+        const { resolveModelFolder } = await import('../diffusion/folder.js');
         return await ClipTokenizer.fromFolder(resolveModelFolder(root).tokenizer);
       } catch {
         // fall through to the first, more direct, error
