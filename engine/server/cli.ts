@@ -45,7 +45,9 @@ export function registerServe(program: Command): Command {
     .option('--info-file <file>', 'where to write {url, token, pid} (mode 0600; default <out>/server.json)')
     .option('--json', 'print one JSON line {url, token, pid, outDir} on stdout once listening (for programs that start the engine)')
     .action(async (opts: ServeCliOptions) => {
-      await runServe(opts);
+      // The action lasts as long as the server: the CLI exits when its command returns.
+      const server = await runServe(opts);
+      await server.closed;
     });
 }
 
@@ -86,7 +88,7 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`heed serve: ${signal}, shutting down\n`);
-    void server.close().then(() => process.exit(0));
+    void server.close();
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -71,7 +71,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
-  const { writeGenerateFiles } = await import('./generate-outputs.js');
+  const { writeGenerateOutputs } = await import('../cli/outputs.js');
   const pipeline = await ctx.cache.get<StableDiffusionPipeline>(`sd:${job.modelDir}`, async () => {
     const p = await StableDiffusionPipeline.load(job.modelDir, { threads: THREADS });
     return { value: p, bytes: await folderBytes(job.modelDir), dispose: () => p.dispose() };
@@ -107,7 +107,13 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   const result = await pipeline.generate(options);
   ctx.progress({ phase: 'writing', step: 0, total: 0 });
   const tWrite = performance.now();
-  const written = await writeGenerateFiles(result, job.outDir, { trace: req.trace === true });
+  // The CLI's writer: a job folder holds exactly what `heed generate --out` writes.
+  const written = await writeGenerateOutputs(result, job.outDir, {
+    maps: !!req.maps,
+    ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
+    tokenText: (t) => pipeline.tokenizer.tokenText(t),
+    extraReport: { model: job.modelDir, ...(job.latentsPath ? { latentsFile: job.latentsPath } : {}) },
+  });
   const writeMs = performance.now() - tWrite;
   const maps: TokenMap[] = written.maps.map((m) => ({
     word: m.word,

@@ -96,6 +96,9 @@ export class HeedServer {
   private readonly tokenizers = new TokenizerService();
   private readonly startedAt = Date.now();
   private closing = false;
+  private closedResolve!: () => void;
+  /** Resolves once close() has finished (the serve command waits on it). */
+  readonly closed = new Promise<void>((r) => (this.closedResolve = r));
 
   private constructor(
     private readonly http: Server,
@@ -422,6 +425,7 @@ export class HeedServer {
     await new Promise<void>((res) => this.http.close(() => res()));
     this.http.closeAllConnections?.();
     if (this.opts.infoFile) await rm(this.opts.infoFile, { force: true });
+    this.closedResolve();
   }
 }
 
