@@ -189,6 +189,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   const tokenized: TokenizedTexts | undefined = family === 'clip' && texts.length > 0 ? model.tokenize(texts) : undefined;
 
   const timings: Record<string, number> = {};
+  await model.ready();
   let t0 = performance.now();
   const fwd = await model.forward(image, tokenized);
   timings.forward = performance.now() - t0;
@@ -208,6 +209,11 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   const cls = clsProblem(layout);
   if (cls) for (const m of ['heads', 'rollout', 'grad-rollout', 'chefer'] as const) if (methods.has(m)) notApplicable(m, cls);
   if (family === 'clip' && !tokenized && methods.has('chefer')) notApplicable('chefer', 'CLIP relevance explains an image–text pair: give at least one text');
+  if (family === 'vit' && !model.hasScores) {
+    for (const m of ['grad-rollout', 'chefer'] as const) {
+      if (methods.has(m)) notApplicable(m, `${model.info.onnxPath} has no 'logits' output (a backbone without classification head, e.g. DINO), so there is no class score to differentiate`);
+    }
+  }
   if (family === 'clip' && methods.has('grad-rollout')) notApplicable('grad-rollout', 'gradient rollout explains a class logit; CLIP has no classes (use chefer with texts)');
 
   const result: ExplainResult = {
@@ -220,6 +226,9 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
 
   // Scores.
   let explainClasses: number[] = [];
+  if (family === 'vit' && !fwd.logits && options.classIndex !== undefined) {
+    throw new ExplainError(`classIndex ${options.classIndex} was given but ${model.info.onnxPath} has no 'logits' output (no classification head)`);
+  }
   if (fwd.logits) {
     const probs = softmax(fwd.logits);
     const labels = model.info.labels;

@@ -114,13 +114,22 @@ export class ExplainModel {
     return this.info.family;
   }
 
+  /** Graph output names of the exported model. */
+  get outputNames(): string[] {
+    return this.onnx.proto.graph?.output.map((o) => o.name) ?? [];
+  }
+
+  /** Whether the model has a score to explain: class logits (ViT classifiers) or logits_per_image (CLIP). */
+  get hasScores(): boolean {
+    return this.outputNames.includes(this.family === 'clip' ? 'logits_per_image' : 'logits');
+  }
+
   /** Graph output holding the class logits (ViT) or image→text logits (CLIP). */
   get scoreOutput(): string {
-    const outputs = this.onnx.proto.graph?.output.map((o) => o.name) ?? [];
     const want = this.family === 'clip' ? 'logits_per_image' : 'logits';
-    if (outputs.includes(want)) return want;
-    if (this.family === 'vit' && outputs.length > 0) return outputs[0];
-    throw new ExplainError(`${this.info.onnxPath} has no '${want}' output (outputs: ${outputs.join(', ')})`);
+    if (this.outputNames.includes(want)) return want;
+    throw new ExplainError(`${this.info.onnxPath} has no '${want}' output (outputs: ${this.outputNames.join(', ')}): ` +
+      (this.family === 'vit' ? 'it is a backbone without a classification head (DINO-style), so there is no class to explain' : 'export the full CLIPModel'));
   }
 
   async prepareImage(input: string | Uint8Array): Promise<PreparedImage> {
@@ -185,14 +194,20 @@ export class ExplainModel {
     return this.session;
   }
 
+  /** Opens the attention-exposing session now (so that a timed forward does not include session creation). */
+  async ready(): Promise<void> {
+    await this.exposedSession();
+  }
+
   /** One forward pass with every attention map. */
   async forward(image: PreparedImage, texts?: TokenizedTexts): Promise<ForwardResult> {
     const session = await this.exposedSession();
-    const score = this.scoreOutput;
-    const names = [score, ...this.visionSites.map((s) => s.probs), ...this.textSites.map((s) => s.probs)];
+    const score = this.hasScores ? this.scoreOutput : undefined;
+    const names = [...(score ? [score] : []), ...this.visionSites.map((s) => s.probs), ...this.textSites.map((s) => s.probs)];
     const out = await runSession(session, this.feeds(image, texts), names);
-    const scores = out[score].data as Float32Array;
     const vision = this.visionSites.map((s) => siteItem(out[s.probs], s, 0));
+    if (!score) return { vision };
+    const scores = out[score].data as Float32Array;
     if (this.family === 'clip') {
       const count = texts?.texts.length ?? 0;
       const text = Array.from({ length: count }, (_, t) => this.textSites.map((s) => siteItem(out[s.probs], s, t)));
