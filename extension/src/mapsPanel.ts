@@ -1,0 +1,173 @@
+// The map preview panel: live progress and previews while generating, then the image, one map per token (click to
+// overlay, opacity), the Attend-and-Excite loss chart, plain vs A&E side by side, and save buttons.
+import * as vscode from 'vscode';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import type { GenerateResult, ProgressEvent } from '../../engine/server/protocol.js';
+import { parseNpyFloat } from './core/npy.js';
+import { readConfig } from './config.js';
+import type { EngineManager } from './engine.js';
+import type { RunRecord } from './promptFeatures.js';
+import { pngDataUri, readEngineFile, webviewHtml } from './webview.js';
+
+export type RunLabel = 'plain' | 'excite';
+
+/** What the panel's script receives (media/maps.js reads exactly these shapes). */
+export type MapsMessage =
+  | { type: 'start'; prompt: string; labels: RunLabel[]; subjects: string[] }
+  | { type: 'progress'; label: RunLabel; phase: string; step: number; total: number; etaMs?: number; preview?: string; loss?: number; scores?: Record<string, number>; iteration?: number }
+  | { type: 'result'; label: RunLabel; image: string; width: number; height: number; maps: PanelMap[]; lossTrace: RunRecord['lossTrace']; outDir: string; seed?: unknown; timingsMs: Record<string, number> }
+  | { type: 'error'; label?: RunLabel; message: string }
+  | { type: 'cancelled'; label: RunLabel };
+
+export interface PanelMap {
+  word: string;
+  tokenIndices: number[];
+  maxAttention?: number;
+  width: number;
+  height: number;
+  /** Row-major values (raw; the webview normalises for display). */
+  data: number[];
+}
+
+type FromWebview = { type: 'ready' } | { type: 'cancel' } | { type: 'save'; label: RunLabel; what: 'png' | 'npy' | 'report'; word?: string } | { type: 'explainSubjects'; label: RunLabel };
+
+export class MapsPanel implements vscode.Disposable {
+  private static current: MapsPanel | undefined;
+  private readonly panel: vscode.WebviewPanel;
+  private ready = false;
+  private queue: MapsMessage[] = [];
+  private results = new Map<RunLabel, GenerateResult>();
+  /** Called when the user presses Cancel. */
+  onCancel: (() => void) | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  static show(context: vscode.ExtensionContext, engine: EngineManager): MapsPanel {
+    if (MapsPanel.current) {
+      MapsPanel.current.panel.reveal(vscode.ViewColumn.Beside, true);
+      return MapsPanel.current;
+    }
+    MapsPanel.current = new MapsPanel(context, engine);
+    return MapsPanel.current;
+  }
+
+  private constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly engine: EngineManager,
+  ) {
+    this.panel = vscode.window.createWebviewPanel('heed.maps', 'Heed Maps', { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }, {
+      enableScripts: true,
+      retainContextWhenHidden: true,
+      localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'media')],
+    });
+    this.panel.webview.html = webviewHtml(this.panel.webview, context.extensionUri, 'maps.js', 'Heed Maps', 'heed-maps');
+    this.disposables.push(
+      this.panel.onDidDispose(() => this.dispose()),
+      this.panel.webview.onDidReceiveMessage((m: FromWebview) => void this.onMessage(m)),
+    );
+  }
+
+  private post(m: MapsMessage): void {
+    if (!this.ready) this.queue.push(m);
+    else void this.panel.webview.postMessage(m);
+  }
+
+  private async onMessage(m: FromWebview): Promise<void> {
+    switch (m.type) {
+      case 'ready':
+        this.ready = true;
+        for (const q of this.queue.splice(0)) void this.panel.webview.postMessage(q);
+        return;
+      case 'cancel':
+        this.onCancel?.();
+        return;
+      case 'save':
+        await this.save(m.label, m.what, m.word);
+        return;
+      case 'explainSubjects':
+        await vscode.commands.executeCommand('heed.explainResult', this.results.get(m.label)?.image.file.path);
+        return;
+    }
+  }
+
+  begin(prompt: string, labels: RunLabel[], subjects: string[]): void {
+    this.results.clear();
+    this.post({ type: 'start', prompt, labels, subjects });
+  }
+
+  progress(label: RunLabel, ev: ProgressEvent): void {
+    this.post({
+      type: 'progress',
+      label,
+      phase: ev.phase,
+      step: ev.step,
+      total: ev.total,
+      ...(ev.etaMs !== undefined ? { etaMs: ev.etaMs } : {}),
+      ...(ev.preview ? { preview: `data:image/png;base64,${ev.preview.png}` } : {}),
+      ...(ev.loss !== undefined ? { loss: ev.loss } : {}),
+      ...(ev.scores ? { scores: ev.scores } : {}),
+      ...(ev.iteration !== undefined ? { iteration: ev.iteration } : {}),
+    });
+  }
+
+  async result(label: RunLabel, run: RunRecord): Promise<void> {
+    const r = run.result;
+    this.results.set(label, r);
+    const image = pngDataUri(await readEngineFile(this.engine, r.image.file.path));
+    const maps: PanelMap[] = [];
+    for (const m of r.maps) {
+      if (!m.npy) continue;
+      try {
+        const npy = parseNpyFloat(await readEngineFile(this.engine, m.npy.path));
+        const [height, width] = npy.shape.length === 2 ? (npy.shape as [number, number]) : [1, npy.data.length];
+        maps.push({ word: m.word, tokenIndices: m.tokenIndices, ...(m.maxAttention !== undefined ? { maxAttention: m.maxAttention } : {}), width, height, data: Array.from(npy.data) });
+      } catch (e) {
+        this.engine.log(`map of '${m.word}' unreadable: ${(e as Error).message}`);
+      }
+    }
+    const report = r.report as { seed?: unknown } | undefined;
+    this.post({ type: 'result', label, image, width: r.image.width, height: r.image.height, maps, lossTrace: run.lossTrace, outDir: r.outDir, seed: report?.seed, timingsMs: r.timingsMs });
+  }
+
+  error(message: string, label?: RunLabel): void {
+    this.post({ type: 'error', message, ...(label ? { label } : {}) });
+  }
+
+  cancelled(label: RunLabel): void {
+    this.post({ type: 'cancelled', label });
+  }
+
+  private async save(label: RunLabel, what: 'png' | 'npy' | 'report', word?: string): Promise<void> {
+    const r = this.results.get(label);
+    if (!r) return;
+    const base = path.join(readConfig().outputFolder, 'saved', r.jobId);
+    await mkdir(base, { recursive: true });
+    let target: string;
+    if (what === 'png') {
+      target = path.join(base, `${label}-image.png`);
+      await writeFile(target, await readEngineFile(this.engine, r.image.file.path));
+    } else if (what === 'report') {
+      target = path.join(base, `${label}-report.json`);
+      await writeFile(target, JSON.stringify({ report: r.report, excite: r.excite, maps: r.maps.map((m) => ({ word: m.word, tokenIndices: m.tokenIndices, maxAttention: m.maxAttention })) }, null, 2) + '\n');
+    } else {
+      const m = r.maps.find((x) => x.word === word) ?? r.maps[0];
+      if (!m?.npy) {
+        void vscode.window.showWarningMessage('Heed: this run has no map to save.');
+        return;
+      }
+      target = path.join(base, `${label}-${path.basename(m.npy.path)}`);
+      if (readConfig().engineUrl) await writeFile(target, await readEngineFile(this.engine, m.npy.path));
+      else await copyFile(m.npy.path, target);
+    }
+    const open = 'Reveal';
+    void vscode.window.showInformationMessage(`Heed: saved ${path.basename(target)} to ${base}`, open).then((c) => {
+      if (c === open) void vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(target));
+    });
+  }
+
+  dispose(): void {
+    if (MapsPanel.current === this) MapsPanel.current = undefined;
+    this.disposables.forEach((d) => d.dispose());
+    this.panel.dispose();
+  }
+}

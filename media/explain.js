@@ -1,0 +1,115 @@
+// Explanation panel: pick CLIP or ViT, type texts (CLIP), run; then scores, relevance overlays, head grid and the
+// mean-attention-distance plot drawn from the engine's explain.json.
+/* eslint-disable no-undef */
+(function () {
+  'use strict';
+  const { vscode, h, heatCanvas, lineChart } = window.heed;
+  const app = document.getElementById('app');
+  let state = vscode.getState() || { image: null, texts: ['a photo of a frog'], kind: 'clip', models: {}, status: 'idle', result: null, error: null, opacity: 0.6 };
+
+  const toMap = (nested) => ({ width: nested[0] ? nested[0].length : 0, height: nested.length, data: nested.flat() });
+
+  function overlayTile(caption, nested, input, id) {
+    const stage = h('div', { class: 'stage' }, h('img', { class: 'image', src: input || (state.image && state.image.uri), alt: `input image with ${caption}` }));
+    const c = heatCanvas(toMap(nested), false);
+    c.classList.add('overlay');
+    c.style.opacity = String(state.opacity);
+    stage.append(c);
+    return h('figure', { class: 'explain-map', id }, stage, h('figcaption', {}, caption));
+  }
+
+  function render() {
+    app.replaceChildren();
+    app.append(h('h1', {}, 'Heed explain'));
+    const form = h('div', { class: 'form' },
+      h('span', {}, 'Image'),
+      h('span', {}, state.image ? state.image.name : h('span', { class: 'muted' }, 'none'), ' ', h('button', { class: 'secondary', onclick: () => vscode.postMessage({ type: 'pickImage' }) }, 'Choose image…')),
+      h('label', { for: 'kind' }, 'Model'),
+      h('select', { id: 'kind', onchange: (e) => { state.kind = e.target.value; render(); } },
+        h('option', { value: 'clip', selected: state.kind === 'clip' }, `CLIP${state.models.clip ? '' : ' (not set: heed.models.clip)'}`),
+        h('option', { value: 'vit', selected: state.kind === 'vit' }, `ViT${state.models.vit ? '' : ' (not set: heed.models.vit)'}`)),
+    );
+    if (state.kind === 'clip') {
+      form.append(h('label', { for: 'texts' }, 'Texts (one per line)'),
+        h('textarea', { id: 'texts', rows: 3, oninput: (e) => { state.texts = e.target.value.split('\n'); vscode.setState(state); } }, state.texts.join('\n')));
+    }
+    app.append(form);
+    const busy = state.status === 'running';
+    app.append(h('div', { class: 'buttons' },
+      h('button', { id: 'run', disabled: busy || !state.image, onclick: () => vscode.postMessage({ type: 'run', model: state.kind, texts: state.texts }) }, busy ? 'Explaining…' : 'Explain'),
+      busy ? h('button', { class: 'secondary', onclick: () => vscode.postMessage({ type: 'cancel' }) }, 'Cancel') : null,
+      h('label', { for: 'opacity' }, ' Overlay opacity '),
+      h('input', { id: 'opacity', type: 'range', min: 0, max: 1, step: 0.05, value: state.opacity, oninput: (e) => {
+        state.opacity = Number(e.target.value);
+        document.querySelectorAll('.overlay').forEach((o) => { o.style.opacity = String(state.opacity); });
+        vscode.setState(state);
+      } })));
+    if (state.error) app.append(h('p', { class: 'error', role: 'alert' }, state.error));
+    if (state.image && !state.result) app.append(h('img', { class: 'preview', src: state.image.uri, alt: state.image.name }));
+    if (state.result) app.append(renderResult(state.result));
+    vscode.setState(state);
+  }
+
+  function renderResult(res) {
+    const ex = res.explain || {};
+    const m = ex.methods || {};
+    const out = h('div', { class: 'explain-result', id: 'explain-result' });
+    if (ex.similarities && ex.similarities.length) {
+      out.append(h('h2', {}, 'CLIP similarity'),
+        h('table', { class: 'scores', id: 'clip-scores' }, h('tr', {}, h('th', {}, 'text'), h('th', {}, 'probability'), h('th', {}, 'logit'), h('th', {}, '')),
+          ex.similarities.map((s) => {
+            const meter = h('div', { class: 'meter' });
+            meter.style.width = `${Math.round(100 * s.probability)}%`;
+            return h('tr', { class: 'score-row' }, h('td', {}, s.text), h('td', {}, s.probability.toFixed(3)), h('td', {}, s.logit.toFixed(2)), h('td', { class: 'bar-cell' }, meter));
+          })));
+    }
+    if (ex.classes && ex.classes.length) {
+      out.append(h('h2', {}, 'Top classes'),
+        h('table', { class: 'scores', id: 'vit-classes' }, h('tr', {}, h('th', {}, 'class'), h('th', {}, 'probability')),
+          ex.classes.map((c) => h('tr', { class: 'score-row' }, h('td', {}, `${c.label} (${c.index})`), h('td', {}, c.probability.toFixed(3))))));
+    }
+    const tiles = [];
+    for (const c of m.chefer || []) {
+      const caption = c.text !== undefined ? `Chefer relevance: "${c.text}"` : `Chefer: ${c.label}`;
+      tiles.push(overlayTile(caption, c.image, res.input, undefined));
+    }
+    for (const g of m.gradRollout || []) tiles.push(overlayTile(`grad rollout: ${g.label}`, g.map, res.input));
+    for (const r of m.rollout || []) tiles.push(overlayTile(`rollout (${r.fusion}, discard ${r.discard})`, r.map, res.input));
+    if (tiles.length) out.append(h('h2', {}, 'Relevance'), h('div', { class: 'maps-row', id: 'overlays' }, tiles));
+    if (m.heads && m.heads.maps) {
+      out.append(h('h2', {}, `CLS attention per head, layer ${m.heads.layer}`),
+        h('div', { class: 'maps-row heads-grid' }, m.heads.maps.map((hm, i) => overlayTile(`head ${i}`, hm, res.input))));
+    }
+    if (m.distance && m.distance.values) {
+      const vals = m.distance.values; // [layer][head]
+      const heads = vals[0] ? vals[0].length : 0;
+      const series = [];
+      for (let hd = 0; hd < heads; hd++) series.push({ name: `head ${hd}`, points: vals.map((row, l) => [l, row[hd]]) });
+      out.append(h('h2', {}, 'Mean attention distance'), lineChart(series, { label: 'mean attention distance in pixels per layer and head', xLabel: 'layer', className: 'distance-chart' }));
+    }
+    if (ex.notes && ex.notes.length) out.append(h('ul', { class: 'muted' }, ex.notes.map((n) => h('li', {}, n))));
+    if (ex.skipped && Object.keys(ex.skipped).length) out.append(h('p', { class: 'muted' }, `Skipped: ${JSON.stringify(ex.skipped)}`));
+    out.append(h('p', { class: 'muted small' }, `Files: ${res.outDir}`));
+    return out;
+  }
+
+  window.addEventListener('message', (ev) => {
+    const msg = ev.data;
+    switch (msg.type) {
+      case 'models': state.models = { clip: msg.clip, vit: msg.vit }; break;
+      case 'image':
+        state.image = { path: msg.path, name: msg.name, uri: msg.uri };
+        if (msg.texts && msg.texts.length) state.texts = msg.texts;
+        state.result = null;
+        state.error = null;
+        break;
+      case 'running': state.status = 'running'; state.kind = msg.kind; state.error = null; state.result = null; if (msg.texts.length) state.texts = msg.texts; break;
+      case 'result': state.status = 'done'; state.result = msg; break;
+      case 'error': state.status = 'error'; state.error = msg.message; break;
+    }
+    render();
+  });
+
+  render();
+  vscode.postMessage({ type: 'ready' });
+})();

@@ -1,0 +1,180 @@
+// Map preview panel: progress + live preview while generating; then per run (plain / Attend-and-Excite) the image, a
+// grid of per-token maps (click or Enter to overlay on the image), an opacity slider, the A&E loss chart, save buttons.
+/* eslint-disable no-undef */
+(function () {
+  'use strict';
+  const { vscode, h, heatCanvas, lineChart } = window.heed;
+  const app = document.getElementById('app');
+  const LABEL = { plain: 'Plain', excite: 'Attend-and-Excite' };
+
+  /** @type {{prompt: string, labels: string[], subjects: string[], runs: Record<string, any>} | null} */
+  let state = vscode.getState() || null;
+
+  function run(label) {
+    if (!state.runs[label]) state.runs[label] = { status: 'queued', progress: null, preview: null, result: null, selected: null, opacity: 0.6, losses: [], error: null };
+    return state.runs[label];
+  }
+
+  function render() {
+    app.replaceChildren();
+    if (!state) {
+      app.append(h('p', { class: 'muted' }, 'Run "Heed: Generate" on a prompt (or the Generate CodeLens above it) to see its maps here.'));
+      return;
+    }
+    const busy = state.labels.some((l) => ['queued', 'running'].includes(run(l).status));
+    app.append(
+      h('header', { class: 'panel-header' },
+        h('h1', {}, 'Heed maps'),
+        h('p', { class: 'prompt', title: 'prompt' }, state.prompt),
+        state.subjects.length ? h('p', { class: 'muted' }, `Subjects: ${state.subjects.join(', ')}`) : null,
+        busy ? h('button', { id: 'cancel', class: 'secondary', onclick: () => vscode.postMessage({ type: 'cancel' }) }, 'Cancel') : null,
+      ),
+    );
+    const cols = h('div', { class: `runs runs-${state.labels.length}` });
+    for (const label of state.labels) cols.append(renderRun(label));
+    app.append(cols);
+    vscode.setState(state);
+  }
+
+  function renderRun(label) {
+    const r = run(label);
+    const sec = h('section', { class: 'run', id: `run-${label}`, 'aria-label': `${LABEL[label]} run` }, h('h2', {}, LABEL[label]));
+    if (r.error) sec.append(h('p', { class: 'error', role: 'alert' }, r.error));
+    if (r.status === 'cancelled') sec.append(h('p', { class: 'muted' }, 'Cancelled.'));
+    if (!r.result && (r.status === 'running' || r.status === 'queued')) {
+      const p = r.progress;
+      const pct = p && p.total ? Math.round((100 * p.step) / p.total) : 0;
+      sec.append(
+        h('div', { class: 'progress-line' },
+          h('span', {}, p ? `${p.phase} ${p.total ? `${p.step}/${p.total}` : ''}${p.iteration !== undefined ? ` (refinement ${p.iteration})` : ''}${p.etaMs ? ` — about ${Math.ceil(p.etaMs / 1000)} s left` : ''}` : 'queued…'),
+          h('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': pct, 'aria-label': `${LABEL[label]} progress` }, barFill(pct)),
+        ),
+      );
+      if (r.preview) sec.append(h('img', { class: 'preview', src: r.preview, alt: 'live preview from the latents (low resolution)' }));
+    }
+    if (r.result) sec.append(renderResult(label, r));
+    if (label === 'excite' || r.losses.length) sec.append(renderLoss(label, r));
+    return sec;
+  }
+
+  function barFill(pct) {
+    const d = h('div', { class: 'fill' });
+    d.style.width = `${pct}%`;
+    return d;
+  }
+
+  function renderResult(label, r) {
+    const res = r.result;
+    const wrap = h('div', { class: 'result' });
+    const stage = h('div', { class: 'stage' }, h('img', { class: 'image', src: res.image, alt: `generated image (${res.width}×${res.height})` }));
+    const sel = res.maps.find((m) => m.word === r.selected);
+    if (sel) {
+      const overlay = heatCanvas(sel, false);
+      overlay.classList.add('overlay');
+      overlay.style.opacity = String(r.opacity);
+      overlay.setAttribute('aria-label', `attention map of "${sel.word}" over the image`);
+      stage.append(overlay);
+    }
+    wrap.append(stage);
+    wrap.append(
+      h('div', { class: 'controls' },
+        h('label', { for: `opacity-${label}` }, 'Overlay opacity'),
+        h('input', { id: `opacity-${label}`, type: 'range', min: 0, max: 1, step: 0.05, value: r.opacity, oninput: (e) => {
+          r.opacity = Number(e.target.value);
+          const o = document.querySelector(`#run-${label} .overlay`);
+          if (o) o.style.opacity = String(r.opacity);
+          vscode.setState(state);
+        } }),
+        h('span', { class: 'muted' }, sel ? `showing "${sel.word}"` : 'click a token map to overlay it'),
+      ),
+    );
+    if (res.maps.length === 0) wrap.append(h('p', { class: 'muted' }, 'This run returned no token maps.'));
+    const top = Math.max(...res.maps.map((m) => m.maxAttention || 0), 0);
+    const grid = h('div', { class: 'token-grid', role: 'listbox', 'aria-label': 'per-token attention maps' });
+    res.maps.forEach((m, i) => {
+      const rel = top > 0 && m.maxAttention !== undefined ? m.maxAttention / top : undefined;
+      const cell = h('button', {
+        class: `token-map${m.word === r.selected ? ' selected' : ''}`,
+        role: 'option',
+        'aria-selected': m.word === r.selected ? 'true' : 'false',
+        'data-word': m.word,
+        title: `${m.word} (tokens ${m.tokenIndices.join(', ')})${m.maxAttention !== undefined ? `, max attention ${m.maxAttention.toPrecision(3)}` : ''}`,
+        onclick: () => {
+          r.selected = r.selected === m.word ? null : m.word;
+          render();
+          const again = document.querySelector(`#run-${label} .token-map[data-word="${CSS.escape(m.word)}"]`);
+          if (again) again.focus();
+        },
+        onkeydown: (e) => {
+          const cells = [...grid.querySelectorAll('.token-map')];
+          const k = cells.indexOf(e.currentTarget);
+          if (e.key === 'ArrowRight' || e.key === 'ArrowDown') cells[Math.min(cells.length - 1, k + 1)].focus();
+          else if (e.key === 'ArrowLeft' || e.key === 'ArrowUp') cells[Math.max(0, k - 1)].focus();
+          else return;
+          e.preventDefault();
+        },
+      }, heatCanvas(m, false), h('span', { class: 'word' }, m.word), rel !== undefined ? h('span', { class: `score${rel < 0.2 ? ' low' : ''}` }, rel.toFixed(2)) : null);
+      if (i === 0) cell.setAttribute('tabindex', '0');
+      grid.append(cell);
+    });
+    wrap.append(grid);
+    wrap.append(
+      h('div', { class: 'buttons' },
+        h('button', { onclick: () => vscode.postMessage({ type: 'save', label, what: 'png' }) }, 'Save PNG'),
+        h('button', { onclick: () => vscode.postMessage({ type: 'save', label, what: 'npy', word: r.selected || undefined }) }, 'Save .npy'),
+        h('button', { onclick: () => vscode.postMessage({ type: 'save', label, what: 'report' }) }, 'Save report'),
+        h('button', { class: 'secondary', onclick: () => vscode.postMessage({ type: 'explainSubjects', label }) }, 'Is each subject there? (CLIP)'),
+      ),
+      h('p', { class: 'muted small' }, `Files: ${res.outDir}${res.seed !== undefined ? ` · seed ${res.seed}` : ''}${res.timingsMs && res.timingsMs.total ? ` · ${(res.timingsMs.total / 1000).toFixed(1)} s` : ''}`),
+    );
+    return wrap;
+  }
+
+  function renderLoss(label, r) {
+    const losses = r.result && r.result.lossTrace && r.result.lossTrace.length ? r.result.lossTrace : r.losses;
+    const series = [{ name: 'loss', points: losses.map((p, i) => [i, p.loss]) }];
+    const subjects = new Set(losses.flatMap((p) => Object.keys(p.scores || {})));
+    for (const s of subjects) series.push({ name: `score "${s}"`, points: losses.filter((p) => p.scores && s in p.scores).map((p) => [losses.indexOf(p), p.scores[s]]) });
+    return h('div', { class: 'loss', id: `loss-${label}` }, h('h3', {}, 'Attend-and-Excite loss'),
+      lineChart(series, { label: 'Attend-and-Excite loss and subject scores per update', xLabel: 'update (steps and refinements)', className: 'loss-chart', empty: 'No loss yet (Attend-and-Excite reports one per guided step).' }));
+  }
+
+  window.addEventListener('message', (ev) => {
+    const m = ev.data;
+    switch (m.type) {
+      case 'start':
+        state = { prompt: m.prompt, labels: m.labels, subjects: m.subjects, runs: {} };
+        m.labels.forEach((l) => run(l));
+        break;
+      case 'progress': {
+        const r = run(m.label);
+        r.status = 'running';
+        r.progress = m;
+        if (m.preview) r.preview = m.preview;
+        if (typeof m.loss === 'number') r.losses.push({ step: m.step, iteration: m.iteration, loss: m.loss, scores: m.scores });
+        break;
+      }
+      case 'result': {
+        const r = run(m.label);
+        r.status = 'done';
+        r.result = m;
+        if (!r.selected && m.maps.length) r.selected = null;
+        break;
+      }
+      case 'error':
+        if (m.label) {
+          run(m.label).status = 'error';
+          run(m.label).error = m.message;
+        } else if (state) state.labels.forEach((l) => { if (run(l).status !== 'done') { run(l).status = 'error'; run(l).error = m.message; } });
+        else state = { prompt: '', labels: [], subjects: [], runs: {} };
+        break;
+      case 'cancelled':
+        run(m.label).status = 'cancelled';
+        break;
+    }
+    render();
+  });
+
+  render();
+  vscode.postMessage({ type: 'ready' });
+})();

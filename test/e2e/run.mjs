@@ -1,0 +1,421 @@
+#!/usr/bin/env node
+// End-to-end tests of the Heed extension in a real VS Code: code-server (VS Code 1.139 served to a browser) driven by
+// headless Chromium through playwright-core. The extension is installed from the built .vsix with
+// `code-server --install-extension`, as a user would, and runs its bundled engine on the system Node.
+//
+//   bash test/e2e/setup.sh        # once: chromium, Node 24, code-server, the extension's dev tools (cached in .tools/)
+//   npm run build                 # the engine (dist/) and the tiny-model builders
+//   node test/e2e/run.mjs [--keep] [--only name,name]
+//
+// Screenshots go to test/e2e/artifacts/. The last line is "N passed, N failed, N skipped"; the exit code is 1 when
+// anything failed. Only the process group this script starts (code-server, its extension host, the engine) is killed.
+import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TOOLS = join(REPO, '.tools');
+const NODE24 = join(TOOLS, 'node24', 'bin');
+const CODE_SERVER = join(TOOLS, 'code-server', 'node_modules', '.bin', 'code-server');
+const CHROMIUM = process.env.HEED_CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = join(REPO, 'test', 'e2e', 'artifacts');
+const argv = process.argv.slice(2);
+const KEEP = argv.includes('--keep');
+const ONLY = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null;
+
+function die(msg) {
+  console.error(`e2e: ${msg}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+
+for (const [what, p] of [['Node 24', join(NODE24, 'node')], ['code-server', CODE_SERVER], ['chromium', CHROMIUM], ['playwright-core', join(REPO, 'extension', 'node_modules', 'playwright-core')]]) {
+  if (!existsSync(p)) die(`${what} is missing (${p}); run: bash test/e2e/setup.sh`);
+}
+if (!existsSync(join(REPO, 'dist', 'models', 'cache.js'))) die('dist/ is not built; run: npm run build');
+const { chromium } = createRequire(join(REPO, 'extension', 'package.json'))('playwright-core');
+
+const log = (m) => console.log(`[e2e ${new Date().toISOString().slice(11, 19)}] ${m}`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. The .vsix, exactly as `npm run package` makes it.
+function packageVsix() {
+  log('packaging the extension (build.mjs --engine + vsce package)');
+  const r = spawnSync('npm', ['run', 'package'], { cwd: join(REPO, 'extension'), stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
+  if (r.status !== 0) die(`npm run package failed:\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}`);
+  const vsix = readdirSync(REPO).filter((f) => /^heed-.*\.vsix$/.test(f)).map((f) => join(REPO, f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  if (!vsix) die('npm run package produced no heed-*.vsix in the repository root');
+  log(`vsix: ${vsix} (${(statSync(vsix).size / 1e6).toFixed(1)} MB)`);
+  return vsix;
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. A scratch VS Code: HOME, user data, extensions, a workspace with a prompt file and an image.
+async function scratch() {
+  const dir = mkdtempSync(join(tmpdir(), 'heed-e2e-'));
+  const d = { dir, home: join(dir, 'home'), data: join(dir, 'data'), ext: join(dir, 'ext'), ws: join(dir, 'workspace'), out: join(dir, 'heed-out'), browser: join(dir, 'browser') };
+  for (const p of Object.values(d)) mkdirSync(p, { recursive: true });
+  const { ensureTinyModels } = await import(pathToFileURL(join(REPO, 'dist', 'models', 'cache.js')).href);
+  log('building / reusing the tiny models');
+  const models = await ensureTinyModels();
+  writeFileSync(
+    join(d.ws, 'demo.prompt'),
+    ['# Heed end-to-end test prompts', 'steps: 3', 'seed: 1', '', 'a cat and a frog on a bench', 'excite: frog', ''].join('\n'),
+  );
+  // A small synthetic picture (a green "frog" blob on a brown bench) for the explanation panel.
+  const sharp = (await import(pathToFileURL(join(REPO, 'node_modules', 'sharp', 'lib', 'index.js')).href)).default;
+  const W = 96;
+  const px = Buffer.alloc(W * W * 3);
+  for (let y = 0; y < W; y++) for (let x = 0; x < W; x++) {
+    const i = 3 * (y * W + x);
+    const frog = (x - 40) ** 2 + (y - 40) ** 2 < 18 ** 2;
+    const bench = y > 66 && y < 78;
+    px[i] = frog ? 40 : bench ? 120 : 150 + (x % 16);
+    px[i + 1] = frog ? 170 : bench ? 80 : 190;
+    px[i + 2] = frog ? 60 : bench ? 40 : 230 - (y % 16);
+  }
+  await sharp(px, { raw: { width: W, height: W, channels: 3 } }).png().toFile(join(d.ws, 'frog.png'));
+  const settings = {
+    'security.workspace.trust.enabled': false,
+    'workbench.startupEditor': 'none',
+    'workbench.tips.enabled': false,
+    'workbench.enableExperiments': false,
+    'telemetry.telemetryLevel': 'off',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'update.mode': 'none',
+    'editor.hover.delay': 200,
+    'heed.models.sd': models.sd,
+    'heed.models.clip': models.clip,
+    'heed.models.vit': models.vit,
+    'heed.engine.nodePath': process.execPath, // the system Node, not code-server's Node 24
+    'heed.outputFolder': d.out,
+  };
+  mkdirSync(join(d.data, 'User'), { recursive: true });
+  writeFileSync(join(d.data, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
+  return { ...d, models };
+}
+
+function csEnv(d) {
+  return { ...process.env, HOME: d.home, PATH: `${NODE24}:${process.env.PATH}`, npm_config_nodedir: dirname(NODE24), ONNXRUNTIME_NODE_INSTALL: 'skip' };
+}
+
+function installVsix(d, vsix) {
+  log('code-server --install-extension');
+  const r = spawnSync(CODE_SERVER, ['--install-extension', vsix, '--extensions-dir', d.ext, '--user-data-dir', d.data], { env: csEnv(d), encoding: 'utf8' });
+  if (r.status !== 0) die(`--install-extension failed:\n${r.stdout}\n${r.stderr}`);
+  const installed = readdirSync(d.ext).filter((f) => f.startsWith('heed.heed-'));
+  if (installed.length === 0) die(`the extension is not in ${d.ext} after --install-extension: ${r.stdout}`);
+  log(`installed ${installed.join(', ')}`);
+}
+
+async function startCodeServer(d) {
+  const port = await freePort();
+  const cfg = join(d.dir, 'code-server.yaml');
+  writeFileSync(cfg, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  const args = ['--config', cfg, '--user-data-dir', d.data, '--extensions-dir', d.ext, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--disable-getting-started-override', d.ws];
+  const logFile = join(d.dir, 'code-server.log');
+  const { openSync } = await import('node:fs');
+  const fd = openSync(logFile, 'a');
+  // detached: its own process group, so cleanup can signal the whole tree it starts (and nothing else).
+  const proc = spawn(CODE_SERVER, args, { env: csEnv(d), detached: true, stdio: ['ignore', fd, fd] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 120; i++) {
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) return { proc, url, logFile };
+    } catch {
+      // not up yet
+    }
+    if (proc.exitCode !== null) die(`code-server exited (${proc.exitCode}):\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    await sleep(500);
+  }
+  die(`code-server did not answer /healthz within 60 s:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+}
+
+function killGroup(proc) {
+  if (!proc || proc.exitCode !== null) return;
+  try {
+    process.kill(-proc.pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. Driving VS Code.
+async function command(page, title) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 15_000 });
+  await input.fill(`>${title}`);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 15_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function openFile(page, name) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(name);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 20_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function goTo(page, line, column) {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(`:${line}:${column}`);
+  await sleep(300);
+  await page.keyboard.press('Enter');
+}
+
+const statusLabel = async (page) => (await page.locator('.statusbar [aria-label^="Heed engine"]').first().getAttribute('aria-label', { timeout: 5000 }).catch(() => '')) || '';
+
+async function waitStatus(page, re, timeoutMs) {
+  const t0 = Date.now();
+  let last = '';
+  while (Date.now() - t0 < timeoutMs) {
+    last = await statusLabel(page);
+    if (re.test(last)) return last;
+    await sleep(250);
+  }
+  throw new Error(`status bar never matched ${re} within ${timeoutMs} ms; last: "${last}"`);
+}
+
+/** The content frame of the webview whose body has `id`, polling until it exists. */
+async function webviewFrame(page, bodyId, timeoutMs = 30_000) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    for (const f of page.frames()) {
+      try {
+        if (await f.$(`body#${bodyId}`)) return f;
+      } catch {
+        // frame navigating
+      }
+    }
+    await sleep(300);
+  }
+  throw new Error(`no webview with body#${bodyId} within ${timeoutMs} ms`);
+}
+
+async function codeLens(page, re) {
+  const lens = page.locator('.contentWidgets .codelens-decoration a, .codelens-decoration a').filter({ hasText: re }).first();
+  await lens.waitFor({ state: 'visible', timeout: 60_000 });
+  await lens.click();
+}
+
+async function closeEditors(page) {
+  await command(page, 'View: Close All Editors');
+  await sleep(500);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 4. Scenarios.
+const results = [];
+
+function aeAvailable() {
+  const dir = join(REPO, 'engine', 'guidance');
+  return existsSync(dir) && readdirSync(dir).some((f) => f.endsWith('.ts'));
+}
+
+const scenarios = [
+  {
+    name: 'prompt-hover',
+    title: 'open a .prompt file, the engine connects, hovering a word shows its tokens',
+    async run({ page }) {
+      await openFile(page, 'demo.prompt');
+      await page.locator('.view-lines', { hasText: 'a cat and a frog' }).first().waitFor({ timeout: 30_000 });
+      await waitStatus(page, /connected/, 120_000);
+      await goTo(page, 5, 14); // on "frog"
+      await command(page, 'Show or Focus Hover');
+      const hover = page.locator('.monaco-hover:not(.hidden)', { hasText: 'token' }).first();
+      await hover.waitFor({ state: 'visible', timeout: 30_000 });
+      const text = await hover.innerText();
+      if (!/frog/.test(text) || !/position/.test(text)) throw new Error(`hover does not show frog's tokens: ${text}`);
+      await page.screenshot({ path: join(ARTIFACTS, 'hover-tokens.png') });
+      await page.keyboard.press('Escape');
+      return `hover: ${text.replace(/\s+/g, ' ').slice(0, 120)}`;
+    },
+  },
+  {
+    name: 'generate-maps',
+    title: 'Generate from the CodeLens → map panel with the image and one map per word',
+    async run({ page }) {
+      await codeLens(page, /^\W*Generate\W*$/);
+      const frame = await webviewFrame(page, 'heed-maps');
+      await frame.waitForSelector('#run-plain img.image', { timeout: 240_000 });
+      const cells = await frame.$$('#run-plain .token-map');
+      const words = await Promise.all(cells.map((c) => c.getAttribute('data-word')));
+      const expected = ['a', 'cat', 'and', 'frog', 'on', 'bench'];
+      if (JSON.stringify(words) !== JSON.stringify(expected)) throw new Error(`token maps ${JSON.stringify(words)}; expected one per word ${JSON.stringify(expected)}`);
+      await cells[3].click();
+      await frame.waitForSelector('#run-plain canvas.overlay', { timeout: 10_000 });
+      await sleep(500);
+      await page.screenshot({ path: join(ARTIFACTS, 'map-panel.png') });
+      return `maps for ${words.join(', ')}`;
+    },
+  },
+  {
+    name: 'attend-excite',
+    title: 'Generate with Attend-and-Excite → loss chart',
+    skip: () => (aeAvailable() ? false : 'Attend-and-Excite is not in the engine yet (engine/guidance/ is empty)'),
+    async run({ page }) {
+      await page.locator('.view-lines', { hasText: 'a cat and a frog' }).first().click();
+      await codeLens(page, /Attend-and-Excite/);
+      const frame = await webviewFrame(page, 'heed-maps');
+      await frame.waitForSelector('#run-excite img.image', { timeout: 300_000 });
+      await frame.waitForSelector('#loss-excite svg.chart polyline', { timeout: 10_000 });
+      const n = (await frame.$$('#loss-excite svg.chart polyline')).length;
+      await page.screenshot({ path: join(ARTIFACTS, 'attend-excite.png') });
+      return `loss chart with ${n} series`;
+    },
+  },
+  {
+    name: 'explain-clip',
+    title: 'explorer context menu on an image → CLIP relevance overlays and scores',
+    async run({ page }) {
+      await closeEditors(page);
+      await command(page, 'View: Show Explorer');
+      const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'frog.png' }).first();
+      await row.waitFor({ timeout: 20_000 });
+      await row.click({ button: 'right' });
+      const item = page.locator('.monaco-menu .action-item', { hasText: 'Explain Image' }).first();
+      await item.waitFor({ timeout: 10_000 });
+      await item.click();
+      const frame = await webviewFrame(page, 'heed-explain');
+      await frame.waitForSelector('#texts', { timeout: 20_000 });
+      await frame.fill('#texts', 'a photo of a frog\na photo of a cat');
+      await frame.click('#run');
+      await frame.waitForSelector('#clip-scores .score-row', { timeout: 240_000 });
+      const rows = await frame.$$eval('#clip-scores .score-row', (rs) => rs.map((r) => r.textContent));
+      const overlays = (await frame.$$('#overlays canvas.overlay')).length;
+      if (rows.length !== 2) throw new Error(`expected 2 CLIP scores, got ${rows.length}`);
+      if (overlays < 2) throw new Error(`expected a relevance overlay per text, got ${overlays}`);
+      await sleep(500);
+      await page.screenshot({ path: join(ARTIFACTS, 'explain-clip.png') });
+      return `scores: ${rows.join(' | ')}; ${overlays} overlays`;
+    },
+  },
+  {
+    name: 'engine-reconnect',
+    title: 'kill the engine → the status bar shows it lost, and it reconnects',
+    async run({ page, d }) {
+      const info = JSON.parse(readFileSync(join(d.out, 'server.json'), 'utf8'));
+      log(`killing the engine, pid ${info.pid}`);
+      process.kill(info.pid, 'SIGKILL');
+      const lost = await waitStatus(page, /lost|error|starting/, 20_000);
+      await page.screenshot({ path: join(ARTIFACTS, 'engine-lost.png') });
+      await waitStatus(page, /connected/, 120_000);
+      const again = JSON.parse(readFileSync(join(d.out, 'server.json'), 'utf8'));
+      if (again.pid === info.pid) throw new Error('reconnected, but server.json still names the killed engine');
+      await page.screenshot({ path: join(ARTIFACTS, 'engine-reconnected.png') });
+      return `lost: "${lost.slice(0, 80)}" → connected to pid ${again.pid}`;
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------------------------
+async function main() {
+  rmSync(ARTIFACTS, { recursive: true, force: true });
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const vsix = packageVsix();
+  const d = await scratch();
+  installVsix(d, vsix);
+  const cs = await startCodeServer(d);
+  const cleanup = () => killGroup(cs.proc);
+  process.on('exit', cleanup);
+  process.on('SIGINT', () => process.exit(130));
+  process.on('SIGTERM', () => process.exit(143));
+  let context;
+  try {
+    log(`code-server at ${cs.url}`);
+    context = await chromium.launchPersistentContext(d.browser, {
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1500, height: 950 },
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(30_000);
+    await page.goto(`${cs.url}/?folder=${encodeURIComponent(d.ws)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 90_000 });
+    log('workbench is up');
+    for (const s of scenarios) {
+      if (ONLY && !ONLY.includes(s.name)) continue;
+      const why = s.skip?.();
+      if (why) {
+        results.push({ name: s.name, status: 'skipped', detail: why });
+        log(`SKIP ${s.name}: ${why}`);
+        continue;
+      }
+      const t0 = Date.now();
+      try {
+        const detail = await s.run({ page, d });
+        results.push({ name: s.name, status: 'passed', detail });
+        log(`PASS ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${detail}`);
+      } catch (e) {
+        results.push({ name: s.name, status: 'failed', detail: e.message });
+        log(`FAIL ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message}`);
+        await page.screenshot({ path: join(ARTIFACTS, `FAILED-${s.name}.png`) }).catch(() => undefined);
+        const toasts = await page.locator('.notification-toast').allInnerTexts().catch(() => []);
+        if (toasts.length) log(`notifications: ${toasts.join(' | ')}`);
+        await page.keyboard.press('Escape').catch(() => undefined);
+      }
+    }
+  } finally {
+    await context?.close().catch(() => undefined);
+    if (results.some((r) => r.status === 'failed')) {
+      const logs = findLogs(d.data);
+      for (const f of logs) log(`--- ${f}\n${readFileSync(f, 'utf8').slice(-4000)}`);
+    }
+    cleanup();
+    await sleep(1000);
+    if (!KEEP) rmSync(d.dir, { recursive: true, force: true });
+    else log(`kept scratch folder ${d.dir}`);
+  }
+  const n = (s) => results.filter((r) => r.status === s).length;
+  for (const r of results) console.log(`  ${r.status.padEnd(7)} ${r.name}: ${r.detail}`);
+  console.log(`${n('passed')} passed, ${n('failed')} failed, ${n('skipped')} skipped`);
+  process.exit(n('failed') > 0 ? 1 : 0);
+}
+
+/** The Heed output channel and extension host logs of the scratch profile (printed when a scenario failed). */
+function findLogs(dataDir) {
+  const out = [];
+  const walk = (p) => {
+    for (const f of readdirSync(p, { withFileTypes: true })) {
+      const q = join(p, f.name);
+      if (f.isDirectory()) walk(q);
+      else if (/Heed Engine\.log$|exthost\.log$|remoteexthost\.log$/.test(f.name)) out.push(q);
+    }
+  };
+  try {
+    walk(join(dataDir, 'logs'));
+  } catch {
+    // no logs
+  }
+  return out;
+}
+
+main().catch((e) => {
+  console.error(e);
+  console.log(`${results.filter((r) => r.status === 'passed').length} passed, ${results.filter((r) => r.status === 'failed').length + 1} failed`);
+  process.exit(1);
+});
