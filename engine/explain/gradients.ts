@@ -9,7 +9,7 @@
 //         gradients of the pair (image, text b) in both towers.
 import type * as ortTypes from 'onnxruntime-node';
 import { buildVjp, type VjpModel } from '../onnx/autodiff/index.js';
-import { Graph } from '../onnx/graph.js';
+import { Graph, valueInfoType } from '../onnx/graph.js';
 import { openSession, runSession, ort } from '../onnx/session.js';
 import { ExplainError } from './errors.js';
 import { siteItem, type ExplainModel, type TokenizedTexts } from './model.js';
@@ -63,12 +63,28 @@ export class GradientEngine {
     return { vjp, session };
   }
 
-  /** ViT: gradients of logits[c] for each class c (one batched run). */
+  /** Whether every graph input has a free batch dim (exports usually do); otherwise items run one at a time. */
+  private get batchable(): boolean {
+    const g = new Graph(this.model.onnx);
+    return g.realInputs().every((v) => {
+      const d = valueInfoType(v)?.dims?.[0];
+      return typeof d !== 'number';
+    });
+  }
+
+  /** ViT: gradients of logits[c] for each class c (one batched run when the batch dim is free). */
   async forClasses(image: PreparedImage, classes: readonly number[]): Promise<AttentionGradients[]> {
+    if (this.model.family !== 'vit') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
+    if (classes.length === 0) return [];
+    if (this.batchable || classes.length === 1) return this.classRun(image, classes);
+    const out: AttentionGradients[] = [];
+    for (const c of classes) out.push(...(await this.classRun(image, [c])));
+    return out;
+  }
+
+  private async classRun(image: PreparedImage, classes: readonly number[]): Promise<AttentionGradients[]> {
     const m = this.model;
-    if (m.family !== 'vit') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
     const k = classes.length;
-    if (k === 0) return [];
     const [, c, h, w] = image.dims;
     const { vjp, session } = await this.compiled({ pixel_values: [k, c, h, w] });
     const score = m.scoreOutput;
@@ -93,10 +109,25 @@ export class GradientEngine {
 
   /** CLIP: for each text t, gradients of logits_per_image[t, t] with the image repeated per text (Chefer's `interpret`). */
   async forTexts(image: PreparedImage, texts: TokenizedTexts): Promise<AttentionGradients[]> {
-    const m = this.model;
-    if (m.family !== 'clip') throw new ExplainError('image–text gradients need a CLIP model');
+    if (this.model.family !== 'clip') throw new ExplainError('image–text gradients need a CLIP model');
     const t = texts.texts.length;
     if (t === 0) throw new ExplainError('Chefer relevance for CLIP needs at least one text (--text "...")');
+    if (this.batchable || t === 1) return this.textRun(image, texts);
+    // Fixed batch 1: one (image, text) pair per run; logits_per_image[0, 0] is that pair's score.
+    const out: AttentionGradients[] = [];
+    for (let i = 0; i < t; i++) {
+      const one: TokenizedTexts = {
+        texts: [texts.texts[i]], ids: texts.ids.slice(i * texts.length, (i + 1) * texts.length),
+        mask: texts.mask.slice(i * texts.length, (i + 1) * texts.length), length: texts.length, eot: [texts.eot[i]], tokens: [texts.tokens[i]],
+      };
+      out.push(...(await this.textRun(image, one)));
+    }
+    return out;
+  }
+
+  private async textRun(image: PreparedImage, texts: TokenizedTexts): Promise<AttentionGradients[]> {
+    const m = this.model;
+    const t = texts.texts.length;
     const [, c, h, w] = image.dims;
     const { vjp, session } = await this.compiled({
       pixel_values: [t, c, h, w], input_ids: [t, texts.length], attention_mask: [t, texts.length],
