@@ -22,6 +22,15 @@ export interface DemoCliOptions extends OutputMode {
 
 export const DEMO_PROMPT = 'a cat and a frog';
 
+// Function words that make poor CLIP texts on their own. A fixed list is enough for a demo prompt; it is not a
+// part-of-speech tagger (a prompt word like "over" would still be skipped even where it is a noun).
+const FUNCTION_WORDS = new Set(['a', 'an', 'the', 'and', 'or', 'of', 'with', 'in', 'on', 'at', 'to', 'by', 'for', 'from', 'over', 'under', 'is', 'are', 'its', 'his', 'her', 'their']);
+
+/** The prompt's words minus function words, e.g. "a cat and a frog" → cat, frog. */
+export function contentWords(words: readonly string[]): string[] {
+  return words.filter((w) => !FUNCTION_WORDS.has(w.toLowerCase()));
+}
+
 export function registerDemo(program: Command): Command {
   return program
     .command('demo')
@@ -73,7 +82,7 @@ export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
     await runExplain({ model: models.vit, image: gen.written.image, out: vitDir, trace: join(vitDir, 'trace'), threads: o.threads, ...sub });
     say(mode, '[3/3] explain it with the tiny CLIP against the prompt\'s words (Chefer image and text relevance)');
     const clipDir = join(out, 'explain-clip');
-    const words = gen.written.maps.map((m) => `a ${m.word}`).slice(0, 4);
+    const words = contentWords(gen.written.maps.map((m) => m.word)).slice(0, 4).map((w) => `a ${w}`);
     await runExplain({ model: models.clip, image: gen.written.image, text: words.length ? words : [o.prompt], out: clipDir, threads: o.threads, ...sub });
     explain = { vit: vitDir, clip: clipDir };
   }

@@ -25,6 +25,8 @@ export interface GenerateCliOptions extends OutputMode {
   colormap: ColormapName;
   opacity: number;
   threads: number;
+  /** Global --verbose: also let onnxruntime print its own error log. */
+  verbose?: boolean;
 }
 
 export function registerGenerate(program: Command): Command {
@@ -48,8 +50,8 @@ export function registerGenerate(program: Command): Command {
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print report.json (plus file paths) on stdout; no progress bar')
-    .action(async (opts: GenerateCliOptions) => {
-      await runGenerate(opts);
+    .action(async (_opts: GenerateCliOptions, cmd: Command) => {
+      await runGenerate(cmd.optsWithGlobals<GenerateCliOptions>());
     });
 }
 
@@ -63,6 +65,23 @@ export function validateGenerate(o: GenerateCliOptions): { model: string; latent
   return { model, ...(latents ? { latents } : {}), out, ...(trace ? { trace } : {}) };
 }
 
+/**
+ * SD UNets halve the latents once per down block and double them back, concatenating skip connections: a latent
+ * side that does not divide by 2^(blocks−1) (8 for SD 1.x/2.x, i.e. image sides not multiples of 64) breaks the
+ * skip Concat inside ONNX Runtime. diffusers' torch UNet passes explicit upsample sizes, but ONNX exports bake in
+ * ×2 Resizes, so the run fails deep inside the graph; say what it means instead.
+ */
+function explainSizeFailure(e: unknown, size: ImageSize): unknown {
+  const msg = e instanceof Error ? e.message : String(e);
+  const odd = size.width % 64 !== 0 || size.height % 64 !== 0;
+  if (odd && /Concat/.test(msg) && /dimension/i.test(msg)) {
+    const near = (v: number): string => (v % 64 === 0 ? `${v}` : `${Math.max(64, v - (v % 64))} or ${v - (v % 64) + 64}`);
+    return new UsageError(`image size ${size.width}x${size.height} does not fit this UNet: its down- and up-sampling path needs ` +
+      `sides that are multiples of 64 (latents divisible by 8); use width ${near(size.width)} and height ${near(size.height)}`);
+  }
+  return e;
+}
+
 export interface GenerateRun {
   result: GenerateResult;
   written: WrittenGenerate;
@@ -74,7 +93,11 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   say(mode, `loading ${paths.model}`);
   // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
-  const pipe = await StableDiffusionPipeline.load(paths.model, { threads: o.threads });
+  const pipe = await StableDiffusionPipeline.load(paths.model, {
+    threads: o.threads,
+    // ORT logs failing kernels to stderr itself; the CLI reports the error once, in its own words.
+    session: { logSeverity: o.verbose ? 2 : 4 },
+  });
   const progress = stepProgress({ enabled: !o.quiet && !o.json, label: 'denoising' });
   const interrupt = interruptSignal();
   try {
@@ -91,7 +114,9 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       signal: interrupt.signal,
       onStep: (s) => progress.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
     };
-    const result = await pipe.generate(options);
+    const result = await pipe.generate(options).catch((e: unknown) => {
+      throw explainSizeFailure(e, o.size ?? { width: pipe.folder.defaultImageSize, height: pipe.folder.defaultImageSize });
+    });
     progress.stop();
     const { writeGenerateOutputs } = await import('./outputs.js');
     const written = await writeGenerateOutputs(result, paths.out, {

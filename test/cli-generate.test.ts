@@ -1,0 +1,177 @@
+// `heed generate` and `heed demo` end to end on the tiny built SD pipeline (random weights), as a child process:
+// the files exist with the documented names and sizes, report.json describes the run, the per-word maps agree with
+// the trace, --latents reproduces a seeded run, and bad inputs fail with one line and exit code 2.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { ensureTinyModels, type TinyModels } from '../models/cache.js';
+import { encodeNpy, readNpy, readNpyFloat32 } from '../engine/io/npy.js';
+import { torchRandn } from '../engine/diffusion/random.js';
+import { assertUserError, heed } from './cli-helpers.js';
+
+interface Report {
+  prompt: string;
+  seed: number | null;
+  settings: { steps: number; width: number; height: number; scheduler: string };
+  timesteps: number[];
+  tokens: { index: number; id: number; token: string; text?: string }[];
+  words: { word: string; start: number; end: number; tokenIndices: number[] }[];
+  truncated: boolean;
+  droppedWords: string[];
+  maps: { word: string; tokenIndices: number[]; maxAttention: number; png: string; npy: string }[];
+  tokenMaxAttention: { index: number; maxAttention: number }[];
+  timingsMs: { total: number; steps: number[] };
+  warnings: string[];
+}
+
+async function pngSize(path: string): Promise<[number, number]> {
+  const m = await sharp(path).metadata();
+  return [m.width!, m.height!];
+}
+
+describe('cli: generate on the tiny SD pipeline (child process)', function () {
+  let models: TinyModels;
+  let tmp: string;
+  before(async function () {
+    models = await ensureTinyModels();
+    tmp = mkdtempSync(join(tmpdir(), 'heed-cli-gen-'));
+  });
+  after(function () {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const out = (): string => join(tmp, 'run1');
+
+  it('writes image.png, maps/<index>-<word>.png/.npy, maps.png, report.json and the trace', async function () {
+    const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '2', '--size', '128x64',
+      '--seed', '1234', '--out', out(), '--maps', '--trace', join(out(), 'trace'), '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { image: string; mapsGrid: string; report: Report };
+    assert.equal(j.image, join(out(), 'image.png'));
+    assert.deepEqual(await pngSize(join(out(), 'image.png')), [128, 64]);
+
+    const rep = JSON.parse(readFileSync(join(out(), 'report.json'), 'utf8')) as Report;
+    assert.deepEqual(rep, j.report);
+    assert.equal(rep.prompt, 'a cat and a frog');
+    assert.equal(rep.seed, 1234);
+    assert.deepEqual([rep.settings.steps, rep.settings.width, rep.settings.height], [2, 128, 64]);
+    assert.equal(rep.timingsMs.steps.length, rep.timesteps.length);
+    assert.ok(rep.timingsMs.total > 0);
+    // SOT a cat and a frog EOT; alignment by characters of the prompt
+    assert.equal(rep.tokens.length, 7);
+    assert.deepEqual(rep.tokens.map((t) => t.text), ['<|startoftext|>', 'a', 'cat', 'and', 'a', 'frog', '<|endoftext|>']);
+    assert.deepEqual(rep.words.map((w) => [w.word, w.start, w.end, w.tokenIndices]), [['a', 0, 1, [1]], ['cat', 2, 5, [2]], ['and', 6, 9, [3]], ['a', 10, 11, [4]], ['frog', 12, 16, [5]]]);
+    assert.equal(rep.truncated, false);
+    // distinct words (DAAM's merge: both "a" → tokens 1 and 4), files named by the first token index
+    assert.deepEqual(rep.maps.map((m) => [m.word, m.tokenIndices, m.png, m.npy]), [
+      ['a', [1, 4], 'maps/1-a.png', 'maps/1-a.npy'], ['cat', [2], 'maps/2-cat.png', 'maps/2-cat.npy'],
+      ['and', [3], 'maps/3-and.png', 'maps/3-and.npy'], ['frog', [5], 'maps/5-frog.png', 'maps/5-frog.npy'],
+    ]);
+    for (const m of rep.maps) {
+      assert.deepEqual(await pngSize(join(out(), m.png)), [128, 64]);
+      const npy = readNpyFloat32(join(out(), m.npy));
+      assert.deepEqual(npy.shape, [8, 16]); // latent grid (H/8, W/8)
+      let max = -Infinity;
+      for (const v of npy.data) { assert.ok(Number.isFinite(v)); max = Math.max(max, v); }
+      assert.ok(Math.abs(max - m.maxAttention) <= 1e-6 * Math.max(1, max), `${m.word}: report max ${m.maxAttention} vs map ${max}`);
+      assert.ok(max > 0);
+    }
+    // per-token max attention over SOT..EOT; the word map of "cat" is token 2's row
+    assert.equal(rep.tokenMaxAttention.length, 7);
+    assert.equal(rep.tokenMaxAttention[2]!.maxAttention, rep.maps[1]!.maxAttention);
+    // grid: image + 4 words = 5 tiles → 3 columns × 2 rows
+    const [gw, gh] = await pngSize(join(out(), 'maps.png'));
+    assert.ok(gw > 3 * 128 && gh > 2 * 64, `grid ${gw}×${gh}`);
+
+    // trace: the documented files, and the same word maps as maps/*.npy (one aggregation, two writers)
+    const manifest = JSON.parse(readFileSync(join(out(), 'trace', 'manifest.json'), 'utf8')) as { files: { file: string; shape: number[] }[] };
+    const names = manifest.files.map((f) => f.file);
+    for (const f of ['latents_init.npy', 'text_embeddings.npy', 'noise_pred_step0.npy', 'noise_pred_step1.npy', 'latents_final.npy', 'image.npy', 'daam_global_heat_map.npy', 'daam_word_cat.npy', 'daam_word_frog.npy']) {
+      assert.ok(names.includes(f), `${f} in manifest`);
+      assert.ok(existsSync(join(out(), 'trace', f)), f);
+    }
+    const traceCat = readNpyFloat32(join(out(), 'trace', 'daam_word_cat.npy'));
+    assert.deepEqual([...traceCat.data], [...readNpyFloat32(join(out(), 'maps', '2-cat.npy')).data]);
+    // --seed 1234 draws torch.randn((1,4,12,16), generator=manual_seed(1234))
+    const init = readNpyFloat32(join(out(), 'trace', 'latents_init.npy'));
+    assert.deepEqual(init.shape, [1, 4, 8, 16]);
+    assert.deepEqual([...init.data], [...torchRandn([1, 4, 8, 16], 1234)]);
+    // image.png is the quantised image.npy
+    const img = readNpyFloat32(join(out(), 'trace', 'image.npy'));
+    const { data: px } = await sharp(join(out(), 'image.png')).raw().toBuffer({ resolveWithObject: true });
+    let maxDiff = 0;
+    for (let i = 0; i < img.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(px[i]! - Math.min(1, Math.max(0, img.data[i]!)) * 255));
+    assert.ok(maxDiff <= 0.5 + 1e-3, `png vs image.npy max diff ${maxDiff}`);
+  });
+
+  it('--latents with the traced initial latents reproduces the seeded image byte for byte', async function () {
+    const dir = join(tmp, 'run2');
+    const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '2', '--size', '128x64',
+      '--latents', join(out(), 'trace', 'latents_init.npy'), '--out', dir, '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '', '--quiet prints nothing');
+    assert.ok(readFileSync(join(dir, 'image.png')).equals(readFileSync(join(out(), 'image.png'))));
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as Report & { latentsFile: string };
+    assert.equal(rep.latentsFile, join(out(), 'trace', 'latents_init.npy'));
+    assert.deepEqual(rep.maps, []); // no --maps
+    assert.ok(!existsSync(join(dir, 'maps.png')));
+  });
+
+  it('a prompt over 77 tokens is truncated with a warning recorded in report.json', async function () {
+    const dir = join(tmp, 'long');
+    const words = Array.from({ length: 80 }, (_, i) => (i === 79 ? 'zebra' : `cat${i % 10}`));
+    const r = await heed(['generate', '--model', models.sd, '--prompt', words.join(' '), '--steps', '1', '--size', '64', '--seed', '1', '--out', dir, '--maps']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: .*(truncat|dropped)/i);
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as Report;
+    assert.equal(rep.truncated, true);
+    assert.ok(rep.droppedWords.includes('zebra'));
+    assert.ok(rep.warnings.some((w) => /truncat|dropped/i.test(w)));
+    assert.equal(rep.tokens.length, 77);
+    assert.ok(!rep.maps.some((m) => m.word === 'zebra'), 'no map for a word that was cut off');
+  });
+
+  it('bad latents files and unknown schedulers: one line, exit code 2', async function () {
+    const nan = join(tmp, 'nan.npy');
+    const data = new Float32Array(1 * 4 * 8 * 8);
+    data[5] = NaN;
+    writeFileSync(nan, encodeNpy(data, [1, 4, 8, 8], 'float32'));
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--latents', nan, '--out', join(tmp, 'x')]), /non-finite|NaN/i);
+    const wrong = join(tmp, 'wrong.npy');
+    writeFileSync(wrong, encodeNpy(new Float32Array(4 * 16 * 16), [1, 4, 16, 16], 'float32'));
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--latents', wrong, '--out', join(tmp, 'x')]), /shape|1, ?4, ?8, ?8|1x4x8x8/i);
+    const notNpy = join(tmp, 'junk.npy');
+    writeFileSync(notNpy, 'not numpy');
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--latents', notNpy, '--out', join(tmp, 'x')]), /junk\.npy/);
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--scheduler', 'warp-drive', '--out', join(tmp, 'x')]), /warp-drive/);
+    // multiples of 8 pass the flag check but not an SD UNet's skip connections: a clear message, not ORT's
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64x72', '--seed', '0', '--out', join(tmp, 'x')]),
+      /image size 64x72 does not fit this UNet.*multiples of 64.*height 64 or 128/);
+    // a folder that is not an SD export names what is missing
+    assertUserError(await heed(['generate', '--model', tmp, '--prompt', 'a cat', '--out', join(tmp, 'x')]), /unet|text_encoder|model_index/);
+    void readNpy;
+  });
+});
+
+describe('cli: demo (child process)', function () {
+  it('builds/reuses the tiny models and writes generate + explain outputs, printing where they are', async function () {
+    const tmp = mkdtempSync(join(tmpdir(), 'heed-cli-demo-'));
+    try {
+      const r = await heed(['demo', '--out', tmp, '--steps', '2', '--size', '64x64']);
+      assert.equal(r.code, 0, r.stderr);
+      for (const f of ['generate/image.png', 'generate/maps.png', 'generate/report.json', 'generate/trace/manifest.json',
+        'explain-vit/explain.json', 'explain-vit/input.png', 'explain-clip/explain.json']) {
+        assert.ok(existsSync(join(tmp, f)), f);
+        assert.ok(r.stdout.includes('generate') && r.stdout.includes('random'), 'summary printed');
+      }
+      const rep = JSON.parse(readFileSync(join(tmp, 'generate/report.json'), 'utf8')) as Report;
+      assert.deepEqual(rep.maps.map((m) => m.word), ['a', 'cat', 'and', 'frog']);
+      const clip = JSON.parse(readFileSync(join(tmp, 'explain-clip/explain.json'), 'utf8')) as { similarities: { text: string }[] };
+      assert.deepEqual(clip.similarities.map((s) => s.text), ['a cat', 'a frog']);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
