@@ -1,0 +1,247 @@
+// Attend-and-Excite (Chefer et al., 2023) as diffusers' StableDiffusionAttendAndExcitePipeline runs it: during the
+// first `maxIterToAlter` steps the latents move against ∂loss/∂latents, where the loss says how strongly the most
+// neglected subject token is attended at 16×16; at steps 0/10/20 an iterative refinement repeats the update until the
+// loss falls under the step's threshold. The gradient comes from Heed's VJP graph of the UNet, pruned to the 16×16
+// cross-attention layers: one ORT forward gives the maps (and the residuals), the loss and its gradient w.r.t. the maps
+// are computed here, and one backward run carries that to the latents — the forward is never recomputed.
+import { loadModel } from '../onnx/model.js';
+import { ort } from '../onnx/session.js';
+import { VjpRunner, type Residuals } from '../onnx/autodiff/index.js';
+import type { AttentionSite } from '../attention/discover.js';
+import { aeAggregate, type SiteProbs } from '../attention/aggregate.js';
+import type { BeforeStepContext, StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import { toModelTensor, fromModelTensor } from '../diffusion/boundary.js';
+import { aeLoss, aeStepSizes, DEFAULT_AE_LOSS, type AeLossOptions } from './ae-loss.js';
+
+export interface AttendExciteOptions {
+  /** Token positions of the subjects in the 77-token sequence (SOT = 0). */
+  tokenIndices: number[];
+  /** Steps (loop indices) that get a gradient update (diffusers default 25, half of 50 steps). */
+  maxIterToAlter: number;
+  /** Loop index → threshold: iterative refinement runs there while loss > 1 − threshold. */
+  thresholds: Record<number, number>;
+  scaleFactor: number;
+  maxRefinementSteps: number;
+  /** Side of the attention grid the loss reads (16 for 512×512 SD1.x: ceil(size/32)). */
+  resolution: number;
+  loss: AeLossOptions;
+  /** Softmax over tokens [1, sliceEnd) instead of [1, 76): the original repo's SD 2.x variant passes the EOT position. */
+  sliceEnd?: number;
+}
+
+export const AE_DEFAULTS = {
+  maxIterToAlter: 25,
+  thresholds: { 0: 0.05, 10: 0.5, 20: 0.8 } as Record<number, number>,
+  scaleFactor: 20,
+  maxRefinementSteps: 20,
+} as const;
+
+export class AttendExciteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AttendExciteError';
+  }
+}
+
+/** One entry of the A&E log: every loss evaluation and every latent update, like the reference's events. */
+export interface AeEvent {
+  step: number;
+  timestep: number;
+  phase: 'main' | 'refine';
+  kind: 'loss' | 'update';
+  loss: number;
+  /** Max attention per subject (after softmax and smoothing), for 'loss' events. */
+  scores?: number[];
+  stepSize?: number;
+  gradL2?: number;
+  gradAbsMax?: number;
+  iteration?: number;
+}
+
+interface Evaluation {
+  latents: Float32Array;
+  loss: number;
+  scores: number[];
+  gradMaps: Float32Array;
+  residuals: Residuals;
+  maps: Float32Array;
+}
+
+/** The per-step hook plus its state. Create with `AttendExcite.create`, pass `hook` as the pipeline's beforeStep. */
+export class AttendExcite {
+  readonly events: AeEvent[] = [];
+  /** ∂loss/∂latents of the first update and the latents after it (for --trace). */
+  firstUpdate: { step: number; loss: number; grad: Float32Array; latentsAfter: Float32Array; stepSize: number } | null = null;
+  /** Latents entering the denoising UNet call of step 0, after all A&E updates. */
+  latentsAfterStep0: Float32Array | null = null;
+  /** The 16×16 maps of the first evaluation (before any update), [res, res, keys]. */
+  firstMaps: Float32Array | null = null;
+  private stepSizes: number[] = [];
+  private timing = { forwardMs: 0, backwardMs: 0, forwards: 0, backwards: 0 };
+
+  private constructor(
+    private readonly pipeline: StableDiffusionPipeline,
+    private readonly runner: VjpRunner,
+    readonly sites: AttentionSite[],
+    readonly options: AttendExciteOptions,
+    private readonly latentShape: [number, number, number, number],
+    private readonly keys: number,
+  ) {}
+
+  /**
+   * Builds the VJP runner for this UNet at this latent size: seeds = the cross-attention probabilities at
+   * resolution×resolution, wrt = the latent input, batch 1 (the conditional embedding alone, as diffusers does).
+   */
+  static async create(pipeline: StableDiffusionPipeline, latentShape: [number, number, number, number], options: AttendExciteOptions,
+    contextLength = 77): Promise<AttendExcite> {
+    const [, , h, w] = latentShape;
+    const res = options.resolution;
+    const all = pipeline.attentionSites(h, w);
+    const sites = all.filter((s) => s.kind === 'cross' && s.queryLength === res * res);
+    if (sites.length === 0) {
+      const available = [...new Set(all.filter((s) => s.kind === 'cross').map((s) => `${s.height ?? '?'}x${s.width ?? '?'}`))];
+      throw new AttendExciteError(`this UNet has no cross-attention layer at ${res}x${res} for ${h}x${w} latents ` +
+        `(cross-attention runs at ${available.join(', ') || 'no resolution'}). Pass --ae-res with one of those sides, ` +
+        `or generate at a size whose /32 is ${res}.`);
+    }
+    if (options.tokenIndices.length === 0) {
+      throw new AttendExciteError('no subject to excite: name at least one prompt word (--excite cat,frog) or use --excite auto');
+    }
+    const keys = sites[0].keyLength;
+    const end = options.sliceEnd ?? keys - 1;
+    for (const t of options.tokenIndices) {
+      if (!Number.isInteger(t) || t < 1 || t >= end) {
+        throw new AttendExciteError(`subject token index ${t} is outside the prompt's scored tokens 1..${end - 1} ` +
+          '(index 0 is the start token; the 77-token window ends at 76)');
+      }
+    }
+    const io = pipeline.unet.io;
+    const model = loadModel(pipeline.unet.path);
+    const timestepDims = io.timestep.shape.length === 0 ? [] : [1];
+    const runner = await VjpRunner.create(model, {
+      seeds: sites.map((s) => s.probs),
+      wrt: [io.sample.name],
+      inputDims: {
+        [io.sample.name]: [1, latentShape[1], h, w],
+        [io.timestep.name]: timestepDims,
+        [io.encoderHiddenStates.name]: [1, contextLength, encoderHidden(pipeline)],
+      },
+      session: { intraOpThreads: 2, memArena: false },
+    });
+    return new AttendExcite(pipeline, runner, sites, options, latentShape, keys);
+  }
+
+  /** The pipeline's beforeStep hook. */
+  readonly hook = async (ctx: BeforeStepContext): Promise<Float32Array | void> => {
+    const i = ctx.step;
+    if (this.stepSizes.length === 0) this.stepSizes = aeStepSizes(this.options.scaleFactor, ctx.total);
+    const refineThreshold = this.options.thresholds[i];
+    if (i >= this.options.maxIterToAlter && refineThreshold === undefined) {
+      if (i === 0) this.latentsAfterStep0 = ctx.latents.slice();
+      return;
+    }
+    let latents = ctx.latents;
+    let ev = await this.evaluate(latents, ctx, 'main');
+    if (this.firstMaps === null) this.firstMaps = ev.maps;
+    if (refineThreshold !== undefined && ev.loss > 1 - refineThreshold) {
+      const target = Math.max(0, 1 - refineThreshold);
+      let iteration = 0;
+      // diffusers re-runs the forward on the same latents at the loop's start; it computes exactly `ev`, so reuse it.
+      while (ev.loss > target) {
+        iteration++;
+        if (ev.loss !== 0) latents = await this.update(ev, ctx, 'refine', iteration);
+        if (iteration >= this.options.maxRefinementSteps) break;
+        ctx.signal?.throwIfAborted?.();
+        ev = await this.evaluate(latents, ctx, 'refine', iteration + 1);
+      }
+      // One more evaluation on the refined latents, as the original does after its loop.
+      ev = await this.evaluate(latents, ctx, 'refine', iteration + 1);
+    }
+    if (i < this.options.maxIterToAlter && ev.loss !== 0) latents = await this.update(ev, ctx, 'main');
+    if (i === 0) this.latentsAfterStep0 = latents.slice();
+    return latents;
+  };
+
+  /** Forward pass on batch 1 (conditional) → maps → loss and ∂loss/∂maps. */
+  private async evaluate(latents: Float32Array, ctx: BeforeStepContext, phase: 'main' | 'refine', iteration?: number): Promise<Evaluation> {
+    const io = this.pipeline.unet.io;
+    const [, c, h, w] = this.latentShape;
+    const feeds: Record<string, ort.Tensor> = {
+      [io.sample.name]: toModelTensor(io.sample.type, latents, [1, c, h, w]),
+      [io.timestep.name]: toModelTensor(io.timestep.type, [ctx.timestep], io.timestep.shape.length === 0 ? [] : [1]),
+      [io.encoderHiddenStates.name]: toModelTensor(io.encoderHiddenStates.type, ctx.cond, ctx.embeddingDims),
+    };
+    const t0 = performance.now();
+    const { seeds, residuals } = await this.runner.forward(feeds);
+    this.timing.forwardMs += performance.now() - t0;
+    this.timing.forwards++;
+    const probs: SiteProbs[] = this.sites.map((site) => ({ site, data: fromModelTensor(seeds[site.probs], site.probs), dims: [...seeds[site.probs].dims] }));
+    const res = this.options.resolution;
+    const maps = aeAggregate(probs, res, res, 1, 0).data;
+    const r = aeLoss(maps, res, res, this.keys, this.options.tokenIndices, { ...this.options.loss, sliceEnd: this.options.sliceEnd });
+    this.events.push({ step: ctx.step, timestep: ctx.timestep, phase, kind: 'loss', loss: r.loss, scores: r.scores, iteration });
+    return { latents, loss: r.loss, scores: r.scores, gradMaps: r.gradMaps, residuals, maps };
+  }
+
+  /** ∂loss/∂latents through the VJP graph; the maps are a mean over (layer, head), so each gets gradMaps / count. */
+  async gradient(ev: Evaluation): Promise<Float32Array> {
+    const count = this.sites.reduce((s, site) => s + site.heads, 0);
+    const res = this.options.resolution;
+    const plane = res * res * this.keys;
+    const cot: Record<string, ort.Tensor> = {};
+    for (const site of this.sites) {
+      const data = new Float32Array(site.heads * plane);
+      for (let hd = 0; hd < site.heads; hd++) {
+        for (let j = 0; j < plane; j++) data[hd * plane + j] = ev.gradMaps[j] / count;
+      }
+      const spec = this.runner.split.specs[site.probs];
+      cot[site.probs] = toModelTensor(spec.elemType === 10 ? 'float16' : 'float32', data, spec.dims);
+    }
+    const t0 = performance.now();
+    const grads = await this.runner.backward(ev.residuals, cot);
+    this.timing.backwardMs += performance.now() - t0;
+    this.timing.backwards++;
+    return Float32Array.from(fromModelTensor(grads[this.pipeline.unet.io.sample.name], 'A&E gradient'));
+  }
+
+  private async update(ev: Evaluation, ctx: BeforeStepContext, phase: 'main' | 'refine', iteration?: number): Promise<Float32Array> {
+    const grad = await this.gradient(ev);
+    const stepSize = this.stepSizes[ctx.step];
+    // z − α·g in float32, as torch evaluates `latents - step_size * grad`.
+    const a = Math.fround(stepSize);
+    const out = new Float32Array(ev.latents.length);
+    let l2 = 0;
+    let absMax = 0;
+    for (let k = 0; k < out.length; k++) {
+      out[k] = Math.fround(ev.latents[k] - Math.fround(a * grad[k]));
+      l2 += grad[k] * grad[k];
+      absMax = Math.max(absMax, Math.abs(grad[k]));
+    }
+    this.events.push({ step: ctx.step, timestep: ctx.timestep, phase, kind: 'update', loss: ev.loss, stepSize, gradL2: Math.sqrt(l2), gradAbsMax: absMax, iteration });
+    if (!this.firstUpdate) this.firstUpdate = { step: ctx.step, loss: ev.loss, grad, latentsAfter: out.slice(), stepSize };
+    return out;
+  }
+
+  /** Loss and ∂loss/∂latents at given latents (for tests and traces). */
+  async lossAndGradient(latents: Float32Array, timestep: number, cond: Float32Array, embeddingDims: [number, number, number]): Promise<{ loss: number; scores: number[]; grad: Float32Array; maps: Float32Array }> {
+    const ctx = { step: -1, total: 1, timestep, latents, latentShape: this.latentShape, cond, embeddingDims, pipeline: this.pipeline } as BeforeStepContext;
+    const ev = await this.evaluate(latents, ctx, 'main');
+    this.events.pop();
+    const grad = await this.gradient(ev);
+    return { loss: ev.loss, scores: ev.scores, grad, maps: ev.maps };
+  }
+
+  get timings(): { forwardMs: number; backwardMs: number; forwards: number; backwards: number } {
+    return { ...this.timing };
+  }
+
+  async dispose(): Promise<void> {
+    await this.runner.dispose();
+  }
+}
+
+function encoderHidden(pipeline: StableDiffusionPipeline): number {
+  const d = pipeline.unet.io.encoderHiddenStates.shape[2];
+  if (typeof d === 'number' && d > 0) return d;
+  throw new AttendExciteError(`${pipeline.unet.path}: encoder_hidden_states has a symbolic hidden size`);
+}
