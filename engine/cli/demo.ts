@@ -70,7 +70,7 @@ export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
   const gen = await runGenerate({
     model: models.sd, prompt: o.prompt, negative: '', steps: o.steps, guidance: 7.5, seed: 1234, size: o.size,
     out: genDir, maps: true, trace: join(genDir, 'trace'), colormap: 'turbo', opacity: 0.5, threads: o.threads,
-    quiet: o.quiet || o.json, json: false,
+    quiet: o.quiet, json: o.json, summary: false,
   });
   const timings = gen.result.timings;
   say(mode, `      ${gen.result.timesteps.length} UNet calls in ${(timings.denoiseMs / 1000).toFixed(1)} s; words: ${gen.written.maps.map((m) => m.word).join(', ')}`);

@@ -25,6 +25,8 @@ export interface GenerateCliOptions extends OutputMode {
   colormap: ColormapName;
   opacity: number;
   threads: number;
+  /** Print the closing summary (file paths); callers composing several runs (demo) turn it off. Default true. */
+  summary?: boolean;
   /** Global --verbose: also let onnxruntime print its own error log. */
   verbose?: boolean;
 }
@@ -127,7 +129,8 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       tokenText: (t) => pipe.tokenizer.tokenText(t),
       extraReport: { model: paths.model, ...(paths.latents ? { latentsFile: paths.latents } : {}) },
     });
-    reportGenerate(mode, paths.out, written);
+    if (o.summary !== false) reportGenerate(mode, paths.out, written);
+    else warn(mode, (written.report.warnings as string[] | undefined) ?? []);
     return { result, written };
   } finally {
     progress.stop();
