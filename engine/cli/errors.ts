@@ -32,8 +32,8 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   'ExplainError',
   'MethodNotApplicableError',
   'AttentionDiscoveryError',
-  'GuidanceOptionsError',
-  'ExciteError',
+  'SubjectError',
+  'AttendExciteError',
 ]);
 
 export const EXIT_OK = 0;

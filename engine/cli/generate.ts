@@ -1,5 +1,5 @@
 // `heed generate`: text-to-image with an SD ONNX folder, with per-word attention maps and traces.
-import { relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { GenerateOptions, GenerateResult } from '../diffusion/pipeline.js';
 import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
@@ -7,9 +7,11 @@ import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, t
 import { UsageError } from './errors.js';
 import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
 import type { WrittenGenerate } from './outputs.js';
-import { stepProgress } from './progress.js';
+import { stepProgress, type StepProgress } from './progress.js';
+import type { AttendExcite } from '../guidance/attend-excite.js';
+import { addExciteOptions, planExcite, subjectScores, validateExciteFlags, writeComparePng, writeExciteFiles, type ExciteCliOptions, type SubjectScores } from './excite.js';
 
-export interface GenerateCliOptions extends OutputMode {
+export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   model: string;
   prompt: string;
   negative: string;
@@ -32,7 +34,7 @@ export interface GenerateCliOptions extends OutputMode {
 }
 
 export function registerGenerate(program: Command): Command {
-  return program
+  const cmd = program
     .command('generate')
     .description('generate an image from a prompt with a Stable Diffusion ONNX folder; --maps adds per-word attention maps')
     .requiredOption('--model <dir>', 'Stable Diffusion ONNX folder (diffusers/Optimum layout: model_index.json, unet/, text_encoder/, vae_decoder/, tokenizer/, scheduler/)')
@@ -51,10 +53,10 @@ export function registerGenerate(program: Command): Command {
     .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
     .option('--quiet', 'print nothing but errors')
-    .option('--json', 'print report.json (plus file paths) on stdout; no progress bar')
-    .action(async (_opts: GenerateCliOptions, cmd: Command) => {
-      await runGenerate(cmd.optsWithGlobals<GenerateCliOptions>());
-    });
+    .option('--json', 'print report.json (plus file paths) on stdout; no progress bar');
+  return addExciteOptions(cmd).action(async (_opts: GenerateCliOptions, c: Command) => {
+    await runGenerate(c.optsWithGlobals<GenerateCliOptions>());
+  });
 }
 
 /** Cheap checks that need no model: run before loading anything so mistakes fail in milliseconds. */
@@ -87,56 +89,128 @@ function explainSizeFailure(e: unknown, size: ImageSize): unknown {
 export interface GenerateRun {
   result: GenerateResult;
   written: WrittenGenerate;
+  /** With --compare: the unguided run from the same seed. */
+  plain?: { result: GenerateResult; written: WrittenGenerate };
 }
 
 export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   const paths = validateGenerate(o);
+  validateExciteFlags(o);
   const mode: OutputMode = { quiet: o.quiet, json: o.json };
   say(mode, `loading ${paths.model}`);
   // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
+  const { writeGenerateOutputs } = await import('./outputs.js');
   const pipe = await StableDiffusionPipeline.load(paths.model, {
     threads: o.threads,
     // ORT logs failing kernels to stderr itself; the CLI reports the error once, in its own words.
     session: { logSeverity: o.verbose ? 2 : 4 },
   });
-  const progress = stepProgress({ enabled: !o.quiet && !o.json, label: 'denoising' });
   const interrupt = interruptSignal();
+  let ae: AttendExcite | null = null;
+  const bars: StepProgress[] = [];
   try {
-    const options: GenerateOptions = {
-      prompt: o.prompt,
-      negativePrompt: o.negative,
-      steps: o.steps,
-      guidance: o.guidance,
-      ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
-      ...(o.seed !== undefined ? { seed: o.seed } : {}),
-      ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
-      ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
-      maps: o.maps ? {} : false,
-      signal: interrupt.signal,
-      onStep: (s) => progress.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
+    const width = o.size?.width ?? pipe.folder.defaultImageSize;
+    const height = o.size?.height ?? pipe.folder.defaultImageSize;
+    const plan = o.excite !== undefined ? await planExcite(pipe, o.prompt, height, o) : null;
+    // --compare runs twice from the same initial latents: fix the seed here when none was given.
+    const seed = o.seed ?? (plan && o.compare && paths.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
+    const base = (label: string): GenerateOptions => {
+      const bar = stepProgress({ enabled: !o.quiet && !o.json, label });
+      bars.push(bar);
+      return {
+        prompt: o.prompt,
+        negativePrompt: o.negative,
+        steps: o.steps,
+        guidance: o.guidance,
+        ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
+        ...(seed !== undefined ? { seed } : {}),
+        ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
+        width, height,
+        // A&E runs also keep the per-step maps at the A&E resolution: report.json compares subject scores from them.
+        maps: plan ? { daam: !!o.maps, perStepResolutions: [plan.options.resolution] } : o.maps ? {} : false,
+        signal: interrupt.signal,
+        onStep: (s) => bar.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
+      };
     };
-    const result = await pipe.generate(options).catch((e: unknown) => {
-      throw explainSizeFailure(e, o.size ?? { width: pipe.folder.defaultImageSize, height: pipe.folder.defaultImageSize });
+    const generate = (opts: GenerateOptions): Promise<GenerateResult> => pipe.generate(opts).catch((e: unknown) => {
+      throw explainSizeFailure(e, { width, height });
     });
-    progress.stop();
-    const { writeGenerateOutputs } = await import('./outputs.js');
-    const written = await writeGenerateOutputs(result, paths.out, {
+    const outputOptions = (extra: Record<string, unknown>) => ({
       maps: !!o.maps,
-      ...(paths.trace ? { traceDir: paths.trace } : {}),
       colormap: o.colormap,
       opacity: o.opacity,
-      tokenText: (t) => pipe.tokenizer.tokenText(t),
-      extraReport: { model: paths.model, ...(paths.latents ? { latentsFile: paths.latents } : {}) },
+      tokenText: (t: string) => pipe.tokenizer.tokenText(t),
+      extraReport: { model: paths.model, ...(paths.latents ? { latentsFile: paths.latents } : {}), ...extra },
     });
-    if (o.summary !== false) reportGenerate(mode, paths.out, written);
-    else warn(mode, (written.report.warnings as string[] | undefined) ?? []);
-    return { result, written };
+
+    if (!plan) {
+      const result = await generate(base('denoising'));
+      bars.forEach((b) => b.stop());
+      const written = await writeGenerateOutputs(result, paths.out, { ...outputOptions({}), ...(paths.trace ? { traceDir: paths.trace } : {}) });
+      if (o.summary !== false) reportGenerate(mode, paths.out, written);
+      else warn(mode, (written.report.warnings as string[] | undefined) ?? []);
+      return { result, written };
+    }
+
+    const { AttendExcite } = await import('../guidance/attend-excite.js');
+    for (const s of plan.subjects) if (s.note) say(mode, `note: ${s.note}`);
+    say(mode, `Attend-and-Excite on ${plan.subjects.map((s) => `'${s.word}' (token ${s.tokenIndex})`).join(', ')} at ${plan.options.resolution}x${plan.options.resolution}`);
+    let plain: GenerateRun['plain'];
+    let plainScores: SubjectScores[] | undefined;
+    if (o.compare) {
+      const result = await generate(base('plain     '));
+      bars.forEach((b) => b.stop());
+      plainScores = await subjectScores(result, plan);
+      const written = await writeGenerateOutputs(result, join(paths.out, 'plain'), outputOptions({ excite: { guided: false, subjects: plainScores } }));
+      plain = { result, written };
+    }
+    ae = await AttendExcite.create(pipe, [1, pipe.unet.io.channels, height / 8, width / 8], plan.options);
+    const result = await generate({ ...base('A&E       '), beforeStep: ae.hook });
+    bars.forEach((b) => b.stop());
+    const scores = await subjectScores(result, plan);
+    const exciteFiles = await writeExciteFiles(paths.out, paths.trace, plan, ae, result, scores);
+    const comparison = plainScores ? scores.map((s, k) => ({
+      word: s.word, tokenIndex: s.tokenIndex,
+      plain: { lastStepScore: plainScores![k]!.byStep.at(-1) ?? null, maxScore: maxOf(plainScores![k]!.byStep), daamMax: plainScores![k]!.daamMax ?? null },
+      excited: { lastStepScore: s.byStep.at(-1) ?? null, maxScore: maxOf(s.byStep), daamMax: s.daamMax ?? null },
+    })) : undefined;
+    if (plain) await writeComparePng(join(paths.out, 'compare.png'), plain.result, result, plan.subjects.map((s) => s.word).join(', '));
+    const written = await writeGenerateOutputs(result, paths.out, {
+      ...outputOptions({
+        excite: {
+          subjects: plan.subjects.map((s) => ({ word: s.word, tokenIndex: s.tokenIndex, tokenIndices: s.tokenIndices, ...(s.note ? { note: s.note } : {}) })),
+          scores,
+          ...(comparison ? { compare: comparison, comparePng: 'compare.png', plainDir: 'plain' } : {}),
+          files: exciteFiles.map((f) => relative(paths.out, f)),
+        },
+      }),
+      ...(paths.trace ? { traceDir: paths.trace } : {}),
+    });
+    written.files.push(...exciteFiles, ...(plain ? [join(paths.out, 'compare.png')] : []));
+    if (o.summary !== false) {
+      reportGenerate(mode, paths.out, written);
+      say(mode, `excite: ${relative(process.cwd(), join(paths.out, 'excite.json')) || '.'}, ${relative(process.cwd(), join(paths.out, 'excite_loss.png'))}`);
+      if (comparison) {
+        say(mode, `compare: ${relative(process.cwd(), join(paths.out, 'compare.png'))} — A&E score at the last step, plain → guided:`);
+        for (const c of comparison) say(mode, `  ${c.word}: ${fmtScore(c.plain.lastStepScore)} → ${fmtScore(c.excited.lastStepScore)}`);
+      }
+    } else warn(mode, (written.report.warnings as string[] | undefined) ?? []);
+    return { result, written, ...(plain ? { plain } : {}) };
   } finally {
-    progress.stop();
+    bars.forEach((b) => b.stop());
     interrupt.dispose();
+    if (ae) await ae.dispose();
     await pipe.dispose();
   }
+}
+
+function maxOf(v: readonly number[]): number | null {
+  return v.length ? Math.max(...v) : null;
+}
+
+function fmtScore(v: number | null): string {
+  return v === null ? 'n/a' : v.toFixed(3);
 }
 
 export function reportGenerate(mode: OutputMode, outDir: string, w: WrittenGenerate): void {
