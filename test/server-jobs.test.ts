@@ -28,7 +28,7 @@ async function until(pred: () => boolean, what: string, timeoutMs = 20_000): Pro
   }
 }
 
-describe('server: jobs (test runner)', function () {
+for (const isolation of ['process', 'thread'] as const) describe(`server: jobs (test runner, ${isolation} workers)`, function () {
   let server: HeedServer;
   let dir: string;
   let models: string;
@@ -40,7 +40,7 @@ describe('server: jobs (test runner)', function () {
       mkdirSync(join(models, m, 'unet'), { recursive: true });
       writeFileSync(join(models, m, 'model_index.json'), '{}');
     }
-    server = await startServer({ port: 0, modelRoots: [models], workers: 2, queueLimit: 2, outDir: join(dir, 'out'), runnerModule: FAKE_RUNNER, log: () => undefined });
+    server = await startServer({ port: 0, modelRoots: [models], workers: 2, queueLimit: 2, isolation, outDir: join(dir, 'out'), runnerModule: FAKE_RUNNER, log: () => undefined });
     await server.pool.whenReady();
   });
 
@@ -94,7 +94,7 @@ describe('server: jobs (test runner)', function () {
     const queued = [c.request({ type: 'generate', model: 'b', prompt: 'ms=1', steps: 1 }), c.request({ type: 'generate', model: 'b', prompt: 'ms=1', steps: 1 })];
     await until(() => queued.every((q) => c.all.some((e) => e.id === q.id && e.type === 'accepted')), 'queued jobs accepted');
     const accepted = c.all.filter((e) => e.type === 'accepted' && queued.some((q) => q.id === e.id)) as Array<Extract<ServerEvent, { type: 'accepted' }>>;
-    assert.deepEqual(accepted.map((a) => a.position), [0, 1]);
+    assert.deepEqual(accepted.map((a) => a.position), [0, 1], 'requests enter the queue in the order they were sent');
     const over = await c.request({ type: 'generate', model: 'b', prompt: 'ms=1', steps: 1 });
     assert.equal(code(over), 'queue_full');
     assert.equal(over.terminal.type === 'error' && over.terminal.field, undefined);

@@ -1,7 +1,7 @@
 // `heed serve`: the CLI face of the server. engine/cli/main.ts registers it with `registerServe(program)`.
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { startServer, type HeedServer } from './server.js';
 import { PROTOCOL_VERSION } from './protocol.js';
 
@@ -18,6 +18,7 @@ export interface ServeCliOptions {
   cacheMb?: number;
   infoFile?: string;
   json?: boolean;
+  isolation: 'process' | 'thread';
 }
 
 function int(name: string, min: number, max: number) {
@@ -37,7 +38,12 @@ export function registerServe(program: Command): Command {
     .option('--token <secret>', 'token clients must present (default: a random one; prefer --token-file, command lines are visible to other users)')
     .option('--token-file <file>', 'read the token from this file (first line)')
     .option('--models <dirs...>', 'only these folders (and what they contain) may be loaded; default: any folder')
-    .option('--workers <n>', 'worker threads running jobs in parallel (each holds its own models)', int('--workers', 1, 64), 1)
+    .option('--workers <n>', 'workers running jobs in parallel (each holds its own models)', int('--workers', 1, 64), 1)
+    .addOption(
+      new Option('--isolation <kind>', 'workers as child processes (a crashed or killed worker cannot take the server down) or threads (lighter)')
+        .choices(['process', 'thread'])
+        .default('process'),
+    )
     .option('--out <dir>', 'output folder: job folders under jobs/, server.json beside them (default ~/.heed)')
     .option('--queue-limit <n>', 'queued jobs per model before requests are refused with queue_full', int('--queue-limit', 1, 10_000), 16)
     .option('--max-message-mb <n>', 'largest message a client may send, in MiB', int('--max-message-mb', 1, 1024), 16)
@@ -70,6 +76,7 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
     ...(token ? { token, tokenGiven: true } : {}),
     modelRoots: opts.models ?? [],
     workers,
+    isolation: opts.isolation,
     ...(opts.out ? { outDir: opts.out } : {}),
     ...(opts.infoFile ? { infoFile: opts.infoFile } : {}),
     queueLimit: opts.queueLimit,

@@ -23,16 +23,21 @@ function fileRef(path: string): FileRef {
 }
 
 /** Engine error → protocol error (code + field), by the engine's error classes. */
-export function classifyEngineError(e: unknown, kind: 'generate' | 'explain'): unknown {
+export function classifyEngineError(e: unknown, job: WorkerJob): unknown {
+  const kind = job.kind;
   if (!(e instanceof Error) || e instanceof ProtocolError) return e;
   const msg = e.message;
   switch (e.name) {
     case 'CancelledError':
       return Object.assign(new Error(msg), { name: 'AbortError' });
+    case 'SchedulerConfigError':
+      // An unknown name, or a scheduler the client chose that the folder's config cannot drive, is the request's
+      // fault; a broken scheduler_config.json alone is the model's.
+      if (/^unknown scheduler/.test(msg) || (job.kind === 'generate' && job.request.scheduler !== undefined)) return new ProtocolError('invalid_input', msg, 'scheduler');
+      return new ProtocolError('model_invalid', msg, 'model');
     case 'ModelFolderError':
     case 'TokenizerLoadError':
     case 'OnnxLoadError':
-    case 'SchedulerConfigError':
       return new ProtocolError('model_invalid', msg, 'model');
     case 'SchedulerChoiceError':
       return new ProtocolError('invalid_input', msg, 'scheduler');
@@ -196,7 +201,7 @@ export function createRunner(): JobRunner {
       try {
         return job.kind === 'generate' ? await runGenerate(job, ctx) : await runExplain(job, ctx);
       } catch (e) {
-        throw classifyEngineError(e, job.kind);
+        throw classifyEngineError(e, job);
       }
     },
   };

@@ -1,11 +1,11 @@
 // Worker pool and job queue. Jobs queue FIFO per model (bounded: a full queue is refused, not buffered without end);
 // a free worker takes the oldest waiting job, preferring one whose model it already has loaded. A worker that dies
-// (uncaught error, process.exit in the worker, terminate()) fails only its own job with `worker_crashed` and is
-// replaced; the queue goes on.
-import { Worker } from 'node:worker_threads';
+// (uncaught error, process.exit, killed, out of memory) fails only its own job with `worker_crashed` and is
+// replaced; the queue goes on. Workers are child processes by default (see worker-handle.ts for why).
 import { ProtocolError, type ErrorInfo } from './errors.js';
 import type { JobResult, ProgressUpdate, WorkerJob } from './runner.js';
-import type { CacheReport, FromWorker, ToWorker, WorkerInit } from './worker-messages.js';
+import type { CacheReport, FromWorker } from './worker-messages.js';
+import { spawnWorker, type Isolation, type WorkerHandle } from './worker-handle.js';
 import type { WorkerStatus } from './protocol.js';
 
 export interface PoolOptions {
@@ -14,6 +14,8 @@ export interface PoolOptions {
   cacheBytes: number;
   /** Max queued (not yet running) jobs per model. */
   queueLimit: number;
+  /** Child processes (default) or worker threads. */
+  isolation?: Isolation;
   log?: (message: string) => void;
 }
 
@@ -35,18 +37,15 @@ interface PoolJob {
 
 interface Slot {
   index: number;
-  worker: Worker;
+  worker: WorkerHandle;
   ready: boolean;
   job?: PoolJob;
   restarts: number;
   cache: CacheReport;
-  cancelSlot: Int32Array;
   lastError?: string;
   /** Consecutive exits before becoming ready. */
   failedStarts: number;
 }
-
-const WORKER_URL = new URL('./worker.js', import.meta.url);
 
 export class WorkerPool {
   private readonly slots: Slot[] = [];
@@ -65,16 +64,16 @@ export class WorkerPool {
   }
 
   private spawn(index: number, restarts: number): Slot {
-    const cancelBuffer = new SharedArrayBuffer(4);
-    const init: WorkerInit = { runnerModule: this.options.runnerModule, cacheBytes: this.options.cacheBytes, cancelBuffer };
-    const worker = new Worker(WORKER_URL, { workerData: init });
-    const slot: Slot = { index, worker, ready: false, restarts, cache: { keys: [], bytes: 0 }, cancelSlot: new Int32Array(cancelBuffer), failedStarts: 0 };
-    worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
-    worker.on('error', (err) => {
-      slot.lastError = err.stack ?? err.message;
-      this.log(`worker ${index}: uncaught error: ${err.message}`);
+    const slot = { index, ready: false, restarts, cache: { keys: [], bytes: 0 }, failedStarts: 0 } as Omit<Slot, 'worker'> as Slot;
+    slot.worker = spawnWorker(this.options.isolation ?? 'process', { runnerModule: this.options.runnerModule, cacheBytes: this.options.cacheBytes }, {
+      message: (msg) => this.onMessage(slot, msg),
+      error: (text) => {
+        slot.lastError = text;
+        this.log(`worker ${index}: uncaught error: ${text}`);
+      },
+      output: (text) => this.log(`worker ${index}: ${text}`),
+      exit: (description) => this.onExit(slot, description),
     });
-    worker.on('exit', (code) => this.onExit(slot, code));
     return slot;
   }
 
@@ -85,7 +84,10 @@ export class WorkerPool {
         this.dispatch();
         return;
       case 'log':
-        if (!slot.ready) slot.lastError = msg.message;
+        this.log(`worker ${slot.index}: ${msg.message}`);
+        return;
+      case 'fatal':
+        slot.lastError = msg.message;
         this.log(`worker ${slot.index}: ${msg.message}`);
         return;
       case 'progress':
@@ -106,7 +108,7 @@ export class WorkerPool {
     }
   }
 
-  private onExit(slot: Slot, code: number): void {
+  private onExit(slot: Slot, description: string): void {
     if (this.slots[slot.index] !== slot) return; // an old slot already replaced
     const job = slot.job;
     const wasReady = slot.ready;
@@ -114,12 +116,12 @@ export class WorkerPool {
     slot.ready = false;
     if (this.closed) return;
     const why = slot.lastError ? `: ${slot.lastError.split('\n')[0]}` : '';
-    this.log(`worker ${slot.index} exited with code ${code}${why}; restarting it`);
+    this.log(`worker ${slot.index} stopped (${description})${why}; restarting it`);
     if (job) {
       this.finish(job);
       job.handlers.onError({
         code: 'worker_crashed',
-        message: `the worker running job ${job.job.jobId} stopped (exit code ${code}${why}); it has been restarted and the other jobs go on — retry the request`,
+        message: `the worker running job ${job.job.jobId} stopped (${description}${why}); it has been restarted and the other jobs go on — retry the request`,
       });
     }
     // A worker that dies before becoming ready would loop: back off, growing with consecutive failed starts, and
@@ -184,8 +186,8 @@ export class WorkerPool {
       return 'queued';
     }
     if (job.state === 'running' && job.worker) {
-      Atomics.store(job.worker.cancelSlot, 0, job.seq);
-      job.worker.worker.postMessage({ type: 'cancel', seq: job.seq } satisfies ToWorker);
+      if (job.worker.worker.cancelSlot) Atomics.store(job.worker.worker.cancelSlot, 0, job.seq);
+      job.worker.worker.post({ type: 'cancel', seq: job.seq });
       return 'running';
     }
     return undefined;
@@ -195,7 +197,7 @@ export class WorkerPool {
   async terminateJobWorker(jobId: string): Promise<boolean> {
     const job = this.jobs.get(jobId);
     if (!job?.worker) return false;
-    await job.worker.worker.terminate();
+    await job.worker.worker.kill();
     return true;
   }
 
@@ -215,7 +217,7 @@ export class WorkerPool {
       next.state = 'running';
       next.worker = slot;
       slot.job = next;
-      slot.worker.postMessage({ type: 'run', seq: next.seq, job: next.job } satisfies ToWorker);
+      slot.worker.post({ type: 'run', seq: next.seq, job: next.job });
       next.handlers.onStart?.();
     }
   }
@@ -262,7 +264,7 @@ export class WorkerPool {
       this.slots.map(async (s) => {
         const job = s.job;
         s.job = undefined;
-        await s.worker.terminate();
+        await s.worker.kill();
         if (job) {
           this.finish(job);
           job.handlers.onError({ code: 'shutting_down', message: 'the server shut down while the job ran' });

@@ -13,6 +13,7 @@ import { checkUpgradeAuth, generateToken, isLoopbackHost } from './auth.js';
 import { ProtocolError, toErrorInfo, type ErrorInfo } from './errors.js';
 import { PathPolicy } from './paths.js';
 import { WorkerPool } from './pool.js';
+import type { Isolation } from './worker-handle.js';
 import {
   CLOSE_CODES,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -54,6 +55,8 @@ export interface ServerOptions {
   cacheBytes?: number;
   /** Runner module URL for the workers (tests inject their own); default: the engine runner. */
   runnerModule?: string;
+  /** Workers as child processes (default: a killed or crashed worker cannot take the server down) or threads. */
+  isolation?: Isolation;
   log?: (message: string) => void;
 }
 
@@ -77,6 +80,7 @@ interface Connection {
   hello: boolean;
   open: Map<string, OpenRequest>;
   remote: string;
+  chain: Promise<void>;
 }
 
 const DEFAULT_RUNNER = new URL('./engine-runner.js', import.meta.url).href;
@@ -111,7 +115,7 @@ export class HeedServer {
     info: ServerInfo,
   ) {
     this.info = info;
-    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, log });
+    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation, log });
   }
 
   get url(): string {
@@ -148,6 +152,7 @@ export class HeedServer {
       maxFetchBytes: options.maxFetchBytes ?? 64 * 1024 * 1024,
       cacheBytes: options.cacheBytes ?? 4 * 1024 ** 3,
       runnerModule: options.runnerModule ?? DEFAULT_RUNNER,
+      isolation: options.isolation ?? 'process',
     };
     const token = options.token ?? generateToken();
     const http = createServer();
@@ -173,7 +178,7 @@ export class HeedServer {
     });
     http.on('upgrade', (req, socket, head) => server.onUpgrade(req, socket, head));
     if (opts.infoFile) await writeInfoFile(opts.infoFile, info);
-    log(`listening on ${info.url} (protocol ${PROTOCOL_VERSION}, ${opts.workers} worker${opts.workers > 1 ? 's' : ''}, out ${outDir})`);
+    log(`listening on ${info.url} (protocol ${PROTOCOL_VERSION}, ${opts.workers} worker ${opts.isolation === 'process' ? 'process' : 'thread'}${opts.workers > 1 ? (opts.isolation === 'process' ? 'es' : 's') : ''}, out ${outDir})`);
     return server;
   }
 
@@ -194,13 +199,17 @@ export class HeedServer {
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Connection = { ws, hello: false, open: new Map(), remote: `${req.socket.remoteAddress}:${req.socket.remotePort}` };
+    const conn: Connection = { ws, hello: false, open: new Map(), remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`, chain: Promise.resolve() };
     this.connections.add(conn);
     ws.on('message', (data, isBinary) => {
-      void this.onMessage(conn, data, isBinary).catch((e: unknown) => {
-        this.log(`internal error handling a message: ${(e as Error).stack ?? String(e)}`);
-        this.sendError(conn, undefined, { code: 'internal', message: `internal server error: ${(e as Error).message}` });
-      });
+      // One connection's requests are handled in arrival order: job submission awaits file-system checks, and
+      // without the chain two generates could enter the queue swapped, or a cancel overtake the job it targets.
+      conn.chain = conn.chain
+        .then(() => this.onMessage(conn, data, isBinary))
+        .catch((e: unknown) => {
+          this.log(`internal error handling a message: ${(e as Error).stack ?? String(e)}`);
+          this.sendError(conn, undefined, { code: 'internal', message: `internal server error: ${(e as Error).message}` });
+        });
     });
     ws.on('error', (err) => {
       // ws has already closed the socket (1009 for an oversized message); the server keeps serving the others.
@@ -384,16 +393,23 @@ export class HeedServer {
     try {
       submitted = this.pool.submit(job, {
       onProgress: (update) => this.send(conn, { type: 'progress', id: req.id, jobId, ...update }),
+      // The record lands in the job folder before the client hears of the end, so it can rely on finding it.
       onDone: (result) => {
-        conn.open.delete(req.id);
-        void writeFile(join(outDir, 'result.json'), JSON.stringify(result, null, 2)).catch(() => undefined);
-        this.sendResult(conn, req.id, result);
+        void writeFile(join(outDir, 'result.json'), JSON.stringify(result, null, 2))
+          .catch((e: unknown) => this.log(`job ${jobId}: could not write result.json: ${(e as Error).message}`))
+          .then(() => {
+            conn.open.delete(req.id);
+            this.sendResult(conn, req.id, result);
+          });
       },
       onError: (err) => {
-        conn.open.delete(req.id);
-        void writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2)).catch(() => undefined);
         this.log(`job ${jobId} ended: ${err.code}: ${err.message}`);
-        this.sendError(conn, req.id, err);
+        void writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2))
+          .catch(() => undefined)
+          .then(() => {
+            conn.open.delete(req.id);
+            this.sendError(conn, req.id, err);
+          });
       },
     });
     } catch (e) {

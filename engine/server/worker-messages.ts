@@ -7,8 +7,8 @@ export interface WorkerInit {
   /** URL or path of the runner module (exports createRunner). */
   runnerModule: string;
   cacheBytes: number;
-  /** One Int32 slot: the seq of a job the main thread wants cancelled. */
-  cancelBuffer: SharedArrayBuffer;
+  /** Threads only: one Int32 slot, the seq of a job the main thread wants cancelled. */
+  cancelBuffer?: SharedArrayBuffer;
 }
 
 export type ToWorker = { type: 'run'; seq: number; job: WorkerJob } | { type: 'cancel'; seq: number };
@@ -21,6 +21,8 @@ export interface CacheReport {
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'log'; message: string }
+  /** The worker is about to die: why (startup failure, uncaught exception). */
+  | { type: 'fatal'; message: string }
   | { type: 'progress'; seq: number; update: ProgressUpdate }
   | { type: 'done'; seq: number; result: JobResult; cache: CacheReport }
   | { type: 'failed'; seq: number; error: ErrorInfo; cache: CacheReport };
