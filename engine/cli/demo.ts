@@ -17,6 +17,7 @@ export interface DemoCliOptions extends OutputMode {
   size: ImageSize;
   prompt: string;
   explain: boolean;
+  excite: boolean;
   threads: number;
 }
 
@@ -40,6 +41,7 @@ export function registerDemo(program: Command): Command {
     .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 10)
     .option('--size <WxH>', 'image size (multiples of 8)', parseSize, { width: 256, height: 256 })
     .option('--prompt <text>', 'prompt', DEMO_PROMPT)
+    .option('--no-excite', 'skip Attend-and-Excite (one plain run instead of plain vs guided side by side)')
     .option('--no-explain', 'skip the ViT/CLIP explanation part')
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
     .option('--quiet', 'print nothing but errors')
@@ -52,7 +54,7 @@ export function registerDemo(program: Command): Command {
 export interface DemoSummary {
   outDir: string;
   models: { sd: string; vit: string; clip: string };
-  generate: { outDir: string; image: string; mapsGrid: string | null; report: string; trace: string };
+  generate: { outDir: string; image: string; mapsGrid: string | null; report: string; trace: string; compare: string | null; excite: string | null };
   explain: { vit: string; clip: string } | null;
 }
 
@@ -61,16 +63,18 @@ export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
   const out = outputDir(o.out, '--out');
   const { defaultCacheDir, ensureTinyModels } = await import('../../models/cache.js');
   const cache = resolve(o.cache ?? defaultCacheDir());
-  say(mode, `tiny models (seeded random weights) in ${cache} — built on first use`);
+  say(mode, `tiny models (seeded random weights) in ${cache} — built on first use; the whole demo takes a minute or a few on 2 cores`);
   const models = await ensureTinyModels(cache);
   const sub: OutputMode = { quiet: true };
 
-  say(mode, `\n[1/3] generate "${o.prompt}" on the tiny SD pipeline: ${o.size.width}x${o.size.height}, ${o.steps} steps, seed 1234, per-word maps`);
+  say(mode, `\n[1/3] generate "${o.prompt}" on the tiny SD pipeline: ${o.size.width}x${o.size.height}, ${o.steps} steps, seed 1234, per-word maps` +
+    (o.excite ? ';\n      a plain run and an Attend-and-Excite run on the prompt\'s nouns, side by side' : ''));
   const genDir = join(out, 'generate');
   const gen = await runGenerate({
     model: models.sd, prompt: o.prompt, negative: '', steps: o.steps, guidance: 7.5, seed: 1234, size: o.size,
     out: genDir, maps: true, trace: join(genDir, 'trace'), colormap: 'turbo', opacity: 0.5, threads: o.threads,
     quiet: o.quiet, json: o.json, summary: false,
+    ...(o.excite ? { excite: 'auto', compare: true } : {}),
   });
   const timings = gen.result.timings;
   say(mode, `      ${gen.result.timesteps.length} UNet calls in ${(timings.denoiseMs / 1000).toFixed(1)} s; words: ${gen.written.maps.map((m) => m.word).join(', ')}`);
@@ -90,13 +94,18 @@ export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
   const summary: DemoSummary = {
     outDir: out,
     models: { sd: models.sd, vit: models.vit, clip: models.clip },
-    generate: { outDir: genDir, image: gen.written.image, mapsGrid: gen.written.mapsGrid ?? null, report: join(genDir, 'report.json'), trace: join(genDir, 'trace') },
+    generate: {
+      outDir: genDir, image: gen.written.image, mapsGrid: gen.written.mapsGrid ?? null, report: join(genDir, 'report.json'), trace: join(genDir, 'trace'),
+      compare: gen.plain ? join(genDir, 'compare.png') : null, excite: o.excite ? join(genDir, 'excite.json') : null,
+    },
     explain,
   };
   if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
   const rel = (p: string): string => relative(process.cwd(), p) || '.';
   say(mode, `\ndone. Files:`);
-  say(mode, `  ${rel(gen.written.image)}        generated image`);
+  say(mode, `  ${rel(gen.written.image)}        generated image${o.excite ? ' (with Attend-and-Excite)' : ''}`);
+  if (summary.generate.compare) say(mode, `  ${rel(summary.generate.compare)}      plain | Attend-and-Excite, same seed (plain run's files in ${rel(join(genDir, 'plain'))}/)`);
+  if (summary.generate.excite) say(mode, `  ${rel(summary.generate.excite)}      A&E loss and subject scores per step (chart: excite_loss.png)`);
   if (gen.written.mapsGrid) say(mode, `  ${rel(gen.written.mapsGrid)}         per-word attention maps (grid); single maps in ${rel(join(genDir, 'maps'))}/`);
   say(mode, `  ${rel(summary.generate.report)}      tokens, alignment, timings, max attention per word`);
   if (explain) say(mode, `  ${rel(explain.vit)}/, ${rel(explain.clip)}/   explanation overlays and explain.json`);

@@ -206,10 +206,13 @@ export async function writeExciteFiles(outDir: string, traceDir: string | undefi
     files.push(join(dir, name));
   };
   put(outDir, 'excite.json', JSON.stringify(exciteJson(plan, ae, result, scores), null, 1) + '\n');
-  const rules = Object.entries(plan.options.thresholds).map(([step, t]) => ({ y: 1 - t, label: `step ${step}: loss target ${(1 - t).toFixed(2)}`, color: '#999' }));
+  const calls = result.timesteps.length;
+  // Only thresholds at steps this run reached (diffusers' defaults name steps 10 and 20, beyond a short run).
+  const rules = Object.entries(plan.options.thresholds).filter(([step]) => Number(step) < calls)
+    .map(([step, t]) => ({ y: 1 - t, label: `step ${step}: loss target ${(1 - t).toFixed(2)}`, color: '#999' }));
   put(outDir, 'excite_loss.png', await renderLineChart({
     title: 'Attend-and-Excite: subject loss (1 − max attention) per step', xLabel: 'step', yLabel: 'loss', integerX: true,
-    series: lossChartSeries(plan, ae), rules, yDomain: [0, 1], width: 720, height: 420,
+    series: lossChartSeries(plan, ae), rules, yDomain: [0, 1], xDomain: [0, Math.max(1, calls - 1)], width: 720, height: 420,
   }));
   if (traceDir !== undefined) {
     const first = ae.firstUpdate;
