@@ -156,12 +156,13 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
 });
 
 describe('cli: demo (child process)', function () {
-  it('builds/reuses the tiny models and writes generate + explain outputs, printing where they are', async function () {
+  it('builds/reuses the tiny models and writes plain vs A&E generation + explain outputs, printing where they are', async function () {
     const tmp = mkdtempSync(join(tmpdir(), 'heed-cli-demo-'));
     try {
       const r = await heed(['demo', '--out', tmp, '--steps', '2', '--size', '64x64']);
       assert.equal(r.code, 0, r.stderr);
       for (const f of ['generate/image.png', 'generate/maps.png', 'generate/report.json', 'generate/trace/manifest.json',
+        'generate/compare.png', 'generate/excite.json', 'generate/excite_loss.png', 'generate/plain/image.png',
         'explain-vit/explain.json', 'explain-vit/input.png', 'explain-clip/explain.json']) {
         assert.ok(existsSync(join(tmp, f)), f);
         assert.ok(r.stdout.includes('generate') && r.stdout.includes('random'), 'summary printed');
