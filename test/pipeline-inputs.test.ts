@@ -68,6 +68,8 @@ describe('SD pipeline inputs and control flow (small latents)', function () {
     assert.deepEqual(steps.map((s) => [s.step, s.total]), [[0, 3], [1, 3], [2, 3]]);
     assert.deepEqual(steps[2].latents, a.latents);
     assert.ok(steps.every((s) => s.stepMs > 0 && s.elapsedMs >= s.stepMs));
+    // Previews: decoding the last step's latents is the result image.
+    assert.deepEqual((await pipe.decodeLatents(steps[2].latents, steps[2].latentShape)).data, a.image.data);
     writeFileSync(join(dir, 'seed42.npy'), encodeNpy(a.initLatents, [1, 4, 8, 8]));
     const b = await pipe.generate({ prompt: 'a cat', ...SMALL, latents: join(dir, 'seed42.npy') });
     assert.deepEqual(b.latents, a.latents);

@@ -60,6 +60,8 @@ export interface StepInfo {
   /** Latents after this step (a live buffer: copy it to keep it). */
   latents: Float32Array;
   latentShape: LatentShape;
+  /** The scheduler's x0 estimate at this step, when it computes one (a sharper preview than `latents`). */
+  predOriginal: Float32Array | null;
 }
 
 export interface BeforeStepContext {
@@ -332,12 +334,17 @@ export class StableDiffusionPipeline {
       latents = scheduler.step(guided, i, latents, generator);
       const ms = performance.now() - tStep;
       stepMs.push(ms);
-      if (options.onStep) await options.onStep({ step: i, total, timestep: t, stepMs: ms, elapsedMs: performance.now() - t0, latents, latentShape: shape });
+      if (options.onStep) {
+        await options.onStep({
+          step: i, total, timestep: t, stepMs: ms, elapsedMs: performance.now() - t0, latents, latentShape: shape,
+          predOriginal: scheduler.predOriginalSample,
+        });
+      }
     }
     const denoiseMs = performance.now() - tDen;
     checkAbort(signal, total, total);
     const tDec = performance.now();
-    const image = await this.vae.decode(latents, shape, this.folder.vaeScalingFactor);
+    const image = await this.decodeLatents(latents, shape);
     const decodeMs = performance.now() - tDec;
     return {
       image, latents, initLatents, latentShape: shape, seed,
@@ -349,6 +356,11 @@ export class StableDiffusionPipeline {
       timings: { encodeMs, prepareMs, denoiseMs, stepMs, decodeMs, totalMs: performance.now() - t0 },
       warnings,
     };
+  }
+
+  /** Decodes latents [1, C, h, w] with the VAE (e.g. a preview from StepInfo.latents or predOriginal). */
+  async decodeLatents(latents: Float32Array, shape: LatentShape): Promise<FloatImage> {
+    return this.vae.decode(latents, shape, this.folder.vaeScalingFactor);
   }
 
   /** Releases every ORT session. */
