@@ -1,8 +1,8 @@
 // The programmatic face of the explain engine, called by the CLI (`heed explain`) and the WebSocket server:
 // one image (and, for CLIP, texts) in, plain data out — top classes or CLIP similarities, per-method maps on the
 // patch grid, and the raw tensors for traces. Nothing here renders or writes files (see outputs.ts).
-import { ExplainModel, type ModelLoadOptions, type TokenizedTexts, type TokenLayout } from './model.js';
-import { GradientEngine, type AttentionGradients } from './gradients.js';
+import { ExplainModel, type ForwardResult, type ModelLoadOptions, type TokenizedTexts, type TokenLayout } from './model.js';
+import { GradientEngine, type AttentionGradients, type ClassForward } from './gradients.js';
 import { ExplainError, MethodNotApplicableError } from './errors.js';
 import {
   attentionRollout, gradientRollout, softmaxInputGradient, checkDiscardRatio, HEAD_FUSIONS,
@@ -189,9 +189,20 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   const tokenized: TokenizedTexts | undefined = family === 'clip' && texts.length > 0 ? model.tokenize(texts) : undefined;
 
   const timings: Record<string, number> = {};
-  await model.ready();
+  // A ViT classifier asked for gradient methods runs its forward through the two-phase VJP: the same pass gives
+  // logits and attention maps and keeps the residuals, so each class then costs one backward run.
+  const classGradients = family === 'vit' && model.hasScores && (methods.has('grad-rollout') || methods.has('chefer'));
+  if (classGradients) await gradients.prepareClassForward(image);
+  else await model.ready();
   let t0 = performance.now();
-  const fwd = await model.forward(image, tokenized);
+  let classForward: ClassForward | undefined;
+  let fwd: ForwardResult;
+  if (classGradients) {
+    classForward = await gradients.classForward(image);
+    fwd = { logits: classForward.logits, vision: classForward.vision };
+  } else {
+    fwd = await model.forward(image, tokenized);
+  }
   timings.forward = performance.now() - t0;
   const vision = fwd.vision;
   const layout = model.layout(image, vision[0].keys);
@@ -284,8 +295,10 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   if (wantGrad && family === 'vit') {
     if (!fwd.logits) throw new ExplainError('internal: no logits');
     t0 = performance.now();
-    const grads = await gradients.forClasses(image, explainClasses);
-    timings.vjp = performance.now() - t0;
+    const grads: AttentionGradients[] = [];
+    if (classForward) for (const c of explainClasses) grads.push(await classForward.gradients(c));
+    else grads.push(...(await gradients.forClasses(image, explainClasses)));
+    timings.gradients = performance.now() - t0;
     if (methods.has('grad-rollout')) {
       t0 = performance.now();
       const variant = options.gradRollout ?? 'vit-explain';
@@ -314,7 +327,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   } else if (methods.has('chefer') && family === 'clip' && tokenized) {
     t0 = performance.now();
     const grads = await gradients.forTexts(image, tokenized);
-    timings.vjp = performance.now() - t0;
+    timings.gradients = performance.now() - t0;
     t0 = performance.now();
     const start = options.cheferStart ?? 'last';
     grads.forEach((g, t) => result.chefer.push(cheferClip(g, t, tokenized, start, layout, model)));

