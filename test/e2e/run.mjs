@@ -108,6 +108,8 @@ async function scratch() {
     'heed.models.vit': models.vit,
     'heed.engine.nodePath': process.execPath, // the system Node, not code-server's Node 24
     'heed.outputFolder': d.out,
+    // Flags every subject below 95% of the strongest word, so that the tiny random model surely has a neglected one.
+    'heed.neglectThreshold': 0.95,
   };
   mkdirSync(join(d.data, 'User'), { recursive: true });
   writeFileSync(join(d.data, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
@@ -279,6 +281,48 @@ const scenarios = [
     },
   },
   {
+    name: 'neglect-quickfix',
+    title: 'after a run: attention shown inline, a neglected subject gets a diagnostic and the quick fix "Excite \'word\'"',
+    async run({ page }) {
+      await page.locator('.tabs-container .tab', { hasText: 'demo.prompt' }).first().click(); // focus the editor, not the webview
+      await goTo(page, 1, 1);
+      // Inline decorations are CSS ::after content, invisible to innerText: read the computed styles.
+      const badges = await page.evaluate(() => [...document.querySelectorAll('.view-lines span')].map((e) => getComputedStyle(e, '::after').content).filter((c) => c && c !== 'none' && c !== 'normal'));
+      if (!badges.some((b) => /[▁▂▃▄▅▆▇█] \d\.\d\d/.test(b))) throw new Error(`no inline attention after the run: ${JSON.stringify(badges)}`);
+      await command(page, 'Go to Next Problem (Error, Warning, Info)');
+      const marker = page.locator('.marker-widget', { hasText: 'may be neglected' }).first();
+      await marker.waitFor({ timeout: 20_000 });
+      const message = (await marker.innerText()).replace(/\s+/g, ' ');
+      await page.screenshot({ path: join(ARTIFACTS, 'neglected-subject.png') });
+      await page.keyboard.press('Escape');
+      await command(page, 'Quick Fix...');
+      const fix = page.locator('.action-widget .monaco-list-row', { hasText: "Excite '" }).first();
+      await fix.waitFor({ timeout: 20_000 });
+      const label = (await fix.innerText()).trim();
+      const word = /Excite '([^']+)'/.exec(label)?.[1];
+      await fix.click();
+      await page.locator('.view-lines', { hasText: `excite: frog, ${word}` }).first().waitFor({ timeout: 10_000 });
+      await page.screenshot({ path: join(ARTIFACTS, 'quick-fix-applied.png') });
+      await command(page, 'Undo');
+      return `${badges.length} inline badges; ${message.slice(0, 90)} → applied "${label}"`;
+    },
+  },
+  {
+    name: 'subjects-there',
+    title: '"Is each subject there?" on a generated image → CLIP scores for the prompt\'s subjects',
+    async run({ page }) {
+      const maps = await webviewFrame(page, 'heed-maps');
+      await maps.click('#run-plain button:has-text("Is each subject there?")');
+      const frame = await webviewFrame(page, 'heed-explain');
+      await frame.waitForSelector('#clip-scores .score-row', { timeout: 240_000 });
+      const rows = await frame.$$eval('#clip-scores .score-row td:first-child', (tds) => tds.map((t) => t.textContent));
+      if (JSON.stringify(rows) !== JSON.stringify(['a photo of a frog'])) throw new Error(`expected the excite subject "frog" to be scored, got ${JSON.stringify(rows)}`);
+      await sleep(300);
+      await page.screenshot({ path: join(ARTIFACTS, 'subjects-there.png') });
+      return `scored ${rows.join(', ')} on the generated image`;
+    },
+  },
+  {
     name: 'attend-excite',
     title: 'Generate with Attend-and-Excite → loss chart',
     skip: () => (aeAvailable() ? false : 'Attend-and-Excite is not in the engine yet (engine/guidance/ is empty)'),
@@ -325,6 +369,25 @@ const scenarios = [
       await sleep(500);
       await page.screenshot({ path: join(ARTIFACTS, 'explain-clip.png') });
       return `scores: ${rows.join(' | ')}; ${overlays} overlays`;
+    },
+  },
+  {
+    name: 'explain-vit',
+    title: 'ViT on the same image → top classes, rollout / grad rollout / Chefer overlays, head grid, distance plot',
+    async run({ page }) {
+      const frame = await webviewFrame(page, 'heed-explain');
+      await frame.selectOption('#kind', 'vit');
+      await frame.click('#run');
+      await frame.waitForSelector('#vit-classes .score-row', { timeout: 240_000 });
+      const classes = (await frame.$$('#vit-classes .score-row')).length;
+      const captions = await frame.$$eval('#overlays figcaption', (f) => f.map((x) => x.textContent));
+      for (const want of [/^rollout/, /^grad rollout/, /^Chefer/]) if (!captions.some((c) => want.test(c))) throw new Error(`no ${want} overlay among ${JSON.stringify(captions)}`);
+      const heads = (await frame.$$('.heads-grid canvas.overlay')).length;
+      const distance = (await frame.$$('.distance-chart polyline')).length;
+      if (heads === 0 || distance === 0) throw new Error(`heads ${heads}, distance series ${distance}`);
+      await sleep(300);
+      await page.screenshot({ path: join(ARTIFACTS, 'explain-vit.png'), fullPage: true });
+      return `${classes} classes; overlays ${captions.join(' / ')}; ${heads} head maps; ${distance} distance series`;
     },
   },
   {
