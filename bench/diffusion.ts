@@ -1,0 +1,105 @@
+// Diffusion benchmark (issue 4/5/6 goals), all figures as ratios measured in ONE run of this process:
+//  - UNet step time (batch 2, CFG) without hooks, with every attention map exposed, with the 16×16 maps only;
+//  - end-to-end generation time, plain and with Attend-and-Excite (same steps/seed), and their ratio;
+//  - the A&E pass (forward pruned to the 16×16 layers + backward to the latents) vs a full batch-1 forward;
+//  - one refinement iteration vs a batch-1 forward.
+// The model is the tiny SD folder from models/ (or `HEED_BENCH_SD=<folder>` for any SD 1.x export, e.g. a
+// full-width random SD1.5 built with `node dist/models/build.js --kind sd --size sd15`).
+import { ensureTinyModels } from '../models/cache.js';
+import { StableDiffusionPipeline } from '../engine/diffusion/pipeline.js';
+import { AttendExcite, AE_DEFAULTS } from '../engine/guidance/attend-excite.js';
+import { DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
+import { torchRandn } from '../engine/diffusion/random.js';
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+async function timeIt(reps: number, fn: () => Promise<unknown>): Promise<number> {
+  await fn();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+function rssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+export async function benchDiffusion(): Promise<Record<string, number | string>> {
+  const dir = process.env.HEED_BENCH_SD ?? (await ensureTinyModels()).sd;
+  const size = Number(process.env.HEED_BENCH_SIZE ?? 512);
+  const steps = Number(process.env.HEED_BENCH_STEPS ?? 6);
+  const reps = Number(process.env.HEED_BENCH_REPS ?? 3);
+  const out: Record<string, number | string> = { model: dir, size, steps };
+  const pipe = await StableDiffusionPipeline.load(dir);
+  try {
+    const h = size / 8;
+    const shape: [number, number, number, number] = [1, 4, h, h];
+    const enc = await pipe.encodePrompts('a cat and a frog', '');
+    const latents = torchRandn(shape, 1234);
+    const batch2 = new Float32Array(latents.length * 2);
+    batch2.set(latents, 0);
+    batch2.set(latents, latents.length);
+    const ehs = new Float32Array(enc.uncond.length * 2);
+    ehs.set(enc.uncond, 0);
+    ehs.set(enc.cond, enc.uncond.length);
+    const [, seq, hidden] = enc.dims;
+    const input = { sample: batch2, batch: 2, height: h, width: h, timestep: 901, encoderHiddenStates: ehs, sequence: seq, hidden };
+    const all = pipe.attentionSites(h, h);
+    const res16 = all.filter((s) => s.kind === 'cross' && s.queryLength === (size / 32) ** 2);
+
+    const plain = await timeIt(reps, () => pipe.unet.run(input));
+    const with16 = await timeIt(reps, () => pipe.unet.run(input, res16));
+    await pipe.unet.releaseSession();
+    const withAll = await timeIt(reps, () => pipe.unet.run(input, all));
+    await pipe.unet.releaseSession();
+    out.unet_step_ms_no_hooks = plain;
+    out.unet_step_ms_maps_16x16 = with16;
+    out.unet_step_ms_all_maps = withAll;
+    out.ratio_step_16x16_maps_vs_plain = with16 / plain;
+    out.ratio_step_all_maps_vs_plain = withAll / plain;
+
+    const single = { ...input, sample: latents, batch: 1, encoderHiddenStates: enc.cond };
+    const forward1 = await timeIt(reps, () => pipe.unet.run(single));
+    out.unet_forward_batch1_ms = forward1;
+    await pipe.unet.releaseSession();
+
+    const aeOpts = { tokenIndices: [2, 5], ...AE_DEFAULTS, maxIterToAlter: Math.ceil(steps / 2), resolution: size / 32, loss: DEFAULT_AE_LOSS };
+    const ae = await AttendExcite.create(pipe, shape, aeOpts);
+    const aePass = await timeIt(reps, () => ae.lossAndGradient(latents, 901, enc.cond, enc.dims));
+    out.ae_pass_ms = aePass;
+    out.ratio_ae_pass_vs_full_forward_batch1 = aePass / forward1;
+    const t = ae.timings;
+    out.ae_forward_ms = t.forwardMs / t.forwards;
+    out.ae_backward_ms = t.backwardMs / t.backwards;
+    await ae.dispose();
+    out.peak_rss_mb_after_steps = rssMb();
+
+    const genOpts = { prompt: 'a cat and a frog', steps, guidance: 7.5, width: size, height: size, seed: 1234 };
+    const t0 = performance.now();
+    await pipe.generate({ ...genOpts, maps: true });
+    const plainGen = performance.now() - t0;
+    const run = await AttendExcite.create(pipe, shape, aeOpts);
+    const t1 = performance.now();
+    await pipe.generate({ ...genOpts, maps: true, beforeStep: run.hook });
+    const aeGen = performance.now() - t1;
+    const refine = run.events.filter((e) => e.phase === 'refine' && e.kind === 'update').length;
+    const rt = run.timings;
+    await run.dispose();
+    out.generate_ms_plain = plainGen;
+    out.generate_ms_attend_excite = aeGen;
+    out.ratio_generate_ae_vs_plain = aeGen / plainGen;
+    out.ae_refinement_updates = refine;
+    out.ratio_refinement_iteration_vs_forward_batch1 = (rt.forwardMs / rt.forwards + rt.backwardMs / Math.max(1, rt.backwards)) / forward1;
+    out.peak_rss_mb = rssMb();
+  } finally {
+    await pipe.dispose();
+  }
+  return out;
+}
