@@ -107,9 +107,10 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
   });
 
   it('--latents with the traced initial latents reproduces the seeded image byte for byte', async function () {
+    if (!existsSync(join(out(), 'trace', 'latents_init.npy'))) this.skip(); // needs the first test's run
     const dir = join(tmp, 'run2');
     const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '2', '--size', '128x64',
-      '--latents', join(out(), 'trace', 'latents_init.npy'), '--out', dir, '--quiet']);
+      '--latents', join(out(), 'trace', 'latents_init.npy'), '--out', dir, '--trace', join(dir, 'trace'), '--quiet']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '', '--quiet prints nothing');
     assert.ok(readFileSync(join(dir, 'image.png')).equals(readFileSync(join(out(), 'image.png'))));
@@ -117,6 +118,9 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
     assert.equal(rep.latentsFile, join(out(), 'trace', 'latents_init.npy'));
     assert.deepEqual(rep.maps, []); // no --maps
     assert.ok(!existsSync(join(dir, 'maps.png')));
+    // --trace alone still collects attention: the DAAM maps and the A&E-resolution step-0 map are traced
+    for (const f of ['daam_global_heat_map.npy', 'daam_word_cat.npy', 'attn2_step0.npy']) assert.ok(existsSync(join(dir, 'trace', f)), f);
+    assert.deepEqual([...readNpyFloat32(join(dir, 'trace', 'daam_word_cat.npy')).data], [...readNpyFloat32(join(out(), 'trace', 'daam_word_cat.npy')).data]);
   });
 
   it('a prompt over 77 tokens is truncated with a warning recorded in report.json', async function () {

@@ -115,6 +115,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
     const plan = o.excite !== undefined ? await planExcite(pipe, o.prompt, height, o) : null;
     // --compare runs twice from the same initial latents: fix the seed here when none was given.
     const seed = o.seed ?? (plan && o.compare && paths.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
+    const collectMaps = !!o.maps || paths.trace !== undefined;
     const base = (label: string): GenerateOptions => {
       const bar = stepProgress({ enabled: !o.quiet && !o.json, label });
       bars.push(bar);
@@ -128,7 +129,8 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
         ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
         width, height,
         // A&E runs also keep the per-step maps at the A&E resolution: report.json compares subject scores from them.
-        maps: plan ? { daam: !!o.maps, perStepResolutions: [plan.options.resolution] } : o.maps ? {} : false,
+        // --trace needs the attention too (attn<r>_step0.npy, DAAM heat maps) even without --maps.
+        maps: plan ? { daam: collectMaps, perStepResolutions: [plan.options.resolution] } : collectMaps ? {} : false,
         signal: interrupt.signal,
         onStep: (s) => bar.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
       };
