@@ -2,7 +2,7 @@
 // for the tiny ViT and a ViT-B/16-size model with random weights (224×224, 12 layers × 12 heads, 197 tokens).
 // Goals (issue 7): rollout < 50 ms; Chefer (one VJP run + the relevance product) < 3× the forward pass.
 // Times are medians of a few runs after a warm-up (sessions open, JIT warm); sessions use one intra-op thread,
-// so compare ratios rather than absolute times on a shared machine. The one-off cost of building the VJP graph
+// so compare ratios rather than absolute times on a shared machine (`*_cpu_ms` is this process's CPU time). The one-off cost of building the VJP graph
 // and opening its sessions is reported separately (`vjp_build_ms`). Gradient methods run the forward through the
 // two-phase VJP (`forward_with_residuals_ms`), after which each class costs one backward run (`backward_ms`).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,15 +23,20 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-async function timed<T>(reps: number, fn: () => Promise<T> | T): Promise<{ ms: number; value: T }> {
+/** Median wall time and median CPU time (user + system of this process) of `reps` runs after a warm-up. */
+async function timed<T>(reps: number, fn: () => Promise<T> | T): Promise<{ ms: number; cpuMs: number; value: T }> {
   let value = await fn(); // warm-up
   const times: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < reps; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     value = await fn();
     times.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
   }
-  return { ms: median(times), value };
+  return { ms: median(times), cpuMs: median(cpu), value };
 }
 
 async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps: number): Promise<Record<string, number>> {
@@ -50,7 +55,10 @@ async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps:
     const prefixTokens = layout.prefixTokens;
     out[`${name}_heads_ms`] = (await timed(reps, () => clsAttentionMaps(vision[vision.length - 1], grid, prefixTokens))).ms;
     for (const fusion of ['mean', 'max', 'min'] as const) {
-      out[`${name}_rollout_${fusion}_0.9_ms`] = (await timed(reps, () => attentionRollout(vision, { headFusion: fusion, discardRatio: 0.9, grid, prefixTokens }))).ms;
+      const r = await timed(reps, () => attentionRollout(vision, { headFusion: fusion, discardRatio: 0.9, grid, prefixTokens }));
+      out[`${name}_rollout_${fusion}_0.9_ms`] = r.ms;
+      // CPU time of this synchronous JS: on a shared machine it shows the cost without time spent waiting for a core.
+      out[`${name}_rollout_${fusion}_0.9_cpu_ms`] = r.cpuMs;
     }
     out[`${name}_rollout_max_0.0_ms`] = (await timed(reps, () => attentionRollout(vision, { headFusion: 'max', discardRatio: 0, grid, prefixTokens }))).ms;
     out[`${name}_distance_ms`] = (await timed(reps, () => meanAttentionDistances(vision, grid, model.info.patch, prefixTokens))).ms;

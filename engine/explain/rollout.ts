@@ -43,31 +43,31 @@ export function fuseHeads(layer: LayerTensor, fusion: HeadFusion): Float64Array 
   const { heads, queries, keys, data } = layer;
   const size = queries * keys;
   const out = new Float64Array(size);
-  // One tight loop per fusion (a per-element branch on the fusion kind costs ~3× on V8).
+  // One tight loop per fusion (a per-element branch on the fusion kind costs ~3× on V8); each output element is
+  // written once, reading the heads as parallel streams.
   if (fusion === 'mean') {
-    for (let h = 0; h < heads; h++) {
-      const base = h * size;
-      for (let i = 0; i < size; i++) out[i] += data[base + i];
+    for (let i = 0; i < size; i++) {
+      let m = 0;
+      for (let h = 0; h < heads; h++) m += data[h * size + i];
+      out[i] = m / heads;
     }
-    const inv = 1 / heads;
-    for (let i = 0; i < size; i++) out[i] *= inv;
   } else if (fusion === 'max') {
-    for (let i = 0; i < size; i++) out[i] = data[i];
-    for (let h = 1; h < heads; h++) {
-      const base = h * size;
-      for (let i = 0; i < size; i++) {
-        const v = data[base + i];
-        if (v > out[i]) out[i] = v;
+    for (let i = 0; i < size; i++) {
+      let m = data[i];
+      for (let h = 1; h < heads; h++) {
+        const v = data[h * size + i];
+        if (v > m) m = v;
       }
+      out[i] = m;
     }
   } else {
-    for (let i = 0; i < size; i++) out[i] = data[i];
-    for (let h = 1; h < heads; h++) {
-      const base = h * size;
-      for (let i = 0; i < size; i++) {
-        const v = data[base + i];
-        if (v < out[i]) out[i] = v;
+    for (let i = 0; i < size; i++) {
+      let m = data[i];
+      for (let h = 1; h < heads; h++) {
+        const v = data[h * size + i];
+        if (v < m) m = v;
       }
+      out[i] = m;
     }
   }
   return out;
