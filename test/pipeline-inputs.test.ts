@@ -109,6 +109,17 @@ describe('SD pipeline inputs and control flow (small latents)', function () {
       (e: unknown) => e instanceof LatentsError && /beforeStep at step 0 hold 3 values/.test(e.message));
   });
 
+  it('non-square sizes: maps follow the latent grid (64x128 pixels → 8x16 latents)', async () => {
+    const res = await pipe.generate({ prompt: 'a cat', seed: 4, steps: 1, width: 128, height: 64, maps: true });
+    assert.deepEqual(res.latentShape, [1, 4, 8, 16]);
+    assert.deepEqual([res.image.height, res.image.width], [64, 128]);
+    const g = res.attention?.daamGlobal();
+    assert.deepEqual([g?.tokens, g?.height, g?.width], [4, 8, 16]);
+    assert.equal(res.aeResolution, 2);
+    const m = res.attention?.stepMap(0, 2);
+    assert.deepEqual([m?.height, m?.width, m?.keys], [2, 4, 77]);
+  });
+
   it('guidance <= 1 runs without CFG (batch 1, conditional only)', async () => {
     const res = await pipe.generate({ prompt: 'a cat', seed: 9, ...SMALL, guidance: 1, maps: true });
     assert.equal(res.settings.cfg, false);

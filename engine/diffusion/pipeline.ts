@@ -30,6 +30,14 @@ export class CancelledError extends Error {
   }
 }
 
+/** The UNet's attention probabilities cannot be located (e.g. a fused-attention export). */
+export class AttentionMapsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AttentionMapsError';
+  }
+}
+
 /** Invalid generation options (the message names the option and the fix). */
 export class GenerationOptionsError extends Error {
   constructor(message: string) {
@@ -289,7 +297,16 @@ export class StableDiffusionPipeline {
         perStepResolutions: mapsOpt.perStepResolutions ?? [aeResolution],
         perLayerResolutions: mapsOpt.perLayerResolutions ?? [],
       });
-      sites = store.requiredSites(this.attentionSites(shape[2], shape[3]));
+      let all: AttentionSite[];
+      try {
+        all = this.attentionSites(shape[2], shape[3]);
+      } catch (e) {
+        const err = new AttentionMapsError(`cannot collect attention maps from ${this.folder.unet}: ${(e as Error).message} ` +
+          '(generation itself works without maps).');
+        err.cause = e;
+        throw err;
+      }
+      sites = store.requiredSites(all);
       if (sites.length === 0) warnings.push('no cross-attention layer matches the requested maps; no maps were collected');
     }
 
