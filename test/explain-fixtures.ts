@@ -16,6 +16,8 @@ export interface ForcedVitOptions {
   cls?: boolean;
   layers?: number;
   classes?: number;
+  /** Register tokens after the CLS token (DINOv2-with-registers layout: [CLS, registers…, patches]). */
+  registers?: number;
   /** Declare the batch dim symbolic (as real exports do) or fixed to 1. Default fixed. */
   dynamicBatch?: boolean;
 }
@@ -41,7 +43,9 @@ export function buildForcedVit(dir: string, o: ForcedVitOptions): string {
   const cls = o.cls ?? true;
   const layers = o.layers ?? 2;
   const classes = o.classes ?? 3;
-  const tokens = FORCED_GRID.height * FORCED_GRID.width + (cls ? 1 : 0);
+  const registers = o.registers ?? 0;
+  const prefix = cls ? 1 + registers : 0;
+  const tokens = FORCED_GRID.height * FORCED_GRID.width + prefix;
   const batch = o.dynamicBatch ? 'batch' : 1;
   const g = new GraphBuilder({ seed: 7 });
   const pixels = g.input('pixel_values', DT.FLOAT, [batch, 3, FORCED_IMAGE.height, FORCED_IMAGE.width]);
@@ -53,7 +57,7 @@ export function buildForcedVit(dir: string, o: ForcedVitOptions): string {
     const seq = g.op1('Transpose', [flat], { perm: { ints: [0, 2, 1] } });
     if (!cls) return seq;
     // CLS = a zero token padded in front plus a learned embedding row (broadcast over the batch).
-    const padded = g.op1('Pad', [seq, g.constI64([0, 1, 0, 0, 0, 0])]);
+    const padded = g.op1('Pad', [seq, g.constI64([0, prefix, 0, 0, 0, 0])]);
     return g.op1('Add', [padded, g.param('cls_and_position', [1, tokens, HIDDEN], { kind: 'normal', std: 0.5 })]);
   }));
   const bias = new Float32Array(tokens * tokens);

@@ -208,6 +208,20 @@ describe('explain: hand-made cases', function () {
       for (const layer of res.distance!.values) assert.ok(Math.abs(layer[0] - want) < 1e-3, `${layer[0]} vs ${want}`);
     });
 
+    it('with register tokens the CLS-row methods read the patch columns after them, with a note', async () => {
+      const target = 1 + 2 + 3; // CLS, 2 registers, then patch 3 = row 1, column 0
+      const model = buildForcedVit(join(dir, 'registers'), { target, registers: 2 });
+      const image = await writeTestImage(join(dir, 'img3.png'));
+      const res = await explainImage(model, image, { methods: ['heads', 'rollout', 'distance'], discard: 0 });
+      assert.equal(res.model.prefixTokens, 3);
+      assert.match(res.notes.join(' '), /3 tokens before the patches \(CLS plus 2 distillation\/register token\(s\)\)/);
+      res.rollout[0].map.data.forEach((v, p) => assert.ok(p === 3 ? Math.abs(v - 1) < 1e-6 : v < 1e-6, `patch ${p}: ${v}`));
+      res.heads!.maps[0].data.forEach((v, p) => assert.ok(p === 3 ? v > 0.999 : v < 1e-6));
+      let want = 0;
+      for (let p = 0; p < 6; p++) want += 16 * Math.hypot(Math.floor(p / 3) - 1, p % 3);
+      assert.ok(Math.abs(res.distance!.values[0][0] - want / 6) < 1e-3);
+    });
+
     it('gradient methods run on it and the outputs are written with the documented names', async () => {
       const model = buildForcedVit(join(dir, 'forced2'), { target: 2, dynamicBatch: true });
       const image = await writeTestImage(join(dir, 'img2.png'));
