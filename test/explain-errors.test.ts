@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { explainImage, ExplainError, MethodNotApplicableError } from '../engine/explain/index.js';
+import { explainImage, writeExplainOutputs, ExplainError, MethodNotApplicableError } from '../engine/explain/index.js';
+import { readNpy } from '../engine/io/npy.js';
 import { buildVitFolder, vitTinyConfig } from '../models/vit.js';
 import { buildClipFolder, clipTinyConfig } from '../models/clip.js';
 import { buildForcedVit, buildNoAttentionModel, writeTestImage } from './explain-fixtures.js';
@@ -118,6 +119,11 @@ describe('explain: bad input and methods that do not apply', function () {
         assert.ok(c.tokens!.length >= 2);
         assert.ok(Math.abs(c.tokens!.reduce((a, t) => a + t.normalized, 0) - 1) < 1e-9);
       }
+      const written = await writeExplainOutputs(res, join(dir, 'clip-out'), join(dir, 'clip-trace'));
+      for (const f of ['chefer_image_0.png', 'chefer_text_0.png', 'chefer_image_1.png', 'chefer_text_1.png']) assert.ok(written.files.includes(f), f);
+      assert.deepEqual(readNpy(join(dir, 'clip-trace', 'chefer_text_1.npy')).shape, [77, 77]);
+      assert.deepEqual(readNpy(join(dir, 'clip-trace', 'chefer_image_0.npy')).shape, [7, 7]);
+      assert.deepEqual(readNpy(join(dir, 'clip-trace', 'attentions_text_layer0.npy')).shape, [2, 4, 77, 77]);
     });
   });
 });

@@ -4,6 +4,8 @@
 //   attentions_layer<k>.npy [heads, tokens, tokens]   (CLIP text: attentions_text_layer<k>.npy [texts, heads, seq, seq])
 //   rollout_<fusion>_<discard>.npy [grid]             grad_rollout_<class>.npy [grid] (…_<discard> when several)
 //   chefer_<class>.npy [grid] (ViT)                   chefer_image_<t>.npy [grid], chefer_text_<t>.npy [seq, seq] (CLIP)
+// PNGs: input.png, heads_layer<k>.png, rollout_<fusion>_<discard>.png, grad_rollout_<class>.png, chefer_<class>.png or
+// chefer_image_<t>.png + chefer_text_<t>.png (token strip), distance.png.
 //   distance.npy [layers, heads]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -11,6 +13,7 @@ import { writeNpy } from '../io/npy.js';
 import { overlayHeatmap, renderGrid, renderLineChart, encodePng, type RgbImage, type Normalization } from '../render/index.js';
 import type { ExplainResult } from './api.js';
 import { gridToNested, type GridMap } from './tensor.js';
+import { renderTokenRelevance } from './text-plot.js';
 
 /** Python's str(float) for the ratios in file names: 0 → "0.0", 0.9 → "0.9". */
 export function formatRatio(r: number): string {
@@ -81,6 +84,9 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
   for (const c of result.chefer) {
     const name = c.textIndex !== undefined ? `chefer_image_${c.textIndex}` : `chefer_${c.classIndex}`;
     put(`${name}.png`, await overlayPng(base, c.image, 'minmax'));
+    if (c.textIndex !== undefined && c.tokens && c.tokens.length > 0) {
+      put(`chefer_text_${c.textIndex}.png`, await renderTokenRelevance(c.text ?? '', c.tokens, `text relevance: "${c.text ?? ''}" (start layer ${c.start})`));
+    }
   }
   if (result.distance) {
     const heads = result.distance.values[0]?.length ?? 0;
