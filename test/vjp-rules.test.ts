@@ -209,6 +209,20 @@ const cases: Case[] = [
       { op: 'Softmax', inputs: ['sc'], outputs: ['p'], attrs: { axis: -1 } },
       { op: 'MatMul', inputs: ['p', 'v'], outputs: ['o'] },
     ] },
+  { name: 'attention, UNet export pattern: Softmax → no-op Cast → MatMul(v), P broadcast over V batch', type: D, seeds: ['o'],
+    inputs: [{ name: 'x', dims: [1, 3, 4], lo: -2, hi: 2 }, { name: 'v', dims: [2, 4, 5] }],
+    nodes: [
+      { op: 'Softmax', inputs: ['x'], outputs: ['p'], attrs: { axis: -1 } },
+      { op: 'Cast', inputs: ['p'], outputs: ['pc'], attrs: { to: D } },
+      { op: 'MatMul', inputs: ['pc', 'v'], outputs: ['o'] },
+    ] },
+  { name: 'attention probabilities used twice (MatMul and an elementwise consumer)', type: D, seeds: ['o', 'q'],
+    inputs: [{ name: 'x', dims: [2, 3, 4], lo: -2, hi: 2 }, { name: 'v', dims: [2, 4, 2] }],
+    nodes: [
+      { op: 'Softmax', inputs: ['x'], outputs: ['p'], attrs: { axis: -1 } },
+      { op: 'MatMul', inputs: ['p', 'v'], outputs: ['o'] },
+      { op: 'Sqrt', inputs: ['p'], outputs: ['q'] },
+    ] },
 ];
 
 describe('VJP rules vs finite differences', function () {

@@ -16,7 +16,8 @@ import { dataTypeName, isFloatType, type DataTypeCode } from '../tensor.js';
 import { Emitter, sameDims } from './emitter.js';
 import { UnsupportedOpError, VjpError } from './errors.js';
 import { rules } from './rules/index.js';
-import type { RuleContext } from './rule.js';
+import { simplifyForward } from './simplify.js';
+import type { GradPart, RuleContext } from './rule.js';
 
 /** Suffix of the cotangent input added for each seed: `<seed>__cot`. */
 export const COTANGENT_SUFFIX = '__cot';
@@ -116,6 +117,7 @@ function differentiate(model: OnnxModel, options: VjpOptions): Differentiated {
     }
   }
 
+  simplifyForward(graph, infos, new Set([...seeds, ...wrt]));
   graph.pruneTo(seeds);
   // Static input shapes everywhere: rewrite the input value infos with the fixed dims.
   graph.proto.input = graph.proto.input.map((v) => {
@@ -146,6 +148,7 @@ function differentiate(model: OnnxModel, options: VjpOptions): Differentiated {
 
   const emitter = new Emitter(graph, infos, opsetVersion(copy));
   const grads = new Map<string, string>();
+  const parts = new Map<string, GradPart[]>();
   const cotangents: Record<string, string> = {};
   for (const s of seeds) {
     const name = `${s}${COTANGENT_SUFFIX}`;
@@ -154,7 +157,10 @@ function differentiate(model: OnnxModel, options: VjpOptions): Differentiated {
     graph.addInput(name, i.elemType, i.dims);
     infos.set(name, { elemType: i.elemType, dims: [...i.dims] });
     cotangents[s] = name;
-    if (onPath.has(s)) grads.set(s, name);
+    if (onPath.has(s)) {
+      grads.set(s, name);
+      parts.set(s, [{ from: undefined, grad: name }]);
+    }
   }
   let graphEdited = false;
   for (const node of backwardOrder) {
@@ -170,6 +176,8 @@ function differentiate(model: OnnxModel, options: VjpOptions): Differentiated {
         const o = node.output[i];
         return o && onPath.has(o) ? grads.get(o) : undefined;
       },
+      gradOf: (t) => grads.get(t),
+      gradParts: (t) => parts.get(t) ?? [],
       needsGrad: (i) => !!node.input[i] && onPath.has(node.input[i]),
       addForwardOutput: (dims, elemType, hint) => {
         const name = emitter.fresh(hint);
@@ -196,6 +204,9 @@ function differentiate(model: OnnxModel, options: VjpOptions): Differentiated {
       }
       const prev = grads.get(inp);
       grads.set(inp, prev ? emitter.add(prev, gi) : gi);
+      const list = parts.get(inp) ?? [];
+      list.push({ from: node, grad: gi });
+      parts.set(inp, list);
     });
   }
 

@@ -13,8 +13,20 @@ export interface RuleContext {
   gradOut(i: number): string | undefined;
   /** Whether input i lies on a path from a `wrt` tensor (only those get gradients). */
   needsGrad(i: number): boolean;
+  /** Final gradient of any tensor whose consumers have all been processed (e.g. the output of a consumer node). */
+  gradOf(tensor: string): string | undefined;
+  /**
+   * The separate contributions summed into a tensor's gradient, with the consumer node each came from (undefined
+   * for a seed's cotangent). Lets a rule exploit the structure of its consumers (Softmax → MatMul(P, V)).
+   */
+  gradParts(tensor: string): readonly GradPart[];
   /** Adds output names to the forward node (for ops whose optional outputs save recomputation, e.g. LayerNormalization). */
   addForwardOutput(dims: number[], elemType: number, hint: string): string;
+}
+
+export interface GradPart {
+  from: NodeProto | undefined;
+  grad: string;
 }
 
 export type Rule = (ctx: RuleContext) => (string | undefined)[];
