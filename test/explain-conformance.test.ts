@@ -13,7 +13,7 @@ import { readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 import { ExplainModel } from '../engine/explain/model.js';
 import { GradientEngine } from '../engine/explain/gradients.js';
 import { explainWithModel } from '../engine/explain/api.js';
-import { attentionRollout, gradientRollout, softmaxInputGradient, type HeadFusion } from '../engine/explain/rollout.js';
+import { attentionRollout, fuseHeads, gradientRollout, softmaxInputGradient, type HeadFusion } from '../engine/explain/rollout.js';
 import { meanAttentionDistances } from '../engine/explain/distance.js';
 import type { LayerTensor } from '../engine/explain/tensor.js';
 import { requireReference } from './helpers/reference.js';
@@ -66,6 +66,10 @@ describe('explain: conformance with vit-tiny (vit-explain, probing-vits)', funct
     const flat = new Float32Array(4 * 4 * 197 * 197);
     fwd.vision.forEach((l, i) => flat.set(l.data, i * l.data.length));
     expectClose('attentions', flat, refFile('attentions.npy'), 1e-5);
+    // Head fusion done by the forward graph (onnxruntime reductions) equals fusing the exposed maps in JS.
+    for (const f of ['mean', 'max', 'min'] as const) {
+      fwd.vision.forEach((l, i) => expectClose(`in-graph ${f} fusion, layer ${i}`, fwd.fused![f][i], fuseHeads(l, f), 1e-7));
+    }
   });
 
   it('reproduces vit-explain rollout for each fusion with discard 0 and 0.9 (through explainImage)', async () => {
@@ -172,6 +176,10 @@ describe('explain: conformance with clip-tiny (Chefer CLIP notebook)', function 
     const fwd = await model.forward(await image(), model.tokenize(texts));
     expectClose('logits_per_image', fwd.similarities!, refFile('logits_per_image.npy'), 2e-5);
     assert.equal(fwd.text!.length, 2);
+    // [b·h, q, k] layout: the in-graph fusion reshapes to [b, h, q, k] first.
+    for (const f of ['mean', 'max', 'min'] as const) {
+      fwd.vision.forEach((l, i) => expectClose(`in-graph ${f} fusion, layer ${i}`, fwd.fused![f][i], fuseHeads(l, f), 1e-7));
+    }
   });
 
   for (const [start, suffix] of [['last', 'default_last_layer'], ['all', 'all_layers']] as const) {

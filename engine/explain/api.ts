@@ -278,7 +278,9 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     const normalization = options.rolloutNormalization ?? 'vit-explain';
     for (const fusion of asList<HeadFusion>(options.headFusion, 'max')) {
       for (const discard of asList(options.discard, 0.9)) {
-        const map = attentionRollout(vision, { headFusion: fusion, discardRatio: discard, normalization, grid: layout.grid, prefixTokens: layout.prefixTokens });
+        const map = attentionRollout(vision, {
+          headFusion: fusion, discardRatio: discard, normalization, grid: layout.grid, prefixTokens: layout.prefixTokens, fused: fwd.fused?.[fusion],
+        });
         result.rollout.push({ fusion, discard, normalization, map });
       }
     }

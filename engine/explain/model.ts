@@ -3,8 +3,9 @@
 // One forward pass yields the logits (or CLIP similarities) and all attention maps; gradient methods add a VJP
 // graph on top (gradients.ts).
 import type * as ortTypes from 'onnxruntime-node';
-import { loadModel, type OnnxModel } from '../onnx/model.js';
+import { loadModel, opsetVersion, type OnnxModel } from '../onnx/model.js';
 import { Graph, valueInfoType } from '../onnx/graph.js';
+import { DataType, hostTensor } from '../onnx/tensor.js';
 import { inferShapes } from '../onnx/shapes.js';
 import { openSession, runSession, ort, type Feeds } from '../onnx/session.js';
 import { findAttentionSites, exposeAttention, AttentionDiscoveryError, type AttentionSite } from '../attention/discover.js';
@@ -13,7 +14,7 @@ import { readModelFolder, type ExplainModelInfo } from './folder.js';
 import { ImagePreprocessor, type PreparedImage } from './preprocess.js';
 import { ExplainError } from './errors.js';
 import { sliceBatch, type LayerTensor } from './tensor.js';
-import type { Grid } from './rollout.js';
+import type { Grid, HeadFusion } from './rollout.js';
 
 export interface TokenizedTexts {
   texts: string[];
@@ -35,6 +36,19 @@ export interface ForwardResult {
   vision: LayerTensor[];
   /** CLIP: text attention per text, per layer. */
   text?: LayerTensor[][];
+  /**
+   * Vision attention fused over heads by the forward graph itself (ReduceMean/Max/Min in onnxruntime, float32 like
+   * torch's `attention.mean(axis=1)`), per fusion and layer, [tokens × tokens]. Absent when the forward came from the
+   * gradient runner; rollout then fuses in JS.
+   */
+  fused?: Record<HeadFusion, Float32Array[]>;
+}
+
+const FUSION_OPS: Record<HeadFusion, string> = { mean: 'ReduceMean', max: 'ReduceMax', min: 'ReduceMin' };
+
+/** Name of the graph output holding a site's attention fused over heads. */
+export function fusedOutputName(probs: string, fusion: HeadFusion): string {
+  return `${probs}__heed_${fusion}_heads`;
 }
 
 export interface ModelLoadOptions {
@@ -189,6 +203,7 @@ export class ExplainModel {
   private async exposedSession(): Promise<ortTypes.InferenceSession> {
     if (!this.session) {
       const exposed = exposeAttention(this.onnx, [...this.visionSites, ...this.textSites]);
+      addHeadFusion(exposed, this.visionSites);
       this.session = await openSession(exposed, { intraOpThreads: this.options.intraOpThreads ?? 1 });
     }
     return this.session;
@@ -203,17 +218,26 @@ export class ExplainModel {
   async forward(image: PreparedImage, texts?: TokenizedTexts): Promise<ForwardResult> {
     const session = await this.exposedSession();
     const score = this.hasScores ? this.scoreOutput : undefined;
-    const names = [...(score ? [score] : []), ...this.visionSites.map((s) => s.probs), ...this.textSites.map((s) => s.probs)];
+    const fusions = Object.keys(FUSION_OPS) as HeadFusion[];
+    const fusedNames = this.visionSites.flatMap((s) => fusions.map((f) => fusedOutputName(s.probs, f)));
+    const names = [...(score ? [score] : []), ...this.visionSites.map((s) => s.probs), ...this.textSites.map((s) => s.probs), ...fusedNames];
     const out = await runSession(session, this.feeds(image, texts), names);
     const vision = this.visionSites.map((s) => siteItem(out[s.probs], s, 0));
-    if (!score) return { vision };
+    const fused = {} as Record<HeadFusion, Float32Array[]>;
+    for (const f of fusions) {
+      fused[f] = this.visionSites.map((s, l) => {
+        const size = vision[l].queries * vision[l].keys;
+        return (out[fusedOutputName(s.probs, f)].data as Float32Array).slice(0, size); // batch item 0
+      });
+    }
+    if (!score) return { vision, fused };
     const scores = out[score].data as Float32Array;
     if (this.family === 'clip') {
       const count = texts?.texts.length ?? 0;
       const text = Array.from({ length: count }, (_, t) => this.textSites.map((s) => siteItem(out[s.probs], s, t)));
-      return { similarities: Float32Array.from(scores.subarray(0, count)), vision, text };
+      return { similarities: Float32Array.from(scores.subarray(0, count)), vision, text, fused };
     }
-    return { logits: Float32Array.from(scores), vision };
+    return { logits: Float32Array.from(scores), vision, fused };
   }
 
   async release(): Promise<void> {
@@ -229,4 +253,32 @@ export function siteItem(t: ortTypes.Tensor, site: AttentionSite, b: number): La
   const k = dims[dims.length - 1];
   const batch = site.layout === 'b,h,q,k' ? dims[0] : dims[0] / site.heads;
   return sliceBatch(t.data as Float32Array, batch, site.heads, q, k, b);
+}
+
+/**
+ * Adds, for every site, its probabilities reduced over the head axis (mean, max, min) as graph outputs: the
+ * reductions run vectorised inside onnxruntime during the forward, which takes the largest part of attention
+ * rollout's cost (12 heads × N² reads per layer) off the JS side.
+ */
+function addHeadFusion(model: OnnxModel, sites: readonly AttentionSite[]): void {
+  const g = new Graph(model);
+  const axesAsInput = opsetVersion(model) >= 18; // ReduceMean/Max/Min take `axes` as an input from opset 18
+  const axesName = g.uniqueName('heed_head_axis');
+  if (axesAsInput) g.addInitializer(axesName, hostTensor(DataType.INT64, [1], [1]));
+  for (const s of sites) {
+    let src = s.probs;
+    if (s.layout === 'bh,q,k') {
+      // [b·h, q, k] → [b, h, q, k] so that the head axis is axis 1.
+      const shapeName = g.uniqueName('heed_heads_shape');
+      g.addInitializer(shapeName, hostTensor(DataType.INT64, [4], [-1, s.heads, s.queryLength, s.keyLength]));
+      src = g.uniqueName('heed_heads_split');
+      g.addNode('Reshape', [s.probs, shapeName], [src]);
+    }
+    for (const [fusion, op] of Object.entries(FUSION_OPS) as [HeadFusion, string][]) {
+      const out = fusedOutputName(s.probs, fusion);
+      if (axesAsInput) g.addNode(op, [src, axesName], [out], { keepdims: 0 });
+      else g.addNode(op, [src], [out], { axes: [1], keepdims: 0 });
+      g.addOutput(out);
+    }
+  }
 }

@@ -30,6 +30,8 @@ export interface RolloutOptions {
   grid: Grid;
   /** Tokens before the patches (CLS, distillation, registers). The CLS token must be token 0. Default 1. */
   prefixTokens?: number;
+  /** The layers already fused over heads with `headFusion` (e.g. by the forward graph), N×N each. */
+  fused?: readonly Float32Array[];
 }
 
 export function checkDiscardRatio(ratio: number): void {
@@ -208,8 +210,9 @@ function checkLayers(layers: readonly LayerTensor[]): number {
 export function attentionRollout(layers: readonly LayerTensor[], options: RolloutOptions): GridMap {
   const n = checkLayers(layers);
   const normalization = options.normalization ?? 'vit-explain';
-  const matrices = layers.map((layer) => {
-    const fused = fuseHeads(layer, options.headFusion);
+  if (options.fused && options.fused.length !== layers.length) throw new RangeError(`${options.fused.length} fused maps for ${layers.length} layers`);
+  const matrices = layers.map((layer, l) => {
+    const fused = options.fused ? Float64Array.from(options.fused[l]) : fuseHeads(layer, options.headFusion);
     discardLowest(fused, options.discardRatio, true);
     return residualNormalize(fused, n, normalization);
   });
