@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { encodeNpy, readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 import { torchRandn } from '../engine/diffusion/random.js';
-import { assertUserError, heed } from './cli-helpers.js';
+import { assertUserError, CLI, heed } from './cli-helpers.js';
 
 interface Report {
   prompt: string;
@@ -175,6 +175,36 @@ describe('cli: demo (child process)', function () {
       assert.deepEqual(rep.maps.map((m) => m.word), ['a', 'cat', 'and', 'frog']);
       const clip = JSON.parse(readFileSync(join(tmp, 'explain-clip/explain.json'), 'utf8')) as { similarities: { text: string }[] };
       assert.deepEqual(clip.similarities.map((s) => s.text), ['a cat', 'a frog']);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('cli: interrupting a generation (child process)', function () {
+  it('Ctrl-C (SIGINT) stops between steps with exit code 130 and one line, no stack', async function () {
+    const models = await ensureTinyModels();
+    const tmp = mkdtempSync(join(tmpdir(), 'heed-cli-int-'));
+    try {
+      const { spawn } = await import('node:child_process');
+      const child = spawn(process.execPath, [CLI, 'generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '500', '--size', '64', '--seed', '0', '--out', tmp],
+        { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      const started = new Promise<void>((res) => child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (/step \d+\/\d+/.test(stderr)) res(); // the first progress line: the denoising loop is running
+      }));
+      const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+      // If the child ends before its first step (a crash), fail with its output instead of waiting forever.
+      const first = await Promise.race([started.then(() => 'started' as const), exited.then((c) => c)]);
+      assert.equal(first, 'started', `the generation ended before its first step (exit ${String(first)}): ${stderr}`);
+      child.kill('SIGINT');
+      const code = await exited;
+      assert.equal(code, 130, stderr);
+      assert.match(stderr, /stopping after the current step/);
+      assert.match(stderr, /heed: generation cancelled before step \d+ of 501/);
+      assert.doesNotMatch(stderr, /\n\s+at /);
+      assert.ok(!existsSync(join(tmp, 'image.png')), 'no image from a cancelled run');
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

@@ -1,5 +1,6 @@
-// Step progress on stderr (stdout stays clean for --json and for piping). cli-progress draws only on a TTY; in a
-// pipe or CI log it stays silent rather than flooding the log with carriage returns.
+// Step progress on stderr (stdout stays clean for --json and for piping). On a terminal: a cli-progress bar with ETA.
+// Elsewhere (a pipe, a CI log) a bar would be a stream of carriage returns, so we print a plain line instead, at most
+// every few seconds, plus the last step.
 import cliProgress from 'cli-progress';
 
 export interface StepProgress {
@@ -12,12 +13,21 @@ export interface ProgressOptions {
   enabled: boolean;
   label: string;
   stream?: NodeJS.WriteStream;
+  /** Minimum time between plain lines when the stream is not a terminal (default 5 s). */
+  lineIntervalMs?: number;
 }
 
-/** A progress bar over steps with ETA, or a no-op when disabled (--quiet / --json). */
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${Math.round(s)}s`;
+  return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+}
+
+/** A progress display over steps with ETA, or a no-op when disabled (--quiet / --json). */
 export function stepProgress(o: ProgressOptions): StepProgress {
   if (!o.enabled) return { update: () => {}, stop: () => {} };
   const stream = o.stream ?? process.stderr;
+  if (!stream.isTTY) return plainLines(stream, o.label.trim(), o.lineIntervalMs ?? 5000);
   let bar: cliProgress.SingleBar | null = null;
   return {
     update(done, total, detail = '') {
@@ -40,5 +50,21 @@ export function stepProgress(o: ProgressOptions): StepProgress {
       bar?.stop();
       bar = null;
     },
+  };
+}
+
+function plainLines(stream: NodeJS.WritableStream, label: string, intervalMs: number): StepProgress {
+  const start = Date.now();
+  let last = -Infinity;
+  return {
+    update(done, total, detail = '') {
+      const now = Date.now();
+      if (done < total && now - last < intervalMs) return;
+      last = now;
+      const elapsed = (now - start) / 1000;
+      const eta = done > 0 ? (elapsed / done) * (total - done) : NaN;
+      stream.write(`${label}: step ${done}/${total}${detail ? ` (${detail})` : ''}, elapsed ${formatSeconds(elapsed)}, ETA ${formatSeconds(eta)}\n`);
+    },
+    stop() {},
   };
 }
