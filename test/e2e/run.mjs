@@ -267,7 +267,9 @@ const scenarios = [
       await goTo(page, 1, 1);
       await codeLens(page, /^\W*Generate\W*$/);
       const frame = await webviewFrame(page, 'heed-maps');
-      await frame.waitForSelector('#run-plain img.image', { timeout: 240_000 });
+      await frame.waitForSelector('#run-plain img.image, #run-plain .error', { timeout: 300_000 });
+      const err = await frame.$('#run-plain .error');
+      if (err) throw new Error(`the map panel shows an engine error: ${await err.innerText()}`);
       const cells = await frame.$$('#run-plain .token-map');
       const words = await Promise.all(cells.map((c) => c.getAttribute('data-word')));
       const expected = ['a', 'cat', 'and', 'frog', 'on', 'bench'];
