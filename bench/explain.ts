@@ -63,7 +63,13 @@ async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps:
       out[`${name}_rollout_${fusion}_0.9_cpu_ms`] = r.cpuMs;
     }
     out[`${name}_rollout_max_0.0_ms`] = (await timed(reps, () => attentionRollout(vision, { headFusion: 'max', discardRatio: 0, grid, prefixTokens, fused: fused.max }))).ms;
-    // Rollout from the per-head maps alone (heads fused in JS): the path taken after a gradient-runner forward.
+    // Rollout from the per-head maps alone: the path after a gradient-runner forward (heads fused by the small ORT
+    // fuser session), and with the heads fused in JS for comparison.
+    const viaFuser = await timed(reps, async () => {
+      const f = await model.fuseHeads(vision);
+      return attentionRollout(vision, { headFusion: 'max', discardRatio: 0.9, grid, prefixTokens, fused: f.max });
+    });
+    out[`${name}_rollout_max_0.9_fuser_ms`] = viaFuser.ms;
     const js = await timed(reps, () => attentionRollout(vision, { headFusion: 'max', discardRatio: 0.9, grid, prefixTokens }));
     out[`${name}_rollout_max_0.9_js_fusion_ms`] = js.ms;
     out[`${name}_rollout_max_0.9_js_fusion_cpu_ms`] = js.cpuMs;

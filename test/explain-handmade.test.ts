@@ -8,6 +8,7 @@ import {
   attentionRollout, gradientRollout, productMatrix, productRow, residualNormalize, fuseHeads, discardLowest, kthSmallest,
 } from '../engine/explain/rollout.js';
 import { cheferRelevanceMatrix, cheferRelevanceRow } from '../engine/explain/chefer.js';
+import { HeadFuser } from '../engine/explain/fuser.js';
 import { meanAttentionDistance, patchDistanceMatrix } from '../engine/explain/distance.js';
 import { explainImage, writeExplainOutputs } from '../engine/explain/index.js';
 import { readNpy } from '../engine/io/npy.js';
@@ -96,6 +97,22 @@ describe('explain: hand-made cases', function () {
       const sorted = Float64Array.from(base).sort();
       for (let i = 0; i < 100; i++) if (dropped[i] !== 0) assert.ok(base[i] > sorted[29]);
       assert.throws(() => discardLowest(Float64Array.from(base), 1, true), /discard ratio/);
+    });
+
+    it('head fusion by the onnxruntime fuser equals the JS fusion', async () => {
+      const fuser = new HeadFuser();
+      try {
+        const layers = [7, 8].map((s) => randomAttention(5, n, s));
+        const fused = await fuser.fuse(layers);
+        for (const f of ['mean', 'max', 'min'] as const) {
+          layers.forEach((l, i) => {
+            const js = fuseHeads(l, f);
+            fused[f][i].forEach((v, k) => assert.ok(Math.abs(v - js[k]) < 1e-7, `${f} layer ${i} entry ${k}`));
+          });
+        }
+      } finally {
+        await fuser.release();
+      }
     });
 
     it('quickselect agrees with sorting', () => {

@@ -276,6 +276,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   if (methods.has('rollout')) {
     t0 = performance.now();
     const normalization = options.rolloutNormalization ?? 'vit-explain';
+    fwd.fused ??= await model.fuseHeads(vision);
     for (const fusion of asList<HeadFusion>(options.headFusion, 'max')) {
       for (const discard of asList(options.discard, 0.9)) {
         const map = attentionRollout(vision, {

@@ -15,6 +15,7 @@ import { ImagePreprocessor, type PreparedImage } from './preprocess.js';
 import { ExplainError } from './errors.js';
 import { sliceBatch, type LayerTensor } from './tensor.js';
 import type { Grid, HeadFusion } from './rollout.js';
+import { HeadFuser } from './fuser.js';
 
 export interface TokenizedTexts {
   texts: string[];
@@ -68,6 +69,7 @@ function isTextSite(site: AttentionSite): boolean {
 
 export class ExplainModel {
   private session?: ortTypes.InferenceSession;
+  private readonly fuser = new HeadFuser();
 
   private constructor(
     readonly info: ExplainModelInfo,
@@ -240,7 +242,13 @@ export class ExplainModel {
     return { logits: Float32Array.from(scores), vision, fused };
   }
 
+  /** Head fusion of per-head maps by onnxruntime (for forwards that did not fuse in-graph). */
+  async fuseHeads(layers: readonly LayerTensor[]): Promise<Record<HeadFusion, Float32Array[]>> {
+    return this.fuser.fuse(layers);
+  }
+
   async release(): Promise<void> {
+    await this.fuser.release();
     await this.session?.release();
     this.session = undefined;
   }
