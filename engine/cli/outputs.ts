@@ -152,7 +152,10 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
     tokenMaxAttention: tokenMax,
     ...(result.attention && result.attention.options.daam ? { mapLayers: result.attention.daamLayers() } : {}),
     timingsMs: {
-      encode: round(result.timings.encodeMs, 4), denoise: round(result.timings.denoiseMs, 4), decode: round(result.timings.decodeMs, 4),
+      encode: round(result.timings.encodeMs, 4),
+      // opening the UNet session (graph surgery for the exposed attention); paid once per model and set of maps
+      ...(typeof result.timings.prepareMs === 'number' ? { prepareUnet: round(result.timings.prepareMs, 4) } : {}),
+      denoise: round(result.timings.denoiseMs, 4), decode: round(result.timings.decodeMs, 4),
       total: round(result.timings.totalMs, 4), steps: result.timings.stepMs.map((v) => round(v, 4)),
     },
     files: { image: rel(image), ...(mapsGrid ? { mapsGrid: rel(mapsGrid) } : {}), ...(traceDir ? { trace: traceDir } : {}) },
