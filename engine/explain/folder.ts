@@ -20,6 +20,8 @@ export interface ExplainModelInfo {
   patch: PatchSize;
   /** Image size the config declares (the processor decides the real input size). */
   imageSize: { height: number; width: number };
+  /** The size preprocessor_config.json produces when it is fixed (crop_size, or size {height, width}), else undefined. */
+  processorSize?: { height: number; width: number };
   /** Register tokens the config declares (DINOv2 with registers); the token count at run time is what counts. */
   registerTokens: number;
   /** CLIP text context length (max_position_embeddings, 77). */
@@ -95,6 +97,7 @@ export function readModelFolder(dirIn: string): ExplainModelInfo {
     throw new ExplainError(`${dir} has no preprocessor_config.json, so the image preprocessing is unknown: copy it from the original model repository`);
   }
   const config = readJson(configPath);
+  const processorSize = fixedProcessorSize(readJson(join(dir, 'preprocessor_config.json')));
   const modelType = typeof config.model_type === 'string' ? config.model_type : '';
   const onnxPath = findOnnxFile(dir);
   if (modelType === 'clip' || typeof config.vision_config === 'object' && config.vision_config !== null && typeof config.text_config === 'object') {
@@ -108,7 +111,7 @@ export function readModelFolder(dirIn: string): ExplainModelInfo {
       dir, onnxPath, family: 'clip', modelType: modelType || 'clip',
       patch: pair(vision.patch_size, CLIP_VISION_DEFAULTS.patch_size, 'vision_config.patch_size'),
       imageSize: pair(vision.image_size, CLIP_VISION_DEFAULTS.image_size, 'vision_config.image_size'),
-      registerTokens: 0, maxTextLength: maxLen,
+      registerTokens: 0, maxTextLength: maxLen, processorSize,
     };
   }
   const registers = typeof config.num_register_tokens === 'number' ? config.num_register_tokens : 0;
@@ -116,6 +119,23 @@ export function readModelFolder(dirIn: string): ExplainModelInfo {
     dir, onnxPath, family: 'vit', modelType: modelType || 'vit', labels: labelsOf(config),
     patch: pair(config.patch_size, VIT_DEFAULTS.patch_size, 'patch_size'),
     imageSize: pair(config.image_size, VIT_DEFAULTS.image_size, 'image_size'),
-    registerTokens: registers,
+    registerTokens: registers, processorSize,
   };
+}
+
+/** The output size of a processor config when it does not depend on the input image. */
+function fixedProcessorSize(p: Json): { height: number; width: number } | undefined {
+  const hw = (v: unknown): { height: number; width: number } | undefined => {
+    if (typeof v === 'number' && v > 0) return { height: v, width: v };
+    if (typeof v === 'object' && v !== null) {
+      const o = v as Record<string, unknown>;
+      if (typeof o.height === 'number' && typeof o.width === 'number') return { height: o.height, width: o.width };
+    }
+    return undefined;
+  };
+  if (p.do_center_crop !== false && p.crop_size !== undefined) {
+    const c = hw(p.crop_size);
+    if (c) return c;
+  }
+  return p.do_resize === false ? undefined : hw(p.size);
 }

@@ -115,7 +115,9 @@ export class ExplainModel {
       const declared = t?.dims ?? [];
       if (v.name === 'pixel_values') {
         const fixed = (i: number, fallback: number): number => (typeof declared[i] === 'number' ? (declared[i] as number) : fallback);
-        dims[v.name] = [1, fixed(1, 3), fixed(2, info.imageSize.height), fixed(3, info.imageSize.width)];
+        // The size the processor will produce, when fixed; the config's image_size otherwise (only shapes for discovery).
+        const size = info.processorSize ?? info.imageSize;
+        dims[v.name] = [1, fixed(1, 3), fixed(2, size.height), fixed(3, size.width)];
       } else if (v.name === 'input_ids' || v.name === 'attention_mask') {
         dims[v.name] = [1, info.maxTextLength ?? 77];
       } else {
