@@ -4,7 +4,7 @@
 // the image is structured noise and the maps are not meaningful: the point is that every stage runs and what the
 // outputs look like. Point `heed generate --model` at a real SD ONNX export for real pictures.
 import { join, relative, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { outputDir, say, type OutputMode } from './common.js';
 import { runGenerate } from './generate.js';
 import { runExplain } from './explain.js';
@@ -39,7 +39,7 @@ export function registerDemo(program: Command): Command {
     .option('--out <dir>', 'output folder', join('out', 'demo'))
     .option('--cache <dir>', 'where the tiny models are built (default <repo>/.cache/models)')
     .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 10)
-    .option('--size <WxH>', 'image size (multiples of 8)', parseSize, { width: 256, height: 256 })
+    .addOption(new Option('--size <WxH>', 'image size (multiples of 64 for SD UNets)').argParser(parseSize).default({ width: 256, height: 256 }, '256x256'))
     .option('--prompt <text>', 'prompt', DEMO_PROMPT)
     .option('--no-excite', 'skip Attend-and-Excite (one plain run instead of plain vs guided side by side)')
     .option('--no-explain', 'skip the ViT/CLIP explanation part')

@@ -54,7 +54,7 @@ export function registerExplain(program: Command): Command {
     .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
     .option('--quiet', 'print nothing but errors')
-    .option('--json', 'print explain.json (plus file paths) on stdout')
+    .option('--json', 'print a JSON summary on stdout: files, top classes or similarities, skipped methods, timings')
     .action(async (opts: ExplainCliOptions) => {
       await runExplain(opts);
     });
