@@ -188,6 +188,12 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   if (family === 'clip' && options.classIndex !== undefined) throw new ExplainError('classIndex applies to image classifiers; for CLIP pass texts');
   const tokenized: TokenizedTexts | undefined = family === 'clip' && texts.length > 0 ? model.tokenize(texts) : undefined;
 
+  // Refuse a bad class before any (possibly slow) graph building or inference.
+  const classCount = model.staticClassCount;
+  if (options.classIndex !== undefined && classCount !== undefined && (!Number.isInteger(options.classIndex) || options.classIndex < 0 || options.classIndex >= classCount)) {
+    throw new ExplainError(`class ${options.classIndex} is out of range: ${model.info.dir} has ${classCount} classes (0..${classCount - 1})`);
+  }
+
   const timings: Record<string, number> = {};
   // A ViT classifier asked for gradient methods runs its forward through the two-phase VJP: the same pass gives
   // logits and attention maps and keeps the residuals, so each class then costs one backward run.

@@ -142,6 +142,15 @@ export class ExplainModel {
     return this.outputNames.includes(this.family === 'clip' ? 'logits_per_image' : 'logits');
   }
 
+  /** Number of classes when the export declares it statically (logits [batch, C]) or config.json lists labels. */
+  get staticClassCount(): number | undefined {
+    if (this.family !== 'vit' || !this.hasScores) return undefined;
+    const out = this.onnx.proto.graph?.output.find((o) => o.name === 'logits');
+    const dims = out ? valueInfoType(out)?.dims : undefined;
+    const last = dims?.[dims.length - 1];
+    return typeof last === 'number' ? last : this.info.labels?.length;
+  }
+
   /** Graph output holding the class logits (ViT) or image→text logits (CLIP). */
   get scoreOutput(): string {
     const want = this.family === 'clip' ? 'logits_per_image' : 'logits';
