@@ -5,7 +5,7 @@
 import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DT, GraphBuilder } from './lib/graph-builder.js';
 import { hashString } from './lib/rng.js';
 import { clipTextTransformer, type ClipTextConfig } from './lib/clip-text.js';
@@ -90,6 +90,7 @@ export function buildSdPipeline(outDir: string, config: SdPipelineConfig, tokeni
     { lastHiddenName: 'last_hidden_state', pooledName: 'pooler_output' });
   te.output('last_hidden_state', DT.FLOAT, ['batch', 'sequence', config.textEncoder.hidden]);
   te.output('pooler_output', DT.FLOAT, ['batch', config.textEncoder.hidden]);
+  const teParams = te.parameterCount;
   writeModel(join(outDir, 'text_encoder', 'model.onnx'), te.finish());
 
   // UNet: weights streamed into weights.pb while the graph is built.
@@ -128,13 +129,9 @@ export function buildSdPipeline(outDir: string, config: SdPipelineConfig, tokeni
     unet_config: unetConfigJson(u),
     text_config: config.textEncoder,
     vae_config: config.vae,
-    parameter_counts: { text_encoder: teParams(te), unet: unetParams, vae: vaeParams },
+    parameter_counts: { text_encoder: teParams, unet: unetParams, vae: vaeParams },
   });
-  return { dir: outDir, vocabSize: tokenizer.vocab.size, parameterCounts: { textEncoder: teParams(te), unet: unetParams, vae: vaeParams } };
-}
-
-function teParams(g: GraphBuilder): number {
-  return g.parameterCount;
+  return { dir: outDir, vocabSize: tokenizer.vocab.size, parameterCounts: { textEncoder: teParams, unet: unetParams, vae: vaeParams } };
 }
 
 /** SD 1.5's scheduler: PNDM, scaled_linear betas 0.00085..0.012, skip_prk_steps, steps_offset 1, epsilon, leading. */
@@ -170,11 +167,11 @@ export function unetConfigJson(u: UNetConfig): Record<string, unknown> {
 }
 
 export function writeModel(path: string, model: ModelProto): void {
-  mkdirSync(join(path, '..'), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, toBinary(ModelProtoSchema, model));
 }
 
 export function writeJson(path: string, value: unknown): void {
-  mkdirSync(join(path, '..'), { recursive: true });
+  mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, JSON.stringify(value, null, 2) + '\n');
 }

@@ -72,6 +72,34 @@ function upChain(g: GraphProto, node: NodeProto, depth: number): string[] {
   return out;
 }
 
+/** Whether `source` (a graph input) is an ancestor of node `n`: cross-attention Softmaxes see encoder_hidden_states. */
+function dependsOn(g: GraphProto, n: NodeProto, source: string): boolean {
+  const producer = new Map<string, NodeProto>();
+  for (const x of g.node) for (const o of x.output) producer.set(o, x);
+  const seen = new Set<string>();
+  const stack = [...n.input];
+  while (stack.length) {
+    const t = stack.pop() as string;
+    if (t === source) return true;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    const p = producer.get(t);
+    if (p) stack.push(...p.input);
+  }
+  return false;
+}
+
+function upChainNodes(g: GraphProto, node: NodeProto, depth: number): NodeProto[] {
+  const out: NodeProto[] = [];
+  let cur: NodeProto | undefined = node;
+  for (let i = 0; i < depth && cur; i++) {
+    out.push(cur);
+    const input: string = cur.input[0];
+    cur = g.node.find((x) => x.output[0] === input);
+  }
+  return out;
+}
+
 function consumersOf(g: GraphProto, tensor: string): NodeProto[] {
   return g.node.filter((n) => n.input.includes(tensor));
 }
@@ -353,11 +381,11 @@ describe('model builders (models/)', function () {
       }
     });
 
-    it('UNet with an int64 timestep input (option) runs and agrees with the float32 one', async function () {
+    it('UNet options (int64 timestep, per-block heads, linear proj_in/out) run; int64 agrees with float32', async function () {
       const dir = join(tmp, 'unet-i64');
       for (const type of ['int64', 'float32'] as const) {
         const g = new GraphBuilder({ seed: 5, external: { dir, fileName: `${type}.pb` } });
-        buildUNet(g, { ...sdTinyConfig(0).unet, timestepType: type });
+        buildUNet(g, { ...sdTinyConfig(0).unet, timestepType: type, attentionHeadDim: [2, 4, 8, 8], useLinearProjection: true });
         writeFileSync(join(dir, `${type}.onnx`), toBinary(ModelProtoSchema, g.finish()));
       }
       assert.equal(graphOf(loadProto(join(dir, 'int64.onnx'))).input[1].type?.value.case === 'tensorType'
@@ -370,6 +398,14 @@ describe('model builders (models/)', function () {
       const b = await runUNet(sf, [16, 16], 1, ehs, 'float32');
       await sf.release();
       assert.deepEqual(Array.from(a.out_sample.data as Float32Array), Array.from(b.out_sample.data as Float32Array));
+      assertFinite(a.out_sample.data as Float32Array, 'out_sample');
+      const g = graphOf(loadProto(join(dir, 'int64.onnx')));
+      assert.ok(g.node.some((n) => n.name === '/down_blocks.0/attentions.0/proj_in/MatMul'), 'linear proj_in');
+      // per-block heads: 2 heads at 32 channels in block 0 → scale (32/2)^-0.5 = 0.25
+      const sm = g.node.find((n) => n.name === '/down_blocks.0/attentions.0/transformer_blocks.0/attn1/Softmax') as NodeProto;
+      const add = g.node.find((n) => n.output[0] === sm.input[0]) as NodeProto;
+      const mul = g.node.find((n) => n.output[0] === add.input[0]) as NodeProto;
+      assert.equal(constFloat(g, mul.input[1]), 0.25);
     });
 
     it('VAE decoder upsamples 8× with finite output', async function () {
@@ -402,6 +438,16 @@ describe('model builders (models/)', function () {
       assert.deepEqual(os.map((n) => n.name), rs.map((n) => n.name));
       assert.equal(os.filter((n) => n.name.includes('/attn1/')).length, 16);
       assert.equal(os.filter((n) => n.name.includes('/attn2/')).length, 16);
+      // Kind as an attention lens classifies it: cross-attention iff the KEY side of MatMul(Q, Kᵀ) comes from
+      // encoder_hidden_states alone (self-attention keys depend on the latent sample).
+      const kinds = (g: GraphProto, list: NodeProto[]): boolean[] => list.map((n) => {
+        const [, , mm] = upChainNodes(g, n, 4).slice(1);
+        const keySide = g.node.find((x) => x.output[0] === mm.input[1]) as NodeProto;
+        return dependsOn(g, keySide, 'encoder_hidden_states') && !dependsOn(g, keySide, 'sample');
+      });
+      const refKinds = kinds(ref, rs);
+      assert.deepEqual(kinds(ours, os), refKinds);
+      assert.deepEqual(refKinds, rs.map((n) => n.name.includes('/attn2/')));
       for (const [i, r] of rs.entries()) {
         const o = os[i];
         assert.deepEqual(upChain(ours, o, 4), upChain(ref, r, 4), `${o.name} producer chain`);

@@ -16,7 +16,7 @@ import {
   type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto,
 } from 'onnx-buf';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Rng } from './rng.js';
 
 /** ONNX element types used by the builders. */
@@ -241,6 +241,17 @@ export class GraphBuilder {
     if (this.finished) throw new Error('GraphBuilder.finish() called twice');
     this.finished = true;
     if (this.fd !== undefined) closeSync(this.fd);
+    // Unique node names and single producers are what real exports guarantee and what graph tools index by.
+    const names = new Set<string>();
+    const produced = new Set<string>(this.initializers.map((t) => t.name));
+    for (const n of [...this.identities, ...this.nodes]) {
+      if (names.has(n.name)) throw new Error(`GraphBuilder: duplicate node name '${n.name}' (a builder bug)`);
+      names.add(n.name);
+      for (const o of n.output) {
+        if (produced.has(o)) throw new Error(`GraphBuilder: tensor '${o}' produced twice (a builder bug)`);
+        produced.add(o);
+      }
+    }
     return create(ModelProtoSchema, {
       irVersion: 7n,
       producerName: this.opts.producerName ?? 'pytorch',
@@ -318,9 +329,4 @@ function valueInfo(name: string, elemType: ElemType, dims: Dim[]): ValueInfoProt
       },
     }),
   });
-}
-
-/** Creates the parent folder of `path`. */
-export function ensureDirFor(path: string): void {
-  mkdirSync(dirname(path), { recursive: true });
 }
