@@ -8,7 +8,7 @@ import {
   textOffsetToPosition,
   textRangeToLineRanges,
 } from '../extension/src/core/promptFile.js';
-import { attentionBadge, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
+import { attentionBadge, lossTraceFromExcite, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
 import type { TokenizeResult } from '../engine/server/protocol.js';
 
 const SAMPLE = [
@@ -146,5 +146,27 @@ describe('extension: TextMate grammar of .prompt files', () => {
     assert.deepEqual(re('number-setting').exec('steps: 30')?.slice(1, 4), ['steps', ':', '30']);
     assert.equal(re('number-setting').exec('seed: abc')?.[4], 'abc', 'a non-numeric value is marked invalid');
     assert.equal(re('negative').exec('a negative: mood'), null, 'settings are recognised at the start of a line only');
+  });
+});
+
+describe('extension: A&E loss trace from excite.json', () => {
+  it('keeps loss evaluations in order, names scores after the subjects, ignores updates and junk', () => {
+    const excite = {
+      subjects: ['cat', { word: 'frog' }],
+      events: [
+        { kind: 'loss', step: 0, loss: 0.9, scores: [0.1, 0.4] },
+        { kind: 'update', step: 0, loss: 0.9 },
+        { kind: 'loss', step: 0, iteration: 1, loss: 0.5, scores: [0.5, 0.6] },
+        { kind: 'loss', step: 1, loss: 0.2, scores: [0.8, 0.9] },
+        'junk',
+      ],
+    };
+    assert.deepEqual(lossTraceFromExcite(excite), [
+      { step: 0, loss: 0.9, scores: { cat: 0.1, frog: 0.4 } },
+      { step: 0, iteration: 1, loss: 0.5, scores: { cat: 0.5, frog: 0.6 } },
+      { step: 1, loss: 0.2, scores: { cat: 0.8, frog: 0.9 } },
+    ]);
+    assert.deepEqual(lossTraceFromExcite(undefined), []);
+    assert.deepEqual(lossTraceFromExcite({ events: 'no' }), []);
   });
 });

@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import * as path from 'node:path';
 import type { GenerateRequest, ProgressEvent } from '../../engine/server/protocol.js';
 import type { PromptBlock } from './core/promptFile.js';
+import { lossTraceFromExcite } from './core/tokens.js';
 import { missingModelMessage, readConfig } from './config.js';
 import { EngineManager } from './engine.js';
 import { ExplainPanel } from './explainPanel.js';
@@ -73,7 +74,9 @@ export function activate(context: vscode.ExtensionContext): void {
     active.push({ id: job.id, label });
     try {
       const result = await job.result;
-      const run: RunRecord = { promptText: block.text, excite: label === 'excite', result, lossTrace };
+      // Loss from the progress events; else from the engine's excite.json event log.
+      const trace = lossTrace.length > 0 ? lossTrace : lossTraceFromExcite(result.excite);
+      const run: RunRecord = { promptText: block.text, excite: label === 'excite', result, lossTrace: trace };
       features.recordRun(doc, run);
       await panel.result(label, run);
       lastResult = { image: result.image.file.path, subjects: block.settings.excite ?? [] };

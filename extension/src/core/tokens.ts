@@ -146,3 +146,35 @@ export function attentionBadge(relative: number): string {
   const i = Math.max(0, Math.min(bars.length - 1, Math.round(relative * (bars.length - 1))));
   return `${bars[i]} ${relative.toFixed(2)}`;
 }
+
+export interface LossPoint {
+  step: number;
+  iteration?: number;
+  loss: number;
+  scores?: Record<string, number>;
+}
+
+/**
+ * The A&E loss trace from a result's excite.json, for when no loss came with the progress events. Reads the engine's
+ * event log (`events: [{kind: 'loss', step, loss, scores: number[], iteration?}]`) and names the scores after
+ * `subjects` (strings, or objects with a `word`). Anything else yields an empty trace rather than a guess.
+ */
+export function lossTraceFromExcite(excite: unknown): LossPoint[] {
+  if (!excite || typeof excite !== 'object') return [];
+  const e = excite as { events?: unknown; subjects?: unknown };
+  if (!Array.isArray(e.events)) return [];
+  const names = Array.isArray(e.subjects)
+    ? e.subjects.map((s, i) => (typeof s === 'string' ? s : s && typeof s === 'object' && typeof (s as { word?: unknown }).word === 'string' ? (s as { word: string }).word : `subject ${i + 1}`))
+    : [];
+  const out: LossPoint[] = [];
+  for (const ev of e.events) {
+    if (!ev || typeof ev !== 'object') continue;
+    const x = ev as { kind?: unknown; step?: unknown; loss?: unknown; scores?: unknown; iteration?: unknown };
+    if (x.kind !== 'loss' || typeof x.loss !== 'number' || typeof x.step !== 'number') continue;
+    const p: LossPoint = { step: x.step, loss: x.loss };
+    if (typeof x.iteration === 'number') p.iteration = x.iteration;
+    if (Array.isArray(x.scores)) p.scores = Object.fromEntries(x.scores.map((v, i) => [names[i] ?? `subject ${i + 1}`, Number(v)]));
+    out.push(p);
+  }
+  return out;
+}
