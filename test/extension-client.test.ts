@@ -71,7 +71,7 @@ describe('extension: protocol client against a real engine server', function () 
   it('generates with progress per step and maps that place on the prompt words', async () => {
     const progress: ProgressEvent[] = [];
     const text = 'a cat and a frog';
-    const job = client.generate({ model: models.sd, prompt: text, steps: 3, seed: 7, maps: true, preview: { every: 1 } }, { onProgress: (p) => progress.push(p) });
+    const job = client.generate({ model: models.sd, prompt: text, steps: 3, seed: 7, width: 128, height: 128, maps: true, preview: { every: 1 } }, { onProgress: (p) => progress.push(p) });
     const r = await job.result;
     const steps = progress.filter((p) => p.phase === 'denoising').map((p) => p.step);
     for (const s of [1, 2, 3]) assert.ok(steps.includes(s), `progress for step ${s}: ${steps.join(',')}`);
@@ -94,7 +94,7 @@ describe('extension: protocol client against a real engine server', function () 
 
   it('cancels a running job and carries engine errors with their protocol code', async () => {
     let cancelled = false;
-    const job = client.generate({ model: models.sd, prompt: 'a frog', steps: 40, seed: 1 }, {
+    const job = client.generate({ model: models.sd, prompt: 'a frog', steps: 40, seed: 1, width: 128, height: 128 }, {
       onProgress: (p) => {
         if (!cancelled && p.phase === 'denoising' && p.step >= 1) {
           cancelled = true;
@@ -104,7 +104,7 @@ describe('extension: protocol client against a real engine server', function () 
     });
     await assert.rejects(job.result, (e: EngineError) => e instanceof EngineError && e.code === 'cancelled');
     await assert.rejects(client.tokenize(join(dir, 'no-such-model'), 'a cat'), (e: EngineError) => e.code === 'model_not_found' && /no-such-model/.test(e.message));
-    const next = await client.generate({ model: models.sd, prompt: 'a frog', steps: 1, seed: 1 }).result;
+    const next = await client.generate({ model: models.sd, prompt: 'a frog', steps: 1, seed: 1, width: 128, height: 128 }).result;
     assert.equal(next.kind, 'generate', 'the engine serves the next job after a cancel');
   });
 
