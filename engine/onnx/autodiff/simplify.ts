@@ -52,6 +52,21 @@ export function simplifyForward(graph: Graph, infos: Map<string, TensorInfo>, pr
     return false;
   };
   let changed = false;
+  // No-op Cast/Identity (torch's `.to(v.dtype)` after the attention Softmax): consumers read the input directly, so
+  // the backward never keeps two names (two residuals) for the same values.
+  const outputs = new Set(graph.outputs.map((o) => o.name));
+  const alias = new Map<string, string>();
+  for (const n of graph.nodes) {
+    const [x] = n.input;
+    const y = n.output[0];
+    if (!x || !y || protect.has(y) || outputs.has(y)) continue;
+    const noop = n.opType === 'Identity' || (n.opType === 'Cast' && infos.get(x)?.elemType === infos.get(y)?.elemType);
+    if (noop && infos.get(x)?.elemType !== undefined) alias.set(y, alias.get(x) ?? x);
+  }
+  if (alias.size > 0) {
+    for (const n of graph.nodes) n.input = n.input.map((i) => alias.get(i) ?? i);
+    changed = true;
+  }
   for (const n of graph.nodes) {
     if (n.opType !== 'Add' || protect.has(n.output[0])) continue;
     const [a, b] = n.input;

@@ -1,0 +1,179 @@
+// VJP benchmark: what a gradient through the model costs relative to a plain forward.
+//   unet: the reference tiny SD UNet at batch 1, 64×64 latents, t = 901 — a full forward (the original export, all
+//         blocks) against the VJP from the 16×16 cross-attention maps back to the latents (forward pruned to the
+//         blocks those maps need, plus the backward), both as one session and in two-phase (A&E) mode.
+//   vit:  the reference ViT — forward vs the VJP of one logit w.r.t. every layer's attention probabilities.
+// Each measurement runs in its own child process so that each peak RSS is its own. Times are medians of a few runs
+// after one warm-up; ratios are what to compare across machines.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { loadModel } from '../engine/onnx/model.js';
+import { Graph } from '../engine/onnx/graph.js';
+import { openSession, openSessionFromPath, ort, type SessionOptions } from '../engine/onnx/session.js';
+import { numel } from '../engine/onnx/tensor.js';
+import { readNpyFloat32 } from '../engine/io/npy.js';
+import { buildVjp, VjpRunner } from '../engine/onnx/autodiff/index.js';
+import { referenceDir } from '../test/helpers/reference.js';
+
+const SESSION: SessionOptions = { intraOpThreads: 2, memArena: false };
+const ATTN_16 = /^\/(down_blocks\.2|up_blocks\.1)\/attentions\.\d\/transformer_blocks\.0\/attn2\/Softmax$/;
+
+type Measurement = Record<string, number>;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function timeRuns(runs: number, fn: () => Promise<unknown>): Promise<number> {
+  await fn();
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    ms.push(performance.now() - t0);
+  }
+  return median(ms);
+}
+
+function randomTensor(dims: number[], seed: number): ort.Tensor {
+  let s = seed >>> 0;
+  const data = new Float32Array(numel(dims));
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 4294967296 - 0.5;
+  }
+  return new ort.Tensor('float32', data, dims);
+}
+
+function unetInputs(ref: string): Record<string, ort.Tensor> {
+  return {
+    sample: new ort.Tensor('float32', readNpyFloat32(`${ref}/sd-tiny-v1/ref/latents_init.npy`).data, [1, 4, 64, 64]),
+    timestep: new ort.Tensor('float32', Float32Array.from([901]), [1]),
+    encoder_hidden_states: new ort.Tensor('float32', readNpyFloat32(`${ref}/sd-tiny-v1/ref/text_embeddings_cond.npy`).data, [1, 77, 32]),
+  };
+}
+
+const UNET_DIMS = { sample: [1, 4, 64, 64], timestep: [1], encoder_hidden_states: [1, 77, 32] };
+
+/** One measurement, run inside a child process. */
+async function measure(name: string, ref: string): Promise<Measurement> {
+  const unetPath = `${ref}/sd-tiny-v1/onnx/unet/model.onnx`;
+  const vitPath = `${ref}/vit-tiny/model.onnx`;
+  switch (name) {
+    case 'unet_forward': {
+      const s = await openSessionFromPath(unetPath, SESSION);
+      const feeds = unetInputs(ref);
+      const ms = await timeRuns(2, () => s.run(feeds));
+      await s.release();
+      return { ms };
+    }
+    case 'unet_vjp': {
+      const model = loadModel(unetPath);
+      const seeds = new Graph(model).nodes.filter((n) => ATTN_16.test(n.name)).map((n) => n.output[0]);
+      const t0 = performance.now();
+      const vjp = buildVjp(model, { seeds, wrt: ['sample'], inputDims: UNET_DIMS });
+      const buildMs = performance.now() - t0;
+      const s = await openSession(vjp.model, SESSION);
+      const feeds = unetInputs(ref);
+      seeds.forEach((sd, k) => (feeds[vjp.cotangents[sd]] = randomTensor(vjp.specs[sd].dims, k + 1)));
+      const ms = await timeRuns(2, () => s.run(feeds));
+      await s.release();
+      return { ms, build_ms: buildMs, forward_nodes: vjp.stats.forwardNodes, backward_nodes: vjp.stats.backwardNodes };
+    }
+    case 'unet_split': {
+      const model = loadModel(unetPath);
+      const seeds = new Graph(model).nodes.filter((n) => ATTN_16.test(n.name)).map((n) => n.output[0]);
+      const runner = await VjpRunner.create(model, { seeds, wrt: ['sample'], inputDims: UNET_DIMS, session: SESSION });
+      const feeds = unetInputs(ref);
+      const cots: Record<string, ort.Tensor> = {};
+      seeds.forEach((sd, k) => (cots[sd] = randomTensor(runner.split.specs[sd].dims, k + 1)));
+      let fwdMs = 0;
+      let bwdMs = 0;
+      const total = await timeRuns(2, async () => {
+        const t0 = performance.now();
+        const { residuals } = await runner.forward(feeds);
+        const t1 = performance.now();
+        await runner.backward(residuals, cots);
+        fwdMs = t1 - t0;
+        bwdMs = performance.now() - t1;
+      });
+      await runner.dispose();
+      return { ms: total, forward_ms: fwdMs, backward_ms: bwdMs, residual_mb: runner.split.stats.residualBytes / 2 ** 20 };
+    }
+    case 'vit_forward': {
+      const s = await openSessionFromPath(vitPath, SESSION);
+      const x = new ort.Tensor('float32', readNpyFloat32(`${ref}/vit-tiny/ref/pixel_values.npy`).data, [1, 3, 224, 224]);
+      const ms = await timeRuns(5, () => s.run({ pixel_values: x }));
+      await s.release();
+      return { ms };
+    }
+    case 'vit_vjp': {
+      const model = loadModel(vitPath);
+      const probs = new Graph(model).nodes.filter((n) => n.opType === 'Softmax').map((n) => n.output[0]);
+      const vjp = buildVjp(model, { seeds: ['logits'], wrt: probs, inputDims: { pixel_values: [1, 3, 224, 224] } });
+      const s = await openSession(vjp.model, SESSION);
+      const cot = new Float32Array(10);
+      cot[3] = 1;
+      const feeds = {
+        pixel_values: new ort.Tensor('float32', readNpyFloat32(`${ref}/vit-tiny/ref/pixel_values.npy`).data, [1, 3, 224, 224]),
+        logits__cot: new ort.Tensor('float32', cot, [1, 10]),
+      };
+      const ms = await timeRuns(5, () => s.run(feeds));
+      await s.release();
+      return { ms };
+    }
+    default:
+      throw new Error(`unknown VJP measurement '${name}'`);
+  }
+}
+
+function runChild(name: string): Measurement {
+  const here = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, [here, '--measure', name], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('VJP_BENCH '));
+  if (r.status !== 0 || !line) throw new Error(`VJP bench '${name}' failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+  return JSON.parse(line.slice('VJP_BENCH '.length)) as Measurement;
+}
+
+export async function benchVjp(): Promise<Record<string, number>> {
+  if (!referenceDir()) {
+    console.warn('bench vjp: ../shared/reference not found (set HEED_REFERENCE); skipped');
+    return {};
+  }
+  const out: Record<string, number> = {};
+  const put = (prefix: string, m: Measurement) => {
+    for (const [k, v] of Object.entries(m)) out[`${prefix}_${k}`] = Math.round(v * 100) / 100;
+  };
+  const uf = runChild('unet_forward');
+  const uv = runChild('unet_vjp');
+  const us = runChild('unet_split');
+  const vf = runChild('vit_forward');
+  const vv = runChild('vit_vjp');
+  put('unet_full_forward', uf);
+  put('unet_vjp', uv);
+  put('unet_split', us);
+  put('vit_forward', vf);
+  put('vit_vjp', vv);
+  out.unet_vjp_over_full_forward = Math.round((uv.ms / uf.ms) * 1000) / 1000;
+  out.unet_split_over_full_forward = Math.round((us.ms / uf.ms) * 1000) / 1000;
+  out.unet_vjp_peak_rss_over_forward = Math.round((uv.peak_rss_mb / uf.peak_rss_mb) * 1000) / 1000;
+  out.vit_vjp_over_forward = Math.round((vv.ms / vf.ms) * 1000) / 1000;
+  return out;
+}
+
+async function childMain(): Promise<void> {
+  const name = process.argv[process.argv.indexOf('--measure') + 1];
+  const ref = referenceDir();
+  if (!ref) throw new Error('reference folder not found');
+  const m = await measure(name, ref);
+  m.peak_rss_mb = process.resourceUsage().maxRSS / 1024;
+  process.stdout.write(`\nVJP_BENCH ${JSON.stringify(m)}\n`);
+}
+
+if (process.argv.includes('--measure') && process.argv[1] === fileURLToPath(import.meta.url)) {
+  childMain().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
