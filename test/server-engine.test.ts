@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
@@ -95,6 +97,58 @@ describe('server: real engine on the tiny models', function () {
     }
     const files = readdirSync(r.outDir);
     for (const f of ['image.png', 'report.json', 'maps.png', 'request.json', 'result.json', 'maps']) assert.ok(files.includes(f), `${f} in the job folder`);
+    await c.close();
+  });
+
+  it('generate gives the same files as `heed generate` for the same seed (image, maps, grid, report)', async () => {
+    const cliOut = join(dir, 'cli-out');
+    const main = fileURLToPath(new URL('../engine/cli/main.js', import.meta.url));
+    await new Promise<void>((resolve, reject) => {
+      execFile(process.execPath, [main, 'generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '4', '--seed', '1234', '--size', '128x128', '--maps', '--quiet', '--out', cliOut],
+        (err, _stdout, stderr) => (err ? reject(new Error(`heed generate failed: ${stderr}`)) : resolve()));
+    });
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const r = generateResult(await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 4, seed: 1234, width: 128, height: 128, maps: true }));
+    await c.close();
+    const cliFiles = readdirSync(cliOut, { recursive: true }).map(String).filter((f) => f.includes('.')).sort();
+    const served = r.files.map((f) => f.path.slice(r.outDir.length + 1)).sort();
+    assert.deepEqual(served, cliFiles, 'the same set of files');
+    for (const f of cliFiles) {
+      if (f === 'report.json') continue;
+      assert.ok(readFileSync(join(cliOut, f)).equals(readFileSync(join(r.outDir, f))), `${f} is byte-identical to the CLI's`);
+    }
+    const strip = (rep: Record<string, unknown>): Record<string, unknown> => {
+      const { timingsMs: _t, model: _m, ...rest } = rep;
+      return rest;
+    };
+    const cliReport = JSON.parse(readFileSync(join(cliOut, 'report.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(strip(r.report as Record<string, unknown>), strip(cliReport), 'report.json equal but for timings');
+    assert.deepEqual(strip(JSON.parse(readFileSync(join(r.outDir, 'report.json'), 'utf8')) as Record<string, unknown>), strip(cliReport));
+  });
+
+  it('Attend-and-Excite: progress carries the loss and subject scores; files equal `heed generate --excite` for the same seed', async () => {
+    const cliOut = join(dir, 'cli-ae');
+    const main = fileURLToPath(new URL('../engine/cli/main.js', import.meta.url));
+    const args = ['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '3', '--seed', '7', '--size', '128x128', '--maps', '--excite', 'frog', '--quiet', '--out', cliOut];
+    await new Promise<void>((resolve, reject) => {
+      execFile(process.execPath, [main, ...args], (err, _o, stderr) => (err ? reject(new Error(`heed generate --excite failed: ${stderr}`)) : resolve()));
+    });
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const x = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 3, seed: 7, width: 128, height: 128, maps: true, excite: { subjects: ['frog'] } });
+    const r = generateResult(x);
+    const withLoss = x.events.filter((e) => e.type === 'progress' && e.phase === 'denoising' && e.loss !== undefined);
+    assert.equal(withLoss.length, expectedSteps(x).length, 'every denoising step reports the A&E loss');
+    for (const e of withLoss) if (e.type === 'progress') assert.ok(e.scores && typeof e.scores.frog === 'number' && Math.abs(e.loss! - Math.max(0, 1 - e.scores.frog)) < 1e-6);
+    const exciteJson = JSON.parse(readFileSync(join(cliOut, 'excite.json'), 'utf8')) as Record<string, unknown>;
+    const served = r.excite as Record<string, unknown>;
+    for (const key of ['subjects', 'options', 'layers', 'timesteps', 'perStep', 'events', 'finalScores']) assert.deepEqual(served[key], exciteJson[key], `excite.json ${key}`);
+    for (const f of ['image.png', 'excite_loss.png', 'maps.png']) {
+      assert.ok(readFileSync(join(cliOut, f)).equals(readFileSync(join(r.outDir, f))), `${f} is byte-identical to the CLI's`);
+    }
+    const bad = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 2, width: 128, height: 128, excite: { subjects: ['dog'] } });
+    assert.equal(bad.terminal.type === 'error' && bad.terminal.code, 'invalid_input');
+    assert.equal(bad.terminal.type === 'error' && bad.terminal.field, 'excite.subjects');
+    assert.match(bad.terminal.type === 'error' ? bad.terminal.message : '', /'dog' is not a word of the prompt/);
     await c.close();
   });
 

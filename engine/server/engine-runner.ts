@@ -2,13 +2,14 @@
 // worker's LRU cache (a second job on the same model reuses the open ORT sessions), turns pipeline callbacks into
 // progress events (with latent previews), writes the same files as the CLI into the job folder, and maps the
 // engine's error classes to protocol error codes so clients can point at the offending field.
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 // The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
 // not load the diffusion code (nor the other way round).
 import type { GenerateOptions, MapsOptions as PipelineMaps, StepInfo, StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
+import type { ExciteCliOptions } from '../cli/excite.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
@@ -49,6 +50,12 @@ export function classifyEngineError(e: unknown, job: WorkerJob): unknown {
       const field = ['prompt', 'steps', 'guidance', 'seed', 'width', 'height'].find((f) => msg.startsWith(f) || msg.includes(`the ${f}`));
       return new ProtocolError('invalid_input', msg, field);
     }
+    case 'SubjectError':
+      return new ProtocolError('invalid_input', msg, 'excite.subjects');
+    case 'AttendExciteError':
+      return new ProtocolError('invalid_input', msg, /subject/i.test(msg) ? 'excite.subjects' : /--ae-res|resolution|\bat \d+x\d+/i.test(msg) ? 'excite.res' : 'excite');
+    case 'AttentionMapsError':
+      return new ProtocolError('invalid_input', msg, 'maps');
     case 'ExplainError':
     case 'MethodNotApplicableError':
     case 'ImageError':
@@ -56,6 +63,24 @@ export function classifyEngineError(e: unknown, job: WorkerJob): unknown {
     default:
       return e;
   }
+}
+
+/** The protocol's excite options in the CLI's terms, so planExcite resolves them exactly as `--excite …` would. */
+function exciteCliOptions(req: GenerateRequest): ExciteCliOptions {
+  const e = req.excite!;
+  return {
+    excite: e.subjects === 'auto' ? 'auto' : e.subjects.join(','),
+    ...(e.maxIterToAlter !== undefined ? { aeMaxIterToAlter: e.maxIterToAlter } : {}),
+    ...(e.thresholds ? { aeThresholds: Object.fromEntries(Object.entries(e.thresholds).map(([k, v]) => [Number(k), v])) } : {}),
+    ...(e.scaleFactor !== undefined ? { aeScaleFactor: e.scaleFactor } : {}),
+    ...(e.maxRefinement !== undefined ? { aeMaxRefinement: e.maxRefinement } : {}),
+    ...(e.res !== undefined ? { aeRes: e.res } : {}),
+    ...(e.smoothing === false ? { aeNoSmoothing: true } : {}),
+    ...(e.sigma !== undefined ? { aeSigma: e.sigma } : {}),
+    ...(e.kernel !== undefined ? { aeKernel: e.kernel } : {}),
+    ...(e.sd2 ? { aeSd2: true } : {}),
+    ...(e.compare ? { compare: true } : {}),
+  };
 }
 
 function pipelineMaps(req: GenerateRequest): PipelineMaps | false {
@@ -70,13 +95,9 @@ function pipelineMaps(req: GenerateRequest): PipelineMaps | false {
 
 async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: JobContext): Promise<GenerateResult> {
   const req = job.request;
-  if (req.excite) {
-    throw new ProtocolError('invalid_input', 'Attend-and-Excite is not available in this engine build yet (engine/guidance); run without excite', 'excite');
-  }
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
-  const { writeGenerateOutputs } = await import('../cli/outputs.js');
   const pipeline = await ctx.cache.get<StableDiffusionPipeline>(`sd:${job.modelDir}`, async () => {
     const p = await StableDiffusionPipeline.load(job.modelDir, { threads: THREADS });
     return { value: p, bytes: await folderBytes(job.modelDir), dispose: () => p.dispose() };
@@ -85,18 +106,28 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   ctx.signal.throwIfAborted();
   ctx.progress({ phase: 'encoding', step: 0, total: 0 });
   const previewEvery = req.preview?.every ?? 0;
-  const tDen = performance.now();
-  const options: GenerateOptions = {
+  const width = req.width ?? pipeline.folder.defaultImageSize;
+  const height = req.height ?? pipeline.folder.defaultImageSize;
+  const { planExcite, subjectScores, writeExciteFiles, writeComparePng } = await import('../cli/excite.js');
+  const plan = req.excite ? await planExcite(pipeline, req.prompt, height, exciteCliOptions(req)) : null;
+  // --compare semantics: both runs from the same initial latents, so fix a seed when none was given.
+  const seed = req.seed ?? (plan && req.excite?.compare && !job.latentsPath ? Math.floor(Math.random() * 2 ** 32) : undefined);
+  const collectMaps = !!req.maps || !!req.trace;
+  let tDen = performance.now();
+  let lastLoss: { loss: number; scores?: Record<string, number> } | undefined;
+  let run: 'plain' | 'guided' | undefined = plan && req.excite?.compare ? 'plain' : undefined;
+  const base = (): GenerateOptions => ({
     prompt: req.prompt,
     ...(req.negativePrompt !== undefined ? { negativePrompt: req.negativePrompt } : {}),
     ...(req.steps !== undefined ? { steps: req.steps } : {}),
     ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
     ...(req.scheduler !== undefined ? { scheduler: req.scheduler } : {}),
-    ...(req.seed !== undefined ? { seed: req.seed } : {}),
+    ...(seed !== undefined ? { seed } : {}),
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),
-    ...(req.width !== undefined ? { width: req.width } : {}),
-    ...(req.height !== undefined ? { height: req.height } : {}),
-    maps: pipelineMaps(req),
+    width,
+    height,
+    // As the CLI: A&E runs keep the per-step maps at the A&E resolution (report.json's subject scores need them).
+    maps: plan ? { daam: collectMaps, perStepResolutions: [plan.options.resolution] } : pipelineMaps(req),
     signal: ctx.signal,
     onStep: async (s: StepInfo) => {
       const done = s.step + 1;
@@ -104,21 +135,95 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
       const preview = previewEvery > 0 && (done % previewEvery === 0 || done === s.total)
         ? await latentPreview(s.latents, s.latentShape, req.preview?.size ?? 64)
         : undefined;
-      ctx.progress({ phase: 'denoising', step: done, total: s.total, etaMs: perStep * (s.total - done), ...(preview ? { preview } : {}) });
-      // Let this thread's event loop run once per step, so a cancel message is seen promptly.
+      ctx.progress({
+        phase: 'denoising', step: done, total: s.total, etaMs: perStep * (s.total - done),
+        ...(preview ? { preview } : {}),
+        ...(lastLoss ? { loss: lastLoss.loss, ...(lastLoss.scores ? { scores: lastLoss.scores } : {}) } : {}),
+        ...(run ? { run } : {}),
+      });
+      // Let this worker's event loop run once per step, so a cancel message is seen promptly.
       await new Promise((r) => setImmediate(r));
     },
-  };
-  const result = await pipeline.generate(options);
-  ctx.progress({ phase: 'writing', step: 0, total: 0 });
-  const tWrite = performance.now();
-  // The CLI's writer: a job folder holds exactly what `heed generate --out` writes.
-  const written = await writeGenerateOutputs(result, job.outDir, {
-    maps: !!req.maps,
-    ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
-    tokenText: (t) => pipeline.tokenizer.tokenText(t),
-    extraReport: { model: job.modelDir, ...(job.latentsPath ? { latentsFile: job.latentsPath } : {}) },
   });
+  const { writeGenerateOutputs } = await import('../cli/outputs.js');
+  const outputOptions = (extra: Record<string, unknown>) => ({
+    maps: !!req.maps,
+    tokenText: (t: string) => pipeline.tokenizer.tokenText(t),
+    extraReport: { model: job.modelDir, ...(job.latentsPath ? { latentsFile: job.latentsPath } : {}), ...extra },
+  });
+  const traceOpt = req.trace ? { traceDir: join(job.outDir, 'trace') } : {};
+
+  let result;
+  let written;
+  let excite: unknown;
+  let tWrite = performance.now();
+  if (!plan) {
+    result = await pipeline.generate(base());
+    ctx.progress({ phase: 'writing', step: 0, total: 0 });
+    tWrite = performance.now();
+    // The CLI's writer: a job folder holds exactly what `heed generate --out` writes.
+    written = await writeGenerateOutputs(result, job.outDir, { ...outputOptions({}), ...traceOpt });
+  } else {
+    const { AttendExcite } = await import('../guidance/attend-excite.js');
+    const words = plan.subjects.map((s) => s.word);
+    let plainScores: Awaited<ReturnType<typeof subjectScores>> | undefined;
+    let plain: Awaited<ReturnType<typeof pipeline.generate>> | undefined;
+    if (req.excite?.compare) {
+      plain = await pipeline.generate(base());
+      plainScores = await subjectScores(plain, plan);
+      await writeGenerateOutputs(plain, join(job.outDir, 'plain'), outputOptions({ excite: { guided: false, subjects: plainScores } }));
+    }
+    if (run) run = 'guided';
+    const ae = await AttendExcite.create(pipeline, [1, pipeline.unet.io.channels, height / 8, width / 8], plan.options);
+    try {
+      let seen = 0;
+      tDen = performance.now();
+      result = await pipeline.generate({
+        ...base(),
+        // Wraps the guidance hook to stream what it did at this step: its loss, each subject's score, refinements.
+        beforeStep: async (c) => {
+          const out = await ae.hook(c);
+          const fresh = ae.events.slice(seen);
+          seen = ae.events.length;
+          const main = fresh.find((e) => e.kind === 'loss' && e.phase === 'main');
+          const refines = fresh.filter((e) => e.kind === 'loss' && e.phase === 'refine');
+          const named = (scores?: number[]) => (scores ? Object.fromEntries(words.map((w, k) => [w, scores[k] ?? NaN])) : undefined);
+          if (refines.length > 0) {
+            const last = refines[refines.length - 1]!;
+            ctx.progress({ phase: 'refining', step: c.step + 1, total: c.total, iteration: refines.length, loss: last.loss, ...(last.scores ? { scores: named(last.scores)! } : {}), ...(run ? { run } : {}) });
+          }
+          const latest = refines.at(-1) ?? main;
+          if (latest) lastLoss = { loss: latest.loss, ...(latest.scores ? { scores: named(latest.scores)! } : {}) };
+          return out;
+        },
+      });
+      ctx.progress({ phase: 'writing', step: 0, total: 0 });
+      tWrite = performance.now();
+      const scores = await subjectScores(result, plan);
+      const exciteFiles = await writeExciteFiles(job.outDir, req.trace ? join(job.outDir, 'trace') : undefined, plan, ae, result, scores);
+      const comparison = plainScores ? scores.map((s, k) => ({
+        word: s.word, tokenIndex: s.tokenIndex,
+        plain: { lastStepScore: plainScores![k]!.byStep.at(-1) ?? null, daamMax: plainScores![k]!.daamMax ?? null },
+        excited: { lastStepScore: s.byStep.at(-1) ?? null, daamMax: s.daamMax ?? null },
+      })) : undefined;
+      if (plain) await writeComparePng(join(job.outDir, 'compare.png'), plain, result, words.join(', '));
+      written = await writeGenerateOutputs(result, job.outDir, {
+        ...outputOptions({
+          excite: {
+            subjects: plan.subjects.map((s) => ({ word: s.word, tokenIndex: s.tokenIndex, tokenIndices: s.tokenIndices, ...(s.note ? { note: s.note } : {}) })),
+            scores,
+            ...(comparison ? { compare: comparison, comparePng: 'compare.png', plainDir: 'plain' } : {}),
+            files: exciteFiles.map((f) => relative(job.outDir, f)),
+          },
+        }),
+        ...traceOpt,
+      });
+      written.files.push(...exciteFiles, ...(plain ? [join(job.outDir, 'compare.png')] : []));
+      excite = JSON.parse(readFileSync(join(job.outDir, 'excite.json'), 'utf8')) as unknown;
+    } finally {
+      await ae.dispose();
+    }
+  }
   const writeMs = performance.now() - tWrite;
   const maps: TokenMap[] = written.maps.map((m) => ({
     word: m.word,
@@ -136,6 +241,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(written.mapsGrid ? { mapsGrid: fileRef(written.mapsGrid) } : {}),
     files: written.files.map(fileRef),
     report: written.report,
+    ...(excite !== undefined ? { excite } : {}),
     timingsMs: {
       load: loadMs,
       encode: result.timings.encodeMs,

@@ -61,6 +61,8 @@ export const ExciteOptions = z.strictObject({
   smoothing: z.boolean().optional(),
   sigma: z.number().positive().max(100).optional(),
   kernel: z.int().min(1).max(31).optional(),
+  /** The original repo's SD 2.x variant: softmax over the prompt's tokens only, up to EOT (CLI `--ae-sd2`). */
+  sd2: z.boolean().optional(),
   /** Also run without guidance with the same seed and report both (CLI `--compare`). */
   compare: z.boolean().optional(),
 });
@@ -266,8 +268,10 @@ export const ProgressEvent = z.strictObject({
   /** Attend-and-Excite: current loss and each subject's score. */
   loss: z.number().optional(),
   scores: z.record(z.string(), z.number()).optional(),
-  /** Refinement iteration at this step, when refining. */
+  /** Refinement iterations run at this step (phase `refining`). */
   iteration: z.int().min(0).optional(),
+  /** Attend-and-Excite with `compare`: which of the two runs this is (the plain one comes first). */
+  run: z.enum(['plain', 'guided']).optional(),
 });
 export type ProgressEvent = z.infer<typeof ProgressEvent>;
 
