@@ -47,10 +47,10 @@ async function timerLateness<T>(until: Promise<T>): Promise<{ lateness: number[]
 export async function benchServer(): Promise<Record<string, number>> {
   const models = await ensureTinyModels();
   const dir = mkdtempSync(join(tmpdir(), 'heed-bench-server-'));
-  // 256×256 (32×32 latents): UNet steps long enough to measure lateness against (~0.1 s each here), short enough
-  // for the whole benchmark to take about a minute. 512×512 on the tiny UNet is memory-bound (DESIGN §4).
+  // 128×128 (16×16 latents): UNet steps long enough to measure lateness against, short enough for the whole
+  // benchmark to take a minute or two. 512×512 on the tiny UNet is memory-bound (DESIGN §4).
   const steps = 6;
-  const size = 256;
+  const size = 128;
   const reps = 3;
   const out: Record<string, number> = {};
   const server = await startServer({ port: 0, outDir: join(dir, 'out'), infoFile: false, modelRoots: [models.sd], log: () => undefined });
