@@ -388,8 +388,8 @@ describe('model builders (models/)', function () {
         buildUNet(g, { ...sdTinyConfig(0).unet, timestepType: type, attentionHeadDim: [2, 4, 8, 8], useLinearProjection: true });
         writeFileSync(join(dir, `${type}.onnx`), toBinary(ModelProtoSchema, g.finish()));
       }
-      assert.equal(graphOf(loadProto(join(dir, 'int64.onnx'))).input[1].type?.value.case === 'tensorType'
-        ? (graphOf(loadProto(join(dir, 'int64.onnx'))).input[1].type?.value.value as { elemType: number }).elemType : -1, 7);
+      const tsType = graphOf(loadProto(join(dir, 'int64.onnx'))).input[1].type?.value;
+      assert.equal(tsType?.case === 'tensorType' ? tsType.value.elemType : -1, 7, 'timestep is INT64');
       const ehs = wave(77 * 32, 0.2);
       const si = await openUNet(join(dir, 'int64.onnx'));
       const a = await runUNet(si, [16, 16], 1, ehs, 'int64');
