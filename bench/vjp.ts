@@ -1,7 +1,8 @@
 // VJP benchmark: what a gradient through the model costs relative to a plain forward.
 //   unet: the reference tiny SD UNet at batch 1, 64×64 latents, t = 901 — a full forward (the original export, all
 //         blocks) against the VJP from the 16×16 cross-attention maps back to the latents (forward pruned to the
-//         blocks those maps need, plus the backward), both as one session and in two-phase (A&E) mode.
+//         blocks those maps need, plus the backward), as one session and in two-phase (A&E) mode with both runner
+//         strategies ('residuals': forward outputs the saved tensors; 'recompute': backward reruns the pruned forward).
 //   vit:  the reference ViT — forward vs the VJP of one logit w.r.t. every layer's attention probabilities.
 // Each measurement runs in its own child process so that each peak RSS is its own. Times are medians of a few runs
 // after one warm-up; ratios are what to compare across machines.
@@ -81,13 +82,15 @@ async function measure(name: string, ref: string): Promise<Measurement> {
       await s.release();
       return { ms, build_ms: buildMs, forward_nodes: vjp.stats.forwardNodes, backward_nodes: vjp.stats.backwardNodes };
     }
-    case 'unet_split': {
+    case 'unet_split':
+    case 'unet_recompute': {
       const model = loadModel(unetPath);
       const seeds = new Graph(model).nodes.filter((n) => ATTN_16.test(n.name)).map((n) => n.output[0]);
-      const runner = await VjpRunner.create(model, { seeds, wrt: ['sample'], inputDims: UNET_DIMS, session: SESSION });
+      const strategy = name === 'unet_split' ? 'residuals' : 'recompute';
+      const runner = await VjpRunner.create(model, { seeds, wrt: ['sample'], inputDims: UNET_DIMS, session: SESSION, strategy });
       const feeds = unetInputs(ref);
       const cots: Record<string, ort.Tensor> = {};
-      seeds.forEach((sd, k) => (cots[sd] = randomTensor(runner.split.specs[sd].dims, k + 1)));
+      seeds.forEach((sd, k) => (cots[sd] = randomTensor(runner.specs[sd].dims, k + 1)));
       let fwdMs = 0;
       let bwdMs = 0;
       const total = await timeRuns(2, async () => {
@@ -99,7 +102,7 @@ async function measure(name: string, ref: string): Promise<Measurement> {
         bwdMs = performance.now() - t1;
       });
       await runner.dispose();
-      return { ms: total, forward_ms: fwdMs, backward_ms: bwdMs, residual_mb: runner.split.stats.residualBytes / 2 ** 20 };
+      return { ms: total, forward_ms: fwdMs, backward_ms: bwdMs, residual_mb: (runner.split?.stats.residualBytes ?? 0) / 2 ** 20 };
     }
     case 'vit_forward': {
       const s = await openSessionFromPath(vitPath, SESSION);
@@ -148,15 +151,18 @@ export async function benchVjp(): Promise<Record<string, number>> {
   const uf = runChild('unet_forward');
   const uv = runChild('unet_vjp');
   const us = runChild('unet_split');
+  const ur = runChild('unet_recompute');
   const vf = runChild('vit_forward');
   const vv = runChild('vit_vjp');
   put('unet_full_forward', uf);
   put('unet_vjp', uv);
   put('unet_split', us);
+  put('unet_recompute', ur);
   put('vit_forward', vf);
   put('vit_vjp', vv);
   out.unet_vjp_over_full_forward = Math.round((uv.ms / uf.ms) * 1000) / 1000;
   out.unet_split_over_full_forward = Math.round((us.ms / uf.ms) * 1000) / 1000;
+  out.unet_recompute_over_full_forward = Math.round((ur.ms / uf.ms) * 1000) / 1000;
   out.unet_vjp_peak_rss_over_forward = Math.round((uv.peak_rss_mb / uf.peak_rss_mb) * 1000) / 1000;
   out.vit_vjp_over_forward = Math.round((vv.ms / vf.ms) * 1000) / 1000;
   return out;

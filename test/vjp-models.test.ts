@@ -113,6 +113,36 @@ describe('VJP on the reference ViT', function () {
     }
     await assert.rejects(runner.forward({}), /after dispose/);
   });
+
+  it("'recompute' runner strategy gives the same seeds and gradients as 'residuals'", async () => {
+    const probs = softmaxOutputs(model);
+    const opts = { seeds: ['logits'], wrt: [...probs, 'pixel_values'], inputDims: { pixel_values: [1, 3, 224, 224] } };
+    const x = new ort.Tensor('float32', Float32Array.from(values.pixel_values.data), [1, 3, 224, 224]);
+    const cot = new ort.Tensor('float32', Float32Array.from(new Rng(9).normal(10)), [1, 10]);
+    const results: Record<string, ort.Tensor>[] = [];
+    for (const strategy of ['residuals', 'recompute'] as const) {
+      const r = await VjpRunner.create(model, { ...opts, strategy });
+      try {
+        const { seeds, residuals } = await r.forward({ pixel_values: x });
+        if (strategy === 'recompute') assert.deepEqual(Object.keys(residuals.tensors), ['pixel_values']);
+        results.push({ ...(await r.backward(residuals, { logits: cot })), logits: seeds.logits });
+      } finally {
+        await r.dispose();
+      }
+    }
+    for (const k of Object.keys(results[0])) {
+      const a = results[0][k].data as Float32Array;
+      const b = results[1][k].data as Float32Array;
+      let d = 0;
+      let m = 0;
+      for (let i = 0; i < a.length; i++) {
+        d = Math.max(d, Math.abs(a[i] - b[i]));
+        m = Math.max(m, Math.abs(a[i]));
+      }
+      // Different sessions fuse differently; float32 rounding only.
+      assert.ok(d <= 1e-5 * Math.max(m, 1), `${k}: strategies differ by ${d} (max |grad| ${m})`);
+    }
+  });
 });
 
 describe('VJP on the reference CLIP', function () {

@@ -106,7 +106,7 @@ describe('VJP on the reference SD UNet (64×64 latents; heavy)', function () {
       const ae = attendAndExcite(seeds.map((s) => maps[s].data as Float32Array), [2, 5]);
       loss = ae.loss;
       const cots: Record<string, ort.Tensor> = {};
-      seeds.forEach((s, l) => (cots[s] = new ort.Tensor('float32', ae.cot[l], runner.split.specs[s].dims)));
+      seeds.forEach((s, l) => (cots[s] = new ort.Tensor('float32', ae.cot[l], runner.specs[s].dims)));
       grad = (await runner.backward(residuals, cots)).sample.data as Float32Array;
     } finally {
       await runner.dispose();
@@ -139,7 +139,7 @@ describe('VJP on the reference SD UNet (64×64 latents; heavy)', function () {
       const { residuals } = await runner.forward(feeds);
       const cotT: Record<string, ort.Tensor> = {};
       for (const s of seeds) {
-        const dims = runner.split.specs[s].dims;
+        const dims = runner.specs[s].dims;
         cots[s] = Float32Array.from(rng.normal(numel(dims)));
         cotT[s] = new ort.Tensor('float32', cots[s], dims);
       }

@@ -1,8 +1,9 @@
 // Runs a two-phase VJP: `forward` returns the seeds (for the caller's loss) and an opaque residual bundle;
 // `backward` turns the caller's cotangents into gradients without recomputing the forward. Sessions are created once.
-import type { OnnxModel } from '../model.js';
+import { cloneModel, type OnnxModel } from '../model.js';
+import { Graph } from '../graph.js';
 import { openSession, runSession, ort, type Feeds, type SessionOptions } from '../session.js';
-import { buildSplitVjp, type SplitVjp, type VjpOptions } from './build.js';
+import { buildSplitVjp, buildVjp, type SplitVjp, type TensorSpec, type VjpOptions } from './build.js';
 import { VjpError } from './errors.js';
 
 /** Saved forward tensors; only meaningful for the runner that produced them. */
@@ -13,45 +14,86 @@ export interface Residuals {
 
 export interface VjpRunnerOptions extends VjpOptions {
   session?: SessionOptions;
+  /**
+   * 'residuals' (default): the forward session also outputs the tensors the backward rules need and the backward
+   * session starts from them — no forward op runs twice. 'recompute': the forward session outputs only the seeds and
+   * the backward runs the one-session VJP (pruned forward + backward) again from the inputs. onnxruntime-node copies
+   * every output into JS memory, so when the residuals are large (≈1.2 GB for the tiny UNet at 64×64, dominated by
+   * two 64×64 self-attention maps) 'recompute' can be the faster of the two; measure with bench/vjp.ts.
+   */
+  strategy?: 'residuals' | 'recompute';
+}
+
+/** What a runner computes: its forward inputs, the seeds' cotangents and the gradients, with shapes. */
+export interface VjpSignature {
+  inputs: TensorSpec[];
+  cotangents: Record<string, string>;
+  gradients: Record<string, string>;
+  specs: Record<string, TensorSpec>;
+  warnings: string[];
 }
 
 export class VjpRunner {
   private disposed = false;
 
   private constructor(
-    readonly split: SplitVjp,
+    readonly signature: VjpSignature,
+    /** The forward/backward pair in 'residuals' mode (undefined in 'recompute' mode). */
+    readonly split: SplitVjp | undefined,
     private readonly forwardSession: ort.InferenceSession,
     private readonly backwardSession: ort.InferenceSession,
   ) {}
 
   static async create(model: OnnxModel, options: VjpRunnerOptions): Promise<VjpRunner> {
-    const split = buildSplitVjp(model, options);
-    const fwd = await openSession(split.forward, options.session);
+    let signature: VjpSignature;
+    let split: SplitVjp | undefined;
+    let forward: OnnxModel;
+    let backward: OnnxModel;
+    if ((options.strategy ?? 'residuals') === 'residuals') {
+      split = buildSplitVjp(model, options);
+      signature = split;
+      forward = split.forward;
+      backward = split.backward;
+    } else {
+      const vjp = buildVjp(model, options);
+      signature = vjp;
+      backward = vjp.model;
+      forward = cloneModel(model);
+      new Graph(forward).pruneTo(Object.keys(vjp.cotangents));
+    }
+    const fwd = await openSession(forward, options.session);
     let bwd: ort.InferenceSession;
     try {
-      bwd = await openSession(split.backward, options.session);
+      bwd = await openSession(backward, options.session);
     } catch (e) {
       await fwd.release();
       throw e;
     }
-    return new VjpRunner(split, fwd, bwd);
+    return new VjpRunner(signature, split, fwd, bwd);
   }
 
   get warnings(): string[] {
-    return this.split.warnings;
+    return this.signature.warnings;
+  }
+  get specs(): Record<string, TensorSpec> {
+    return this.signature.specs;
   }
 
   async forward(feeds: Feeds): Promise<{ seeds: Record<string, ort.Tensor>; residuals: Residuals }> {
     this.check();
     const inputs: Feeds = {};
-    for (const i of this.split.inputs) {
+    const sig = this.signature;
+    for (const i of sig.inputs) {
       const t = feeds[i.name];
-      if (!t) throw new VjpError(`VjpRunner.forward: missing input '${i.name}' (needs ${this.split.inputs.map((x) => x.name).join(', ')})`);
+      if (!t) throw new VjpError(`VjpRunner.forward: missing input '${i.name}' (needs ${sig.inputs.map((x) => x.name).join(', ')})`);
       inputs[i.name] = t;
     }
-    const out = await runSession(this.forwardSession, inputs);
+    const fwdInputs: Feeds = {};
+    for (const name of this.forwardSession.inputNames) fwdInputs[name] = inputs[name];
+    const out = await runSession(this.forwardSession, fwdInputs);
     const seeds: Record<string, ort.Tensor> = {};
-    for (const s of Object.keys(this.split.cotangents)) seeds[s] = out[s];
+    for (const s of Object.keys(sig.cotangents)) seeds[s] = out[s];
+    if (!this.split) return { seeds, residuals: { owner: this, tensors: inputs } };
     const tensors: Record<string, ort.Tensor> = {};
     for (const r of this.split.residuals) tensors[r.name] = this.split.passThrough.includes(r.name) ? inputs[r.name] : out[r.name];
     return { seeds, residuals: { owner: this, tensors } };
@@ -62,18 +104,18 @@ export class VjpRunner {
     this.check();
     if (residuals.owner !== this) throw new VjpError('VjpRunner.backward: these residuals come from another runner');
     const feeds: Feeds = { ...residuals.tensors };
-    for (const [seed, input] of Object.entries(this.split.cotangents)) {
+    for (const [seed, input] of Object.entries(this.signature.cotangents)) {
       const c = cotangents[seed];
       if (!c) throw new VjpError(`VjpRunner.backward: missing cotangent for seed '${seed}'`);
-      const want = this.split.specs[seed].dims;
+      const want = this.signature.specs[seed].dims;
       if (c.dims.length !== want.length || c.dims.some((d, i) => d !== want[i])) {
         throw new VjpError(`VjpRunner.backward: cotangent for '${seed}' has dims [${c.dims}] but the seed has dims [${want}]`);
       }
       feeds[input] = c;
     }
-    const out = await runSession(this.backwardSession, feeds);
+    const out = await runSession(this.backwardSession, feeds, Object.values(this.signature.gradients));
     const grads: Record<string, ort.Tensor> = {};
-    for (const [w, name] of Object.entries(this.split.gradients)) grads[w] = out[name];
+    for (const [w, name] of Object.entries(this.signature.gradients)) grads[w] = out[name];
     return grads;
   }
 
