@@ -185,6 +185,23 @@ describe('server: protocol, auth and bad input', function () {
     await assertStillServing();
   });
 
+  it('latents and image paths outside the allowed folders → file_not_allowed; missing → file_not_found', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const secret = join(outside, 'secret-sd', 'model_index.json');
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [{ type: 'generate', model: 'fake-sd', prompt: 'a', latents: secret }, 'file_not_allowed', 'latents'],
+      [{ type: 'generate', model: 'fake-sd', prompt: 'a', latents: join(modelsRoot, 'nope.npy') }, 'file_not_found', 'latents'],
+      [{ type: 'explain', model: 'fake-sd', image: { path: secret } }, 'file_not_allowed', 'image.path'],
+      [{ type: 'explain', model: 'fake-sd', image: { path: '/etc/passwd' } }, 'file_not_allowed', 'image.path'],
+    ];
+    for (const [msg, code, field] of cases) {
+      const r = await c.request({ type: msg.type as string, ...msg });
+      assert.equal(r.terminal.type === 'error' && r.terminal.code, code, JSON.stringify(msg));
+      assert.equal(r.terminal.type === 'error' && r.terminal.field, field);
+    }
+    await c.close();
+  });
+
   it('listModels lists the model folders inside --models only', async () => {
     const c = await HeedClient.connect(server.url, { token: server.token });
     const r = await c.request({ type: 'listModels' });
