@@ -597,6 +597,29 @@ describe('model builders (models/)', function () {
     });
   });
 
+  describe('consumed by transformers.js (the Optimum-layout reference consumer)', function () {
+    it('loads the ViT folder (config, preprocessor, onnx/model.onnx) and the CLIP tokenizer.json', async function () {
+      const tjs = await import('@huggingface/transformers');
+      tjs.env.allowRemoteModels = false;
+      tjs.env.localModelPath = tmp + '/';
+      const vitDir = join(tmp, 'vit');
+      if (!existsSync(vitDir)) buildVitFolder(vitDir, vitTinyConfig(0));
+      const clipDir = join(tmp, 'clip');
+      if (!existsSync(clipDir)) buildClipFolder(clipDir, clipTinyConfig(0));
+      const tok = tinyTokenizer();
+      const hf = await tjs.AutoTokenizer.from_pretrained('clip');
+      const ids = (hf('a cat and a frog').input_ids.tolist() as bigint[][])[0].map(Number);
+      assert.deepEqual(ids, encode(tok, 'a cat and a frog').slice(0, ids.length));
+      const model = await tjs.AutoModelForImageClassification.from_pretrained('vit', { dtype: 'fp32' });
+      const proc = await tjs.AutoProcessor.from_pretrained('vit');
+      const pixels = new Uint8ClampedArray(64 * 48 * 3).map((_, i) => (i * 37) % 256);
+      const out = await model(await proc(new tjs.RawImage(pixels, 64, 48, 3)));
+      assert.deepEqual(out.logits.dims, [1, 10]);
+      assertFinite(out.logits.data as Float32Array, 'transformers.js logits');
+      await model.dispose();
+    });
+  });
+
   describe('cache', function () {
     it('ensureTinyModels builds once, stamps the folders and reuses them', async function () {
       const cache = join(tmp, 'cache');
