@@ -262,3 +262,25 @@ describe('server: protocol module', () => {
     assert.ok(!isLoopbackHost('0.0.0.0') && !isLoopbackHost('192.168.1.2') && !isLoopbackHost('::'));
   });
 });
+
+describe('server: heartbeat', () => {
+  it('drops a connection that stops answering pings, and keeps serving', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'heed-server-hb-'));
+    const server = await startServer({ port: 0, outDir: dir, heartbeatMs: 100, runnerModule: FAKE_RUNNER, log: () => undefined });
+    try {
+      const silent = await HeedClient.connect(server.url, { token: server.token });
+      // ws answers pings automatically; pausing the socket makes the client go silent like a dead peer.
+      (silent.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      const healthy = await HeedClient.connect(server.url, { token: server.token });
+      await new Promise((r) => setTimeout(r, 500));
+      const s = await healthy.request({ type: 'status' });
+      assert.ok(s.terminal.type === 'result' && s.terminal.result.kind === 'status');
+      assert.equal(s.terminal.result.kind === 'status' && s.terminal.result.connections, 1, 'only the answering connection is left');
+      await healthy.close();
+      silent.ws.terminate();
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -53,6 +53,8 @@ export interface ServerOptions {
   maxFetchBytes?: number;
   /** Per-worker model cache budget. */
   cacheBytes?: number;
+  /** Interval of the WebSocket pings that detect dead connections (default 30 s). */
+  heartbeatMs?: number;
   /** Runner module URL for the workers (tests inject their own); default: the engine runner. */
   runnerModule?: string;
   /** Workers as child processes (default: a killed or crashed worker cannot take the server down) or threads. */
@@ -81,6 +83,8 @@ interface Connection {
   open: Map<string, OpenRequest>;
   remote: string;
   chain: Promise<void>;
+  /** Answered the last ping (half-open TCP connections are dropped after one silent interval). */
+  alive: boolean;
 }
 
 const DEFAULT_RUNNER = new URL('./engine-runner.js', import.meta.url).href;
@@ -100,6 +104,7 @@ export class HeedServer {
   private readonly tokenizers = new TokenizerService();
   private readonly startedAt = Date.now();
   private closing = false;
+  private heartbeat?: NodeJS.Timeout;
   private closedResolve!: () => void;
   /** Resolves once close() has finished (the serve command waits on it). */
   readonly closed = new Promise<void>((r) => (this.closedResolve = r));
@@ -107,7 +112,7 @@ export class HeedServer {
   private constructor(
     private readonly http: Server,
     private readonly wss: WebSocketServer,
-    private readonly opts: Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots'>> & { infoFile: string | false },
+    private readonly opts: Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs'>> & { infoFile: string | false },
     private readonly modelPolicy: PathPolicy,
     private readonly filePolicy: PathPolicy,
     private readonly fetchPolicy: PathPolicy,
@@ -177,6 +182,8 @@ export class HeedServer {
       res.end('heed serve: WebSocket endpoint (protocol heed/1) and GET /healthz only\n');
     });
     http.on('upgrade', (req, socket, head) => server.onUpgrade(req, socket, head));
+    server.heartbeat = setInterval(() => server.ping(), options.heartbeatMs ?? 30_000);
+    server.heartbeat.unref();
     if (opts.infoFile) await writeInfoFile(opts.infoFile, info);
     log(`listening on ${info.url} (protocol ${PROTOCOL_VERSION}, ${opts.workers} worker ${opts.isolation === 'process' ? 'process' : 'thread'}${opts.workers > 1 ? (opts.isolation === 'process' ? 'es' : 's') : ''}, out ${outDir})`);
     return server;
@@ -199,7 +206,8 @@ export class HeedServer {
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Connection = { ws, hello: false, open: new Map(), remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`, chain: Promise.resolve() };
+    const conn: Connection = { ws, hello: false, open: new Map(), remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`, chain: Promise.resolve(), alive: true };
+    ws.on('pong', () => (conn.alive = true));
     this.connections.add(conn);
     ws.on('message', (data, isBinary) => {
       // One connection's requests are handled in arrival order: job submission awaits file-system checks, and
@@ -420,6 +428,19 @@ export class HeedServer {
     if (!submitted.started) this.send(conn, { type: 'progress', id: req.id, jobId, phase: 'queued', step: 0, total: 0 });
   }
 
+  /** Pings every connection; one that did not answer the previous ping is gone (its jobs go on). */
+  private ping(): void {
+    for (const c of this.connections) {
+      if (!c.alive) {
+        this.log(`connection ${c.remote} stopped answering pings; dropping it`);
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+    }
+  }
+
   /** Request ids → job ids of one connection's open jobs (tests). */
   jobIdOf(requestId: string): string | undefined {
     for (const c of this.connections) {
@@ -432,6 +453,7 @@ export class HeedServer {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    clearInterval(this.heartbeat);
     for (const c of this.connections) c.ws.close(CLOSE_CODES.goingAway, 'server shutting down');
     await this.pool.close();
     await new Promise<void>((res) => {
