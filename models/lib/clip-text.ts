@@ -18,7 +18,6 @@ export interface ClipTextConfig {
   initializerFactor: number;
 }
 
-
 /** float32 lowest value, which transformers uses as "minus infinity" in masks. */
 export const F32_MIN = -3.4028234663852886e38;
 
@@ -29,8 +28,8 @@ export interface ClipTextOutputs {
 
 /**
  * Emits the text transformer under scope `text_model`. `inputIds` may be int32 (diffusers' SD export) or int64;
- * `attentionMask` (int64 [b, s], 1 = keep) adds transformers' expanded padding mask. `outputNames` names the two
- * result tensors (graph outputs).
+ * `attentionMask` (int64 [b, s], 1 = keep) adds transformers' expanded padding mask. `lastHiddenName` / `pooledName`
+ * name the two result tensors when they are graph outputs.
  */
 export function clipTextTransformer(g: GraphBuilder, cfg: ClipTextConfig, inputIds: string,
   opts: { attentionMask?: string; lastHiddenName?: string; pooledName?: string } = {}): ClipTextOutputs {
