@@ -9,6 +9,7 @@ import { HeedClient } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
 import { describeIssues, GenerateRequest, PROTOCOL_VERSION, Request, encodeBinaryFrame, decodeBinaryFrame } from '../engine/server/protocol.js';
 import { isLoopbackHost, tokenMatches } from '../engine/server/auth.js';
+import { requireReference } from './helpers/reference.js';
 
 const FAKE_RUNNER = new URL('./server-fake-runner.js', import.meta.url).href;
 
@@ -278,6 +279,39 @@ describe('server: heartbeat', () => {
       assert.equal(s.terminal.result.kind === 'status' && s.terminal.result.connections, 1, 'only the answering connection is left');
       await healthy.close();
       silent.ws.terminate();
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('server: tokenizer thread', () => {
+  it('a real CLIP tokenizer loads off the main thread: other requests are answered meanwhile; same ids as the library', async function () {
+    const ref = requireReference(this);
+    const tokDir = join(ref, 'sd-tiny-v1', 'onnx');
+    const dir = mkdtempSync(join(tmpdir(), 'heed-server-tok-'));
+    const server = await startServer({ port: 0, outDir: dir, runnerModule: FAKE_RUNNER, log: () => undefined });
+    try {
+      const a = await HeedClient.connect(server.url, { token: server.token });
+      const b = await HeedClient.connect(server.url, { token: server.token });
+      const t0 = performance.now();
+      const tok = a.request({ type: 'tokenize', model: tokDir, text: 'a cat and a frog' });
+      const status = await b.request({ type: 'status' });
+      const statusMs = performance.now() - t0;
+      const x = await tok;
+      const tokMs = performance.now() - t0;
+      assert.equal(status.terminal.type, 'result');
+      assert.ok(statusMs < tokMs, `status (${statusMs.toFixed(0)} ms) answered before the tokenizer finished loading (${tokMs.toFixed(0)} ms)`);
+      assert.ok(x.terminal.type === 'result' && x.terminal.result.kind === 'tokenize');
+      if (x.terminal.type === 'result' && x.terminal.result.kind === 'tokenize') {
+        // The reference README's tokenization of this prompt (HF CLIPTokenizer = openai SimpleTokenizer).
+        assert.deepEqual(x.terminal.result.ids.slice(0, 8), [49406, 320, 2368, 537, 320, 11438, 49407, 49407]);
+      }
+      const bad = await a.request({ type: 'tokenize', model: dir, text: 'a cat' });
+      assert.equal(bad.terminal.type === 'error' && bad.terminal.code, 'model_invalid');
+      await a.close();
+      await b.close();
     } finally {
       await server.close();
       rmSync(dir, { recursive: true, force: true });

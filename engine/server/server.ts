@@ -456,6 +456,7 @@ export class HeedServer {
     clearInterval(this.heartbeat);
     for (const c of this.connections) c.ws.close(CLOSE_CODES.goingAway, 'server shutting down');
     await this.pool.close();
+    await this.tokenizers.close();
     await new Promise<void>((res) => {
       this.wss.close(() => res());
     });

@@ -1,47 +1,51 @@
-// Tokenization runs on the main thread, not in a worker: it takes well under a millisecond once the tokenizer is
-// loaded, and the editor asks for it on every hover — queued behind a minutes-long generation it would be useless.
-// Tokenizers are cached by folder (a handful; each holds the CLIP vocabulary, a few MB).
-import { ClipTokenizer } from '../diffusion/tokenizer.js';
+// Tokenization is answered at once, never queued behind a generation: the editor asks on every hover. It runs in a
+// small dedicated thread (tokenize-worker.ts) because loading a real CLIP tokenizer takes about a second of
+// synchronous work, which on the main thread would stall every connection's events.
+import { Worker } from 'node:worker_threads';
 import { ProtocolError } from './errors.js';
 import type { TokenizeResult } from './protocol.js';
+import type { TokenizeReplyMsg, TokenizeRequestMsg } from './tokenize-worker.js';
 
-const MAX_CACHED = 8;
+const WORKER_URL = new URL('./tokenize-worker.js', import.meta.url);
 
 export class TokenizerService {
-  private readonly cache = new Map<string, Promise<ClipTokenizer>>();
+  private worker?: Worker;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: (r: TokenizeResult) => void; reject: (e: Error) => void }>();
 
-  private load(dir: string): Promise<ClipTokenizer> {
-    let p = this.cache.get(dir);
-    if (p) {
-      this.cache.delete(dir); // re-insert: Map order is the LRU order
-      this.cache.set(dir, p);
-      return p;
-    }
-    p = ClipTokenizer.fromFolder(dir);
-    this.cache.set(dir, p);
-    p.catch(() => this.cache.delete(dir));
-    while (this.cache.size > MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
-    return p;
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(WORKER_URL);
+    w.unref(); // never keeps the process alive by itself
+    w.on('message', (m: TokenizeReplyMsg) => {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      this.pending.delete(m.seq);
+      if (m.ok) p.resolve(m.result);
+      else p.reject(new ProtocolError(m.name === 'TokenizerLoadError' ? 'model_invalid' : 'invalid_input', m.message, m.name === 'TokenizerLoadError' ? 'model' : 'text'));
+    });
+    const fail = (why: string): void => {
+      for (const p of this.pending.values()) p.reject(new ProtocolError('internal', `the tokenizer thread stopped (${why}); retry`));
+      this.pending.clear();
+      this.worker = undefined; // the next request starts a fresh one
+    };
+    w.on('error', (e) => fail(e.message));
+    w.on('exit', (code) => fail(`exit code ${code}`));
+    this.worker = w;
+    return w;
   }
 
-  async tokenize(modelDir: string, text: string): Promise<TokenizeResult> {
-    let tok: ClipTokenizer;
-    try {
-      tok = await this.load(modelDir);
-    } catch (e) {
-      throw new ProtocolError('model_invalid', (e as Error).message, 'model');
-    }
-    const t = tok.encode(text);
-    return {
-      kind: 'tokenize',
-      ids: t.ids,
-      tokens: t.tokens,
-      length: t.length,
-      maxLength: tok.maxLength,
-      truncated: t.truncated,
-      droppedWords: t.droppedWords,
-      ...(t.warning ? { warning: t.warning } : {}),
-      words: t.words.map((w) => ({ word: w.word, start: w.start, end: w.end, tokenIndices: w.tokenIndices })),
-    };
+  tokenize(modelDir: string, text: string): Promise<TokenizeResult> {
+    const seq = ++this.seq;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      this.start().postMessage({ seq, dir: modelDir, text } satisfies TokenizeRequestMsg);
+    });
+  }
+
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) await w.terminate();
   }
 }
