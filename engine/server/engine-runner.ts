@@ -312,8 +312,3 @@ export function createRunner(): JobRunner {
     },
   };
 }
-
-/** Paths in results are absolute; this gives them relative to the job folder (for logs). */
-export function jobRelative(job: WorkerJob, path: string): string {
-  return relative(job.outDir, path);
-}
