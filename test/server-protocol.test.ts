@@ -10,6 +10,8 @@ import { startServer, type HeedServer } from '../engine/server/server.js';
 import { describeIssues, GenerateRequest, PROTOCOL_VERSION, Request, encodeBinaryFrame, decodeBinaryFrame } from '../engine/server/protocol.js';
 import { isLoopbackHost, tokenMatches } from '../engine/server/auth.js';
 import { requireReference } from './helpers/reference.js';
+import { latentPreview, latentsToRgb } from '../engine/server/preview.js';
+import sharp from 'sharp';
 
 const FAKE_RUNNER = new URL('./server-fake-runner.js', import.meta.url).href;
 
@@ -316,5 +318,23 @@ describe('server: tokenizer thread', () => {
       await server.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('server: latent previews', () => {
+  it('maps SD latents to RGB with the fixed projection (hand-computed pixels) and encodes a nearest-upscaled PNG', async () => {
+    // 1×4×1×2 latents: pixel 0 = channel 0 only (1.0), pixel 1 = channel 3 only (−1.0).
+    const lat = new Float32Array([1, 0, 0, 0, 0, 0, 0, -1]);
+    const rgb = latentsToRgb(lat, 4, 1, 2)!;
+    // (v + 1) · 127.5 for v = (0.3512, 0.2297, 0.3227) and v = −(−0.212, −0.2616, −0.7177) = (0.212, 0.2616, 0.7177).
+    assert.deepEqual([...rgb], [172, 157, 169, 155, 161, 219]);
+    assert.equal(latentsToRgb(new Float32Array(6), 3, 1, 2), undefined, 'no preview for other channel counts');
+    const p = await latentPreview(lat, [1, 4, 1, 2], 64);
+    assert.ok(p);
+    assert.deepEqual([p.width, p.height], [64, 32]);
+    const { data, info } = await sharp(Buffer.from(p.png, 'base64')).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], [64, 32]);
+    assert.deepEqual([...data.subarray(0, 3)], [172, 157, 169]);
+    assert.deepEqual([...data.subarray(63 * 3, 64 * 3)], [155, 161, 219]);
   });
 });
