@@ -76,7 +76,12 @@ async function scratch() {
   const models = await ensureTinyModels();
   writeFileSync(
     join(d.ws, 'demo.prompt'),
-    ['# Heed end-to-end test prompts', 'steps: 3', 'seed: 1', 'size: 256x256', '', 'a cat and a frog on a bench', 'excite: frog', ''].join('\n'),
+    [
+      '# Heed end-to-end test prompts', 'steps: 3', 'seed: 1', 'size: 256x256', '',
+      'a cat and a frog on a bench', 'excite: frog', '',
+      '# longer than CLIP reads: the tail is dimmed and flagged',
+      Array.from({ length: 40 }, (_, i) => `frog${i} cat${i}`).join(' '), '',
+    ].join('\n'),
   );
   // A small synthetic picture (a green "frog" blob on a brown bench) for the explanation panel.
   const sharp = (await import('sharp')).default;
@@ -261,6 +266,22 @@ const scenarios = [
     },
   },
   {
+    name: 'token-window',
+    title: 'a prompt past the 77-token window gets a warning and its tail is dimmed',
+    async run({ page }) {
+      await goTo(page, 10, 1);
+      await command(page, 'Go to Next Problem (Error, Warning, Info)');
+      const marker = page.locator('.marker-widget', { hasText: "Past CLIP's 77-token window" }).first();
+      await marker.waitFor({ timeout: 30_000 });
+      const text = (await marker.innerText()).replace(/\s+/g, ' ');
+      const dimmed = await page.evaluate(() => [...document.querySelectorAll('.view-lines span')].filter((e) => getComputedStyle(e).opacity === '0.45').map((e) => e.textContent).join(''));
+      if (!/frog3\d/.test(dimmed)) throw new Error(`the tail of the long prompt is not dimmed: "${dimmed.slice(0, 120)}"`);
+      await page.screenshot({ path: join(ARTIFACTS, 'token-window.png') });
+      await page.keyboard.press('Escape');
+      return `${text.slice(0, 110)}…; dimmed from "${dimmed.slice(0, 20)}"`;
+    },
+  },
+  {
     name: 'generate-maps',
     title: 'Generate from the CodeLens → map panel with the image and one map per word',
     async run({ page }) {
@@ -289,7 +310,9 @@ const scenarios = [
       if (steps.length !== 1 || Number(steps[0]) < 2) throw new Error(`expected a step slider over the denoising previews, got max ${JSON.stringify(steps)}`);
       await sleep(500);
       await page.screenshot({ path: join(ARTIFACTS, 'map-panel.png') });
-      return `maps for ${words.join(', ')}; keyboard overlay ok; step slider over ${Number(steps[0]) + 1} previews`;
+      await frame.click('#run-plain button:has-text("Save report")');
+      await page.locator('.notification-toast', { hasText: 'saved plain-report.json' }).first().waitFor({ timeout: 20_000 });
+      return `maps for ${words.join(', ')}; keyboard overlay ok; step slider over ${Number(steps[0]) + 1} previews; report saved`;
     },
   },
   {
@@ -315,7 +338,7 @@ const scenarios = [
       await fix.click();
       await page.locator('.view-lines', { hasText: `excite: frog, ${word}` }).first().waitFor({ timeout: 10_000 });
       await page.screenshot({ path: join(ARTIFACTS, 'quick-fix-applied.png') });
-      await command(page, 'Undo');
+      await page.keyboard.press('Escape');
       return `${badges.length} inline badges; ${message.slice(0, 90)} → applied "${label}"`;
     },
   },
@@ -339,6 +362,9 @@ const scenarios = [
     title: 'Generate with Attend-and-Excite → loss chart',
     skip: () => (aeAvailable() ? false : 'Attend-and-Excite is not in the engine yet (engine/guidance/ is empty)'),
     async run({ page }) {
+      await closeEditors(page); // a clean layout: the prompt beside the map panel
+      await openFile(page, 'demo.prompt');
+      await page.locator('.view-lines', { hasText: 'a cat and a frog' }).first().waitFor({ timeout: 30_000 });
       await goTo(page, 1, 1); // the CodeLens sits above the prompt: keep the top of the file in view
       await codeLens(page, /Attend-and-Excite/);
       const frame = await webviewFrame(page, 'heed-maps');
@@ -353,6 +379,8 @@ const scenarios = [
       }
       await frame.waitForSelector('#loss-excite svg.chart polyline', { timeout: 10_000 });
       const n = (await frame.$$('#loss-excite svg.chart polyline')).length;
+      await frame.$eval('#loss-excite', (el) => el.scrollIntoView());
+      await sleep(300);
       await page.screenshot({ path: join(ARTIFACTS, 'attend-excite.png') });
       return `loss chart with ${n} series`;
     },
@@ -368,7 +396,11 @@ const scenarios = [
       await row.click({ button: 'right' });
       const item = page.locator('.monaco-menu .action-item', { hasText: 'Explain Image' }).first();
       await item.waitFor({ timeout: 10_000 });
+      await item.hover();
       await item.click();
+      await sleep(500);
+      // A click that lands while the menu is still animating in is dropped; the keyboard then does it.
+      if (await item.isVisible().catch(() => false)) await page.keyboard.press('Enter');
       const frame = await webviewFrame(page, 'heed-explain');
       await frame.waitForSelector('#texts', { timeout: 20_000 });
       await frame.fill('#texts', 'a photo of a frog\na photo of a cat');
