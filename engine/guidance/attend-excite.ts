@@ -9,7 +9,7 @@ import { ort } from '../onnx/session.js';
 import { VjpRunner, type Residuals } from '../onnx/autodiff/index.js';
 import type { AttentionSite } from '../attention/discover.js';
 import { aeAggregate, type SiteProbs } from '../attention/aggregate.js';
-import type { BeforeStepContext, StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import { CancelledError, type BeforeStepContext, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import { toModelTensor, fromModelTensor } from '../diffusion/boundary.js';
 import { aeLoss, aeStepSizes, DEFAULT_AE_LOSS, type AeLossOptions } from './ae-loss.js';
 
@@ -136,22 +136,22 @@ export class AttendExcite {
     const i = ctx.step;
     if (this.stepSizes.length === 0) this.stepSizes = aeStepSizes(this.options.scaleFactor, ctx.total);
     const refineThreshold = this.options.thresholds[i];
-    if (i >= this.options.maxIterToAlter && refineThreshold === undefined) {
-      if (i === 0) this.latentsAfterStep0 = ctx.latents.slice();
-      return;
-    }
     let latents = ctx.latents;
+    // Like diffusers, score every step (also after max_iter_to_alter): the loss trace is part of the output.
     let ev = await this.evaluate(latents, ctx, 'main');
     if (this.firstMaps === null) this.firstMaps = ev.maps;
     if (refineThreshold !== undefined && ev.loss > 1 - refineThreshold) {
       const target = Math.max(0, 1 - refineThreshold);
       let iteration = 0;
-      // diffusers re-runs the forward on the same latents at the loop's start; it computes exactly `ev`, so reuse it.
       while (ev.loss > target) {
         iteration++;
+        if (iteration === 1) {
+          // diffusers re-runs the forward on the same latents here; it computes exactly `ev`, so log it and reuse it.
+          this.events.push({ ...this.events[this.events.length - 1], phase: 'refine', iteration: 1 });
+        }
         if (ev.loss !== 0) latents = await this.update(ev, ctx, 'refine', iteration);
         if (iteration >= this.options.maxRefinementSteps) break;
-        ctx.signal?.throwIfAborted?.();
+        if (ctx.signal?.aborted) throw new CancelledError(ctx.step, ctx.total);
         ev = await this.evaluate(latents, ctx, 'refine', iteration + 1);
       }
       // One more evaluation on the refined latents, as the original does after its loop.
@@ -194,7 +194,8 @@ export class AttendExcite {
       for (let hd = 0; hd < site.heads; hd++) {
         for (let j = 0; j < plane; j++) data[hd * plane + j] = ev.gradMaps[j] / count;
       }
-      const spec = this.runner.split.specs[site.probs];
+      const spec = this.runner.specs[site.probs];
+      if (!spec) throw new AttendExciteError(`the VJP graph has no seed '${site.probs}'`);
       cot[site.probs] = toModelTensor(spec.elemType === 10 ? 'float16' : 'float32', data, spec.dims);
     }
     const t0 = performance.now();
