@@ -73,13 +73,14 @@ export class Emitter {
 
   /** A constant tensor as an initializer (deduplicated by content). */
   constant(t: HostTensor, hint = 'const'): string {
-    const key = `${t.dataType}|${t.dims.join(',')}|${Array.from(t.data as ArrayLike<number | bigint>, String).join(',')}`;
-    const cached = key.length < 4096 ? this.constCache.get(key) : undefined;
+    // Only small constants (scalars, shape vectors) are worth deduplicating; big ones (one-hot matrices) are unique.
+    const key = t.data.length <= 64 ? `${t.dataType}|${t.dims.join(',')}|${Array.from(t.data as ArrayLike<number | bigint>, String).join(',')}` : undefined;
+    const cached = key ? this.constCache.get(key) : undefined;
     if (cached) return cached;
     const name = this.fresh(hint);
     this.graph.addInitializer(name, t);
-    this.infos.set(name, { elemType: t.dataType, dims: [...t.dims], value: t });
-    if (key.length < 4096) this.constCache.set(key, name);
+    this.infos.set(name, { elemType: t.dataType, dims: [...t.dims], value: t.data.length <= 4096 ? t : undefined });
+    if (key) this.constCache.set(key, name);
     return name;
   }
   scalar(v: number, elemType: DataTypeCode): string {
