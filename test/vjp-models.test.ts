@@ -256,15 +256,34 @@ describe('VJP errors', function () {
     assert.throws(() => buildVjp(base(), { seeds: [], wrt: ['x'] }), /no seeds given/);
   });
 
-  it('VjpRunner.backward checks cotangent dims', async () => {
+  it('VjpRunner.backward checks cotangent dims and refuses stale residuals', async () => {
     const m = makeModel({ inputs: [{ name: 'x', type: DataType.FLOAT, dims: [2, 3] }], nodes: [{ op: 'Sigmoid', inputs: ['x'], outputs: ['s'] }], outputs: ['s'] });
     const r = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'] });
     try {
       const { residuals } = await r.forward({ x: new ort.Tensor('float32', new Float32Array(6), [2, 3]) });
       await assert.rejects(r.backward(residuals, { s: new ort.Tensor('float32', new Float32Array(3), [3]) }), /cotangent for 's' has dims \[3\] but the seed has dims \[2,3\]/);
       await assert.rejects(r.backward(residuals, {}), /missing cotangent for seed 's'/);
+      // Residual buffers are reused: residuals of an earlier forward() are refused, not silently overwritten.
+      const x = (v: number) => new ort.Tensor('float32', new Float32Array(6).fill(v), [2, 3]);
+      const first = await r.forward({ x: x(0) });
+      const second = await r.forward({ x: x(2) });
+      const cot = { s: new ort.Tensor('float32', new Float32Array(6).fill(1), [2, 3]) };
+      await assert.rejects(r.backward(first.residuals, cot), /residuals come from an earlier forward\(\)/);
+      const g = (await r.backward(second.residuals, cot)).x.data as Float32Array;
+      const sg = 1 / (1 + Math.exp(-2));
+      assert.ok(Math.abs(g[0] - sg * (1 - sg)) < 1e-6);
+      assert.equal((first.seeds.s.data as Float32Array)[0], 0.5, 'seeds are copies, not overwritten by the next forward');
     } finally {
       await r.dispose();
+    }
+    const keep = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'], reuseBuffers: false });
+    try {
+      const a = await keep.forward({ x: new ort.Tensor('float32', new Float32Array(6), [2, 3]) });
+      await keep.forward({ x: new ort.Tensor('float32', new Float32Array(6).fill(1), [2, 3]) });
+      const g = (await keep.backward(a.residuals, { s: new ort.Tensor('float32', new Float32Array(6).fill(1), [2, 3]) })).x.data as Float32Array;
+      assert.ok(Math.abs(g[0] - 0.25) < 1e-6);
+    } finally {
+      await keep.dispose();
     }
   });
 });
