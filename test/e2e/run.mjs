@@ -169,10 +169,19 @@ function killGroup(proc) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Driving VS Code.
-async function command(page, title) {
-  await page.keyboard.press('F1');
+/** Opens the quick input: F1, or (when focus sits inside a webview, which keeps F1) the title bar's command center. */
+async function quickInput(page) {
   const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 15_000 });
+  await page.keyboard.press('F1');
+  if (!(await input.waitFor({ state: 'visible', timeout: 3000 }).then(() => true, () => false))) {
+    await page.locator('.part.titlebar .command-center .action-label, .part.titlebar .command-center-center').first().click();
+    await input.waitFor({ state: 'visible', timeout: 15_000 });
+  }
+  return input;
+}
+
+async function command(page, title) {
+  const input = await quickInput(page);
   await input.fill(`>${title}`);
   await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 15_000 });
   await page.keyboard.press('Enter');
@@ -187,9 +196,7 @@ async function openFile(page, name) {
 }
 
 async function goTo(page, line, column) {
-  await page.keyboard.press('F1');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
+  const input = await quickInput(page);
   await input.fill(`:${line}:${column}`);
   await sleep(300);
   await page.keyboard.press('Enter');
@@ -383,6 +390,30 @@ const scenarios = [
       await sleep(300);
       await page.screenshot({ path: join(ARTIFACTS, 'attend-excite.png') });
       return `loss chart with ${n} series`;
+    },
+  },
+  {
+    name: 'compare',
+    title: 'Compare plain vs Attend-and-Excite from the palette → both runs side by side',
+    skip: () => (aeAvailable() ? false : 'Attend-and-Excite is not in the engine yet (engine/guidance/ is empty)'),
+    async run({ page }) {
+      await page.locator('.tabs-container .tab', { hasText: 'demo.prompt' }).first().click();
+      await goTo(page, 6, 1);
+      await command(page, 'Heed: Compare Plain vs Attend-and-Excite');
+      const frame = await webviewFrame(page, 'heed-maps');
+      for (const label of ['plain', 'excite']) {
+        await frame.waitForSelector(`#run-${label} img.image, #run-${label} .error`, { timeout: 300_000 });
+        const err = await frame.$(`#run-${label} .error`);
+        if (err) throw new Error(`${label} run failed: ${await err.innerText()}`);
+      }
+      const cols = await frame.$$eval('.runs > section.run', (s) => s.map((x) => x.id));
+      if (JSON.stringify(cols) !== JSON.stringify(['run-plain', 'run-excite'])) throw new Error(`expected plain and A&E side by side, got ${JSON.stringify(cols)}`);
+      await page.locator('.tabs-container .tab', { hasText: 'Heed Maps' }).first().click(); // maximize the panel's group
+      await command(page, 'View: Toggle Maximize Editor Group');
+      await sleep(800);
+      await page.screenshot({ path: join(ARTIFACTS, 'compare.png') });
+      await command(page, 'View: Toggle Maximize Editor Group');
+      return `side by side: ${cols.join(' | ')}`;
     },
   },
   {
