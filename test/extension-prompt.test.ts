@@ -170,3 +170,20 @@ describe('extension: A&E loss trace from excite.json', () => {
     assert.deepEqual(lossTraceFromExcite({ events: 'no' }), []);
   });
 });
+
+describe('extension: .npy reader of the map panel', () => {
+  it('reads float32 and float64 arrays written by the engine writer, and names what it cannot read', async () => {
+    const { encodeNpy } = await import('../engine/io/npy.js');
+    const { parseNpyFloat } = await import('../extension/src/core/npy.js');
+    const f32 = parseNpyFloat(new Uint8Array(encodeNpy(new Float32Array([1.5, -2, 3.25, 0, 7, 8]), [2, 3])));
+    assert.deepEqual(f32.shape, [2, 3]);
+    assert.deepEqual(Array.from(f32.data), [1.5, -2, 3.25, 0, 7, 8]);
+    const f64 = parseNpyFloat(new Uint8Array(encodeNpy(new Float64Array([0.1, 0.2, 0.3]), [3])));
+    assert.deepEqual(f64.shape, [3]);
+    assert.deepEqual(Array.from(f64.data), Array.from(new Float32Array([0.1, 0.2, 0.3])));
+    assert.throws(() => parseNpyFloat(new Uint8Array(encodeNpy(new Int32Array([1, 2]), [2]))), /dtype <i4 is not supported/);
+    assert.throws(() => parseNpyFloat(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])), /magic bytes/);
+    const cut = new Uint8Array(encodeNpy(new Float32Array([1, 2, 3, 4]), [4])).subarray(0, -4);
+    assert.throws(() => parseNpyFloat(cut), /shorter than its shape/);
+  });
+});
