@@ -258,7 +258,7 @@ describe('VJP errors', function () {
 
   it('VjpRunner.backward checks cotangent dims and refuses stale residuals', async () => {
     const m = makeModel({ inputs: [{ name: 'x', type: DataType.FLOAT, dims: [2, 3] }], nodes: [{ op: 'Sigmoid', inputs: ['x'], outputs: ['s'] }], outputs: ['s'] });
-    const r = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'] });
+    const r = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'], reuseBuffers: true });
     try {
       const { residuals } = await r.forward({ x: new ort.Tensor('float32', new Float32Array(6), [2, 3]) });
       await assert.rejects(r.backward(residuals, { s: new ort.Tensor('float32', new Float32Array(3), [3]) }), /cotangent for 's' has dims \[3\] but the seed has dims \[2,3\]/);
@@ -276,7 +276,7 @@ describe('VJP errors', function () {
     } finally {
       await r.dispose();
     }
-    const keep = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'], reuseBuffers: false });
+    const keep = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'] }); // small residuals: not reused by default
     try {
       const a = await keep.forward({ x: new ort.Tensor('float32', new Float32Array(6), [2, 3]) });
       await keep.forward({ x: new ort.Tensor('float32', new Float32Array(6).fill(1), [2, 3]) });

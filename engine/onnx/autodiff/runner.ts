@@ -15,6 +15,8 @@ export interface Residuals {
   readonly tensors: Readonly<Record<string, ort.Tensor>>;
 }
 
+const REUSE_THRESHOLD_BYTES = 64 * 2 ** 20;
+
 export interface VjpRunnerOptions extends VjpOptions {
   session?: SessionOptions;
   /**
@@ -27,8 +29,10 @@ export interface VjpRunnerOptions extends VjpOptions {
   strategy?: 'residuals' | 'recompute';
   /**
    * 'residuals' mode: let onnxruntime write the residuals into buffers allocated once and reused by every forward()
-   * (default true; measured ~30% less forward time on the tiny UNet at 64×64, where the residuals are 1.2 GB).
-   * Then only the residuals of the latest forward() are valid; backward() rejects older ones. Seeds are always copies.
+   * (measured ~30% less forward time on the tiny UNet at 64×64, where the residuals are 1.2 GB). Then only the
+   * residuals of the latest forward() are valid; backward() rejects older ones. Seeds are always copies.
+   * Default: on when the residuals total at least 64 MiB (where copies cost real time and keeping several
+   * generations alive would not fit anyway), off for small graphs (a ViT's residuals stay valid indefinitely).
    */
   reuseBuffers?: boolean;
 }
@@ -81,7 +85,7 @@ export class VjpRunner {
       throw e;
     }
     const runner = new VjpRunner(signature, split, fwd, bwd);
-    if (split && (options.reuseBuffers ?? true)) runner.fetches = allocateOutputs(split);
+    if (split && (options.reuseBuffers ?? split.stats.residualBytes >= REUSE_THRESHOLD_BYTES)) runner.fetches = allocateOutputs(split);
     return runner;
   }
 
