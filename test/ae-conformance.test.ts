@@ -9,6 +9,7 @@ import { aeLoss, DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 import { aeAggregate, type SiteProbs } from '../engine/attention/aggregate.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
+import { seededRandom as rng } from './helpers/rng.js';
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { maxAbs: number; rel: number } {
   let maxAbs = 0;
@@ -20,16 +21,6 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { maxAbs: number; r
   return { maxAbs, rel: maxAbs / refMax };
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('Attend-and-Excite vs diffusers (sd-tiny-v1)', function () {
   let ref: string;

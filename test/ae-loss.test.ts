@@ -6,17 +6,8 @@ import { join } from 'node:path';
 import { aeLoss, aeStepSizes, gaussianKernel1d, DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
+import { seededRandom as rng } from './helpers/rng.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('Attend-and-Excite loss', function () {
   it('uses the original Gaussian quirk: [0.2119, 0.5761, 0.2119] for σ = 0.5', function () {
