@@ -169,9 +169,18 @@ function killGroup(proc) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // 3. Driving VS Code.
-/** Opens the quick input: F1, or (when focus sits inside a webview, which keeps F1) the title bar's command center. */
-async function quickInput(page) {
+/**
+ * Opens the quick input: F1, or (when focus sits inside a webview, which keeps F1) the title bar's command center.
+ * `retry > 0` first takes focus away from any webview (Escape, then a click on the side bar's title), because a quick
+ * input opened while a webview holds focus can close again at once, leaving an inert, hidden input.
+ */
+async function quickInput(page, retry = 0) {
   const input = page.locator('.quick-input-widget input');
+  if (retry > 0) {
+    await page.keyboard.press('Escape').catch(() => {});
+    await page.locator('.part.sidebar .composite.title, .part.statusbar').first().click({ timeout: 5000, position: { x: 5, y: 5 } }).catch(() => {});
+    await sleep(500 * retry);
+  }
   await page.keyboard.press('F1');
   if (!(await input.waitFor({ state: 'visible', timeout: 3000 }).then(() => true, () => false))) {
     await page.locator('.part.titlebar .command-center .action-label, .part.titlebar .command-center-center').first().click();
@@ -180,11 +189,27 @@ async function quickInput(page) {
   return input;
 }
 
+/** Types `text` into the quick input and accepts it, retrying (with focus moved off webviews) up to 3 times. */
+async function quickInputAccept(page, text, rowText) {
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const input = await quickInput(page, attempt);
+      await input.fill(text, { timeout: 10_000 });
+      if (rowText) await page.locator('.quick-input-list .monaco-list-row', { hasText: rowText }).first().waitFor({ timeout: 15_000 });
+      else await sleep(300);
+      await page.keyboard.press('Enter');
+      return;
+    } catch (e) {
+      lastError = e;
+      console.log(`  (quick input "${text}" attempt ${attempt + 1} failed: ${String(e.message ?? e).split('\n')[0]}; retrying)`);
+    }
+  }
+  throw lastError;
+}
+
 async function command(page, title) {
-  const input = await quickInput(page);
-  await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 15_000 });
-  await page.keyboard.press('Enter');
+  await quickInputAccept(page, `>${title}`, title);
 }
 
 async function openFile(page, name) {
@@ -196,10 +221,7 @@ async function openFile(page, name) {
 }
 
 async function goTo(page, line, column) {
-  const input = await quickInput(page);
-  await input.fill(`:${line}:${column}`);
-  await sleep(300);
-  await page.keyboard.press('Enter');
+  await quickInputAccept(page, `:${line}:${column}`);
 }
 
 const statusLabel = async (page) => (await page.locator('.statusbar [aria-label^="Heed engine"]').first().getAttribute('aria-label', { timeout: 5000 }).catch(() => '')) || '';
@@ -516,23 +538,35 @@ async function main() {
         log(`SKIP ${s.name}: ${why}`);
         continue;
       }
-      const t0 = Date.now();
-      try {
-        const detail = await s.run({ page, d });
-        results.push({ name: s.name, status: 'passed', detail });
-        log(`PASS ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${detail}`);
-      } catch (e) {
-        if (e instanceof Skip) {
-          results.push({ name: s.name, status: 'skipped', detail: e.message });
-          log(`SKIP ${s.name}: ${e.message}`);
-          continue;
+      // A scenario that fails is tried once more (UI timing on a loaded 2-core machine); the retry is reported.
+      let firstFailure = null;
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const t0 = Date.now();
+        try {
+          const detail = await s.run({ page, d });
+          const note = firstFailure ? ` (passed on retry; first attempt: ${firstFailure})` : '';
+          results.push({ name: s.name, status: 'passed', detail: detail + note });
+          log(`PASS ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${detail}${note}`);
+          break;
+        } catch (e) {
+          if (e instanceof Skip) {
+            results.push({ name: s.name, status: 'skipped', detail: e.message });
+            log(`SKIP ${s.name}: ${e.message}`);
+            break;
+          }
+          await page.screenshot({ path: join(ARTIFACTS, `FAILED-${s.name}${attempt === 1 ? '-attempt1' : ''}.png`) }).catch(() => undefined);
+          const toasts = await page.locator('.notification-toast').allInnerTexts().catch(() => []);
+          if (toasts.length) log(`notifications: ${toasts.join(' | ')}`);
+          await page.keyboard.press('Escape').catch(() => undefined);
+          if (attempt === 1) {
+            firstFailure = String(e.message).split('\n')[0];
+            log(`RETRY ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${firstFailure}`);
+            await closeEditors(page).catch(() => undefined);
+            continue;
+          }
+          results.push({ name: s.name, status: 'failed', detail: e.message });
+          log(`FAIL ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message}`);
         }
-        results.push({ name: s.name, status: 'failed', detail: e.message });
-        log(`FAIL ${s.name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.message}`);
-        await page.screenshot({ path: join(ARTIFACTS, `FAILED-${s.name}.png`) }).catch(() => undefined);
-        const toasts = await page.locator('.notification-toast').allInnerTexts().catch(() => []);
-        if (toasts.length) log(`notifications: ${toasts.join(' | ')}`);
-        await page.keyboard.press('Escape').catch(() => undefined);
       }
     }
   } finally {
