@@ -9,7 +9,7 @@ import { ModelProtoSchema } from 'onnx-buf';
 import { loadModel, loadModelFromBuffer, encodeModel, cloneModel, saveModel, saveWithExternalData, externalFiles, OnnxLoadError } from '../engine/onnx/model.js';
 import { Graph, makeValueInfo } from '../engine/onnx/graph.js';
 import { inferShapes, ShapeInferenceError } from '../engine/onnx/shapes.js';
-import { openSession, openSessionFromPath, runSession, ort } from '../engine/onnx/session.js';
+import { openSession, openSessionFromPath, runSession, readLargeFile, ort } from '../engine/onnx/session.js';
 import { DataType, numel } from '../engine/onnx/tensor.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
@@ -132,6 +132,12 @@ describe('onnx toolkit: external data', function () {
     const r2 = await runSession(await openSession(fromBuffer), feeds);
     assert.ok(maxAbsDiff(r1.logits.data as Float32Array, expected.data) < 1e-4);
     assert.equal(maxAbsDiff(r1.logits.data as Float32Array, r2.logits.data as Float32Array), 0);
+  });
+
+  it('weights files are read in chunks (readFileSync stops at 2 GiB; SD 1.5 weights are 3.4 GB)', function () {
+    const ref = requireReference(this);
+    const path = join(ref, 'sd-tiny-v1/onnx/unet/weights.pb');
+    assert.ok(readLargeFile(path).equals(readFileSync(path)));
   });
 
   it('saving an external-data model elsewhere asks how to handle the weights', function () {

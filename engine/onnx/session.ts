@@ -2,7 +2,8 @@
 // itself); an edited model is serialised and its external weight files are handed to ORT as buffers, because ORT
 // refuses external data outside the folder of a model loaded from a path and we never write into users' model folders.
 import * as ort from 'onnxruntime-node';
-import { readFileSync } from 'node:fs';
+import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
 import { encodeModel, externalFiles, type OnnxModel } from './model.js';
 
 export interface SessionOptions {
@@ -46,11 +47,36 @@ export async function openSessionFromPath(path: string, options: SessionOptions 
 /** Opens an in-memory (possibly edited) model. */
 export async function openSession(model: OnnxModel, options: SessionOptions = {}): Promise<ort.InferenceSession> {
   const bytes = encodeModel(model);
-  const externalData = [...externalFiles(model)].map(([path, abs]) => ({ path, data: readFileSync(abs) }));
+  const externalData = [...externalFiles(model)].map(([path, abs]) => ({ path, data: readLargeFile(abs) }));
   try {
     return await ort.InferenceSession.create(bytes, { ...ortOptions(options), externalData });
   } catch (e) {
     throw new SessionError(`onnxruntime could not load ${model.source}${externalData.length ? ' (edited copy)' : ''}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Reads a whole weights file into one Buffer. fs.readFileSync stops at 2 GiB, and SD 1.5's UNet weights are 3.4 GB,
+ * so read in chunks into a buffer of the file's size (Node's limit for one Buffer is 4 GiB).
+ */
+export function readLargeFile(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (size > bufferConstants.MAX_LENGTH) {
+      throw new SessionError(`${path} is ${(size / 2 ** 30).toFixed(1)} GiB, more than one Node buffer holds ` +
+        `(${(bufferConstants.MAX_LENGTH / 2 ** 30).toFixed(0)} GiB); re-save the model with its external data split into several files`);
+    }
+    const buf = Buffer.allocUnsafe(size);
+    const chunk = 1 << 30;
+    for (let offset = 0; offset < size;) {
+      const n = readSync(fd, buf, offset, Math.min(chunk, size - offset), offset);
+      if (n <= 0) throw new SessionError(`${path}: unexpected end of file at byte ${offset} of ${size}`);
+      offset += n;
+    }
+    return buf;
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,7 +1,7 @@
 // Conversions between ONNX TensorProto and typed arrays, and the element-type table shared by the toolkit.
 import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, TensorProto_DataLocation, type TensorProto } from 'onnx-buf';
-import { readFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** ONNX element types (TensorProto.DataType) that Heed handles. */
@@ -167,8 +167,4 @@ export function hostTensor(dataType: DataTypeCode, dims: number[], values: Array
     case DataType.INT8: return { dataType, dims, data: Int8Array.from(values) };
     default: throw new Error(`hostTensor: element type ${dataTypeName(dataType)} not supported`);
   }
-}
-
-export function readWholeFile(path: string): Buffer {
-  return readFileSync(path);
 }
