@@ -12,12 +12,12 @@ import { create } from '@bufbuild/protobuf';
 import {
   AttributeProtoSchema, AttributeProto_AttributeType, GraphProtoSchema, ModelProtoSchema, NodeProtoSchema,
   OperatorSetIdProtoSchema, StringStringEntryProtoSchema, TensorProtoSchema, TensorProto_DataLocation,
-  TensorShapeProtoSchema, TensorShapeProto_DimensionSchema, TypeProtoSchema, TypeProto_TensorSchema, ValueInfoProtoSchema,
   type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto,
 } from 'onnx-buf';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from './rng.js';
+import { makeValueInfo } from '../../engine/onnx/graph.js';
 
 /** ONNX element types used by the builders. */
 export const DT = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9 } as const;
@@ -313,20 +313,5 @@ function makeAttr(name: string, v: Attr): AttributeProto {
 }
 
 function valueInfo(name: string, elemType: ElemType, dims: Dim[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: create(TypeProtoSchema, {
-      value: {
-        case: 'tensorType',
-        value: create(TypeProto_TensorSchema, {
-          elemType,
-          shape: create(TensorShapeProtoSchema, {
-            dim: dims.map((d) => create(TensorShapeProto_DimensionSchema, {
-              value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
-            })),
-          }),
-        }),
-      },
-    }),
-  });
+  return makeValueInfo(name, elemType, dims);
 }
