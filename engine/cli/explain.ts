@@ -1,13 +1,20 @@
 // `heed explain`: what a ViT / DeiT / DINO / CLIP model looks at in one image — raw attention heads, rollout,
 // gradient rollout, Chefer relevance, mean attention distance (engine/explain does the work; this is the CLI face).
 import { relative } from 'node:path';
-import type { Command } from 'commander';
-import type { ExplainMethod, ExplainOptions, ExplainResult, WrittenFiles, HeadFusion } from '../explain/index.js';
+import { InvalidArgumentError, type Command } from 'commander';
+import type {
+  ExplainMethod, ExplainOptions, ExplainResult, WrittenFiles, HeadFusion, RolloutNormalization, GradRolloutVariant, StartLayer,
+} from '../explain/index.js';
 import { existingDir, existingFile, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
-import { collect, collectNumbers, oneOf, positiveInt, nonNegativeInt } from './options.js';
+import { collect, collectNumbers, integer, oneOf, positiveInt, nonNegativeInt } from './options.js';
 
 const FUSIONS: readonly HeadFusion[] = ['mean', 'max', 'min'];
+// The engine's choices (engine/explain/api.ts), repeated so that parsing flags loads no model code.
+const NORMALIZATIONS: readonly RolloutNormalization[] = ['vit-explain', 'rows'];
+const GRAD_VARIANTS: readonly GradRolloutVariant[] = ['vit-explain', 'corrected'];
+/** Layer indices beyond any real model; the engine checks the actual layer count once the model is loaded. */
+const MAX_LAYER = 1023;
 /** The explain engine's methods (engine/explain EXPLAIN_METHODS; listed here so parsing flags loads no model code). */
 export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
 
@@ -20,6 +27,10 @@ export interface ExplainCliOptions extends OutputMode {
   top?: number;
   headFusion?: string[];
   discard?: number[];
+  cheferStart?: StartLayer;
+  rolloutNormalization?: RolloutNormalization;
+  gradRollout?: GradRolloutVariant;
+  headsLayer?: number;
   out: string;
   trace?: string;
   threads: number;
@@ -38,6 +49,14 @@ export function parseFusions(values: readonly string[] | undefined): HeadFusion[
   return [...new Set(values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean).map(pick))];
 }
 
+/** `--chefer-start`: 'last', 'all' or a block index from 0 (the engine's StartLayer has no negative indices). */
+export function parseCheferStart(v: string): StartLayer {
+  const t = v.trim().toLowerCase();
+  if (t === 'last' || t === 'all') return t;
+  if (/^\d+$/.test(t) && Number(t) <= MAX_LAYER) return Number(t);
+  throw new InvalidArgumentError(`--chefer-start must be last, all or a layer index from 0 to ${MAX_LAYER} (0 = the first block), got '${v}'`);
+}
+
 export function registerExplain(program: Command): Command {
   return program
     .command('explain')
@@ -50,6 +69,10 @@ export function registerExplain(program: Command): Command {
     .option('--top <k>', 'ViT: explain the top K classes', positiveInt('--top', 1000))
     .option('--head-fusion <f>', 'rollout head fusion: mean, max or min (repeatable; default max)', collect)
     .option('--discard <r>', 'rollout discard ratio in [0, 1) (repeatable or comma-separated; default 0.9)', collectNumbers('--discard', 0, 0.999999))
+    .option('--rollout-normalization <n>', "rollout and gradient rollout normalisation: 'vit-explain' (the repo's column-wise division by row sums; default) or 'rows' (row-stochastic)", oneOf('--rollout-normalization', NORMALIZATIONS))
+    .option('--grad-rollout <variant>', "gradient rollout: 'vit-explain' (the repo's hook: gradient w.r.t. the softmax input, layers paired in reverse; default) or 'corrected' (∂y/∂A of the same layer)", oneOf('--grad-rollout', GRAD_VARIANTS))
+    .option('--chefer-start <layer>', "Chefer relevance: first block accumulated — 'last', 'all' or a block index from 0 (default: all for ViT, as the ViT notebook; last for CLIP, as the CLIP notebook; CLIP applies it to the image and text encoders)", parseCheferStart)
+    .option('--heads-layer <n>', 'layer of the per-head CLS attention maps (heads method); negative counts from the end (default -1, the last)', integer('--heads-layer', -MAX_LAYER - 1, MAX_LAYER))
     .requiredOption('--out <dir>', 'output folder: PNG overlays, explain.json')
     .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
@@ -77,6 +100,10 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
     ...(fusions ? { headFusion: fusions } : {}),
     ...(o.discard && o.discard.length ? { discard: o.discard } : {}),
     ...(o.text && o.text.length ? { texts: o.text } : {}),
+    ...(o.rolloutNormalization ? { rolloutNormalization: o.rolloutNormalization } : {}),
+    ...(o.gradRollout ? { gradRollout: o.gradRollout } : {}),
+    ...(o.cheferStart !== undefined ? { cheferStart: o.cheferStart } : {}),
+    ...(o.headsLayer !== undefined ? { headsLayer: o.headsLayer } : {}),
     load: { intraOpThreads: o.threads },
   };
   say(mode, `explaining ${image} with ${model}`);
@@ -84,7 +111,8 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
   const result = await explainImage(model, image, options).catch((e: unknown) => {
     // The engine names its API options; say the flag the user typed instead.
     if (e instanceof Error && (e.name === 'ExplainError' || e.name === 'MethodNotApplicableError')) {
-      e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text');
+      e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text')
+        .replace(/\bcheferStart\b/g, '--chefer-start').replace(/^heads layer\b|\bheadsLayer\b/g, '--heads-layer');
     }
     throw e;
   });

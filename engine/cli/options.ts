@@ -18,6 +18,15 @@ export function nonNegativeInt(flag: string, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
+/** Any integer in [min, max] (e.g. a layer index where negative counts from the end). */
+export function integer(flag: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be an integer from ${min} to ${max}, got '${v}'`);
+    return n;
+  };
+}
+
 export function finiteNumber(flag: string, min = -Infinity, max = Infinity) {
   return (v: string): number => {
     const n = Number(v);

@@ -23,6 +23,8 @@ export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'g
  * the layers in reverse order. 'corrected' uses ∂y/∂A (the probabilities) of the same layer.
  */
 export type GradRolloutVariant = 'vit-explain' | 'corrected';
+export const GRAD_ROLLOUT_VARIANTS: readonly GradRolloutVariant[] = ['vit-explain', 'corrected'];
+export const ROLLOUT_NORMALIZATIONS: readonly RolloutNormalization[] = ['vit-explain', 'rows'];
 
 export interface ExplainOptions {
   /** Methods to run; default all that apply to the model (with a note for those that do not). */
@@ -175,6 +177,31 @@ function validateOptions(options: ExplainOptions): void {
   if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
     throw new ExplainError(`topK must be a positive integer (got ${options.topK})`);
   }
+  // The two string options select a branch with `=== 'vit-explain'`: an unchecked typo would silently run the other one.
+  if (options.rolloutNormalization !== undefined && !ROLLOUT_NORMALIZATIONS.includes(options.rolloutNormalization)) {
+    throw new ExplainError(`unknown rolloutNormalization '${options.rolloutNormalization}' (choose ${ROLLOUT_NORMALIZATIONS.join(' or ')})`);
+  }
+  if (options.gradRollout !== undefined && !GRAD_ROLLOUT_VARIANTS.includes(options.gradRollout)) {
+    throw new ExplainError(`unknown gradRollout variant '${options.gradRollout}' (choose ${GRAD_ROLLOUT_VARIANTS.join(' or ')})`);
+  }
+  const start = options.cheferStart;
+  if (start !== undefined && start !== 'last' && start !== 'all' && !(Number.isInteger(start) && start >= 0)) {
+    throw new ExplainError(`cheferStart must be 'last', 'all' or a layer index from 0 (got ${JSON.stringify(start)})`);
+  }
+  if (options.headsLayer !== undefined && !Number.isInteger(options.headsLayer)) {
+    throw new ExplainError(`headsLayer must be an integer (got ${options.headsLayer}); negative counts from the last layer`);
+  }
+}
+
+/** An explicit Chefer start layer must exist in every encoder it is applied to (CLIP: the image and the text one). */
+function checkCheferStart(start: StartLayer, encoders: { name: string; layers: number }[]): void {
+  if (typeof start !== 'number') return;
+  for (const e of encoders) {
+    if (start >= e.layers) {
+      const which = encoders.length > 1 ? `the ${e.name} encoder has` : 'the model has';
+      throw new ExplainError(`cheferStart ${start} is out of range: ${which} ${e.layers} layers (use 0..${e.layers - 1}, 'last' or 'all')`);
+    }
+  }
 }
 
 /** Explains one image with an already loaded model (reuse it across images: sessions are cached on it). */
@@ -232,6 +259,11 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     }
   }
   if (family === 'clip' && methods.has('grad-rollout')) notApplicable('grad-rollout', 'gradient rollout explains a class logit; CLIP has no classes (use chefer with texts)');
+  // Before the (slower) gradient runs: a bad start layer would otherwise surface as a RangeError after them.
+  if (methods.has('chefer') && options.cheferStart !== undefined) {
+    const textLayers = fwd.text?.[0]?.length;
+    checkCheferStart(options.cheferStart, [{ name: 'vision', layers: vision.length }, ...(family === 'clip' && textLayers ? [{ name: 'text', layers: textLayers }] : [])]);
+  }
 
   const result: ExplainResult = {
     model: {
@@ -274,7 +306,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     const L = vision.length;
     const requested = options.headsLayer ?? -1;
     const layer = requested < 0 ? L + requested : requested;
-    if (!Number.isInteger(layer) || layer < 0 || layer >= L) throw new ExplainError(`heads layer ${requested} is out of range: the model has ${L} layers`);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= L) throw new ExplainError(`heads layer ${requested} is out of range: the model has ${L} layers (use 0..${L - 1}, or -${L}..-1 from the end)`);
     result.heads = { layer, maps: clsAttentionMaps(vision[layer], layout.grid, layout.prefixTokens) };
     timings.heads = performance.now() - t0;
   }
