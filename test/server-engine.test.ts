@@ -12,7 +12,7 @@ import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
 import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/server/protocol.js';
-import { explainImage, explainJson, writeExplainOutputs } from '../engine/explain/index.js';
+import { explainImage, explainJson, writeExplainOutputs, type ExplainOptions } from '../engine/explain/index.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 
 function progressSteps(x: Exchange): number[] {
@@ -259,6 +259,63 @@ describe('server: real engine on the tiny models', function () {
     const data = readFileSync(image).toString('base64');
     const x = await c.request({ type: 'explain', model: models.vit, image: { data }, methods: ['rollout'] });
     assert.equal(x.terminal.type, 'result');
+    await c.close();
+  });
+
+  // rolloutNormalization, gradRollout, cheferStart, headsLayer: passed through to the engine unchanged.
+  const explainOptionCases: Array<[string, 'vit' | 'clip', ExplainOptions]> = [
+    ['ViT: rows normalisation, corrected gradient rollout, Chefer from block 1, heads of layer -2', 'vit',
+      { rolloutNormalization: 'rows', gradRollout: 'corrected', cheferStart: 1, headsLayer: -2 }],
+    ['CLIP: Chefer over all blocks', 'clip', { texts: ['a bright square'], methods: ['chefer'], cheferStart: 'all' }],
+  ];
+  for (const [what, which, options] of explainOptionCases) {
+    it(`explain options (${what}) give the engine's explanation for the same options`, async () => {
+      const c = await HeedClient.connect(server.url, { token: server.token });
+      const { texts, methods, ...rest } = options;
+      const x = await c.request({ type: 'explain', model: models[which], image: { path: image }, ...(texts ? { texts: [...texts] } : {}), ...(methods ? { methods: [...methods] } : {}), ...rest });
+      await c.close();
+      assert.equal(x.terminal.type, 'result', JSON.stringify(x.terminal).slice(0, 300));
+      if (x.terminal.type !== 'result' || x.terminal.result.kind !== 'explain') return;
+      const got = (x.terminal.result.explain as { methods: Record<string, unknown> }).methods;
+      const viaJson = async (o: ExplainOptions): Promise<Record<string, unknown>> =>
+        JSON.parse(JSON.stringify((explainJson(await explainImage(models[which], image, o)) as { methods: unknown }).methods)) as Record<string, unknown>;
+      assert.deepEqual(got, await viaJson(options), 'served methods equal the API with the same options');
+      // ... and differ from the defaults wherever an option applies (the request did reach the engine).
+      const defaults = await viaJson({ ...(texts ? { texts } : {}), ...(methods ? { methods } : {}) });
+      for (const key of which === 'vit' ? ['heads', 'rollout', 'gradRollout', 'chefer'] : ['chefer']) {
+        assert.notDeepEqual(got[key], defaults[key], `${key} changed by the option`);
+      }
+      if (which === 'vit') assert.deepEqual(got.distance, defaults.distance, 'distance has none of these options');
+    });
+  }
+
+  it('explain options: bad values → invalid_message naming the field; layers the model lacks → invalid_input', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const req = { type: 'explain', model: models.vit, image: { path: image } };
+    const invalid: Array<[Record<string, unknown>, string, RegExp]> = [
+      [{ rolloutNormalization: 'cols' }, 'rolloutNormalization', /expected one of "vit-explain"\|"rows"/],
+      [{ gradRollout: 'fixed' }, 'gradRollout', /expected one of "vit-explain"\|"corrected"/],
+      [{ cheferStart: 'first' }, 'cheferStart', /must be 'last', 'all' or a layer index from 0/],
+      [{ cheferStart: -1 }, 'cheferStart', /must be 'last', 'all' or a layer index from 0/],
+      [{ cheferStart: 1.5 }, 'cheferStart', /must be 'last', 'all' or a layer index from 0/],
+      [{ headsLayer: 1.5 }, 'headsLayer', /expected int/],
+      [{ headsLayer: 'last' }, 'headsLayer', /expected number, received string/],
+    ];
+    for (const [extra, field, re] of invalid) {
+      const r = await c.request({ ...req, ...extra });
+      assert.equal(r.terminal.type === 'error' && r.terminal.code, 'invalid_message', JSON.stringify(extra));
+      assert.equal(r.terminal.type === 'error' && r.terminal.field, field, JSON.stringify(extra));
+      assert.match(r.terminal.type === 'error' ? r.terminal.message : '', re);
+    }
+    const outOfRange: Array<[Record<string, unknown>, RegExp]> = [
+      [{ methods: ['heads'], headsLayer: 9 }, /heads layer 9 is out of range: the model has \d+ layers/],
+      [{ methods: ['chefer'], cheferStart: 9 }, /cheferStart 9 is out of range: the model has \d+ layers/],
+    ];
+    for (const [extra, re] of outOfRange) {
+      const r = await c.request({ ...req, ...extra });
+      assert.equal(r.terminal.type === 'error' && r.terminal.code, 'invalid_input', JSON.stringify(r.terminal));
+      assert.match(r.terminal.type === 'error' ? r.terminal.message : '', re);
+    }
     await c.close();
   });
 });

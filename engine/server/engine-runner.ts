@@ -284,6 +284,10 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     ...(req.headFusion ? { headFusion: req.headFusion } : {}),
     ...(req.discard !== undefined ? { discard: req.discard } : {}),
     ...(req.texts ? { texts: req.texts } : {}),
+    ...(req.rolloutNormalization ? { rolloutNormalization: req.rolloutNormalization } : {}),
+    ...(req.gradRollout ? { gradRollout: req.gradRollout } : {}),
+    ...(req.cheferStart !== undefined ? { cheferStart: req.cheferStart } : {}),
+    ...(req.headsLayer !== undefined ? { headsLayer: req.headsLayer } : {}),
   };
   const prepared = await loaded.model.prepareImage(job.imagePath);
   const result = await explainWithModel(loaded.model, loaded.gradients, prepared, options);

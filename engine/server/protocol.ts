@@ -128,6 +128,8 @@ export const ImageInput = z.union([
 ]);
 export type ImageInput = z.infer<typeof ImageInput>;
 
+const CHEFER_START_MESSAGE = "must be 'last', 'all' or a layer index from 0 (0 = the first block)";
+
 export const ExplainRequest = z.strictObject({
   type: z.literal('explain'),
   id: RequestId,
@@ -140,6 +142,15 @@ export const ExplainRequest = z.strictObject({
   top: z.int().min(1).max(100).optional(),
   headFusion: z.enum(['mean', 'max', 'min']).optional(),
   discard: z.number().min(0).max(1).optional(),
+  /** Rollout and gradient-rollout normalisation (CLI `--rollout-normalization`); default 'vit-explain'. */
+  rolloutNormalization: z.enum(['vit-explain', 'rows']).optional(),
+  /** Gradient-rollout variant (CLI `--grad-rollout`); default 'vit-explain'. */
+  gradRollout: z.enum(['vit-explain', 'corrected']).optional(),
+  /** First block of Chefer relevance (CLI `--chefer-start`); default 'all' for ViT, 'last' for CLIP. The engine
+   *  checks an index against the model's layer count (error `invalid_input`). */
+  cheferStart: z.union([z.enum(['last', 'all']), z.int().min(0, CHEFER_START_MESSAGE).max(1023, CHEFER_START_MESSAGE)], { error: CHEFER_START_MESSAGE }).optional(),
+  /** Layer of the per-head CLS maps (CLI `--heads-layer`); negative counts from the end; default -1 (the last). */
+  headsLayer: z.int().min(-1024).max(1023).optional(),
   trace: z.boolean().optional(),
 });
 
