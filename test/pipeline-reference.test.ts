@@ -13,6 +13,7 @@ import { StableDiffusionPipeline, type GenerateResult } from '../engine/diffusio
 import { seededLatents } from '../engine/diffusion/latents.js';
 import { writeTrace, type TraceManifest } from '../engine/diffusion/trace.js';
 import { aeAggregate } from '../engine/attention/aggregate.js';
+import { writeGenerateOutputs } from '../engine/cli/outputs.js';
 import { requireReference } from './helpers/reference.js';
 import { assertClose } from './pipeline-helpers.js';
 
@@ -31,7 +32,7 @@ describe('SD pipeline conformance with sd-tiny-v1 (heavy)', function () {
     result = await pipe.generate({
       prompt: PROMPT, negativePrompt: '', guidance: 7.5, steps: 10, width: 512, height: 512,
       latents: join(ref, 'sd-tiny-v1', 'ref', 'latents_init.npy'),
-      maps: { daam: true, perStepResolutions: [16] },
+      maps: { daam: true, perStepResolutions: [16], perLayerResolutions: [16] },
       onStep: (s) => {
         if (s.step < 2) afterSteps.push(s.latents.slice());
       },
@@ -101,6 +102,34 @@ describe('SD pipeline conformance with sd-tiny-v1 (heavy)', function () {
     assert.equal(layers.length, 15);
     assert.equal(layers[0], 'up_blocks.1.attentions.0.transformer_blocks.0.attn2');
     assert.ok(!layers.some((l) => l.startsWith('mid_block')));
+  });
+
+  it('per-step and per-layer word maps (heed generate --maps-per-step --maps-per-layer) agree with the reference and each other', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'heed-stepmaps-'));
+    try {
+      const w = await writeGenerateOutputs(result, dir, { maps: true, perStep: true, perLayer: true });
+      assert.deepEqual(w.stepMaps, [{ height: 16, width: 16, calls: 11, timesteps: result.timesteps }]);
+      assert.deepEqual(w.layerMaps?.map((g) => [g.height, g.width, g.layers]), [[16, 16, [
+        'down_blocks.2.attentions.0.transformer_blocks.0.attn2', 'down_blocks.2.attentions.1.transformer_blocks.0.attn2',
+        'up_blocks.1.attentions.0.transformer_blocks.0.attn2', 'up_blocks.1.attentions.1.transformer_blocks.0.attn2',
+        'up_blocks.1.attentions.2.transformer_blocks.0.attn2',
+      ]]]);
+      const frog = w.maps.find((m) => m.word === 'frog');
+      assert.ok(frog?.perStep?.[0] && frog.perLayer?.[0]);
+      const steps = readNpyFloat32(frog.perStep[0].npy);
+      assert.deepEqual(steps.shape, [11, 16, 16]);
+      // Call 0's plane is column 5 ("frog") of A&E's step-0 16x16 aggregate.
+      const ref16 = r('attn_maps_step0_16x16.npy');
+      assertClose('per-step frog map, call 0', steps.data.subarray(0, 256), Float32Array.from({ length: 256 }, (_, q) => ref16[q * 77 + 5]!), 2e-5);
+      // The per-layer maps are summed over calls; their layer mean is the per-step maps' sum over calls.
+      const layers = readNpyFloat32(frog.perLayer[0].npy);
+      assert.deepEqual(layers.shape, [5, 16, 16]);
+      const layerMean = Float32Array.from({ length: 256 }, (_, i) => [0, 1, 2, 3, 4].reduce((a, l) => a + layers.data[l * 256 + i]!, 0) / 5);
+      const callSum = Float32Array.from({ length: 256 }, (_, i) => Array.from({ length: 11 }, (__, c) => steps.data[c * 256 + i]!).reduce((a, b) => a + b, 0));
+      assertClose('per-layer mean = per-step sum', layerMean, callSum, 1e-5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('writes the trace (npy files + manifest) with the same numbers', () => {

@@ -6,7 +6,7 @@
 // Nothing else is kept, so memory does not grow with the number of steps beyond the per-step maps asked for.
 import type { AttentionSite } from './discover.js';
 import {
-  aeAggregate, bicubicResize, isDaamSite, itemSlice, meanOfRows, siteGrid, transposeToTokenRows,
+  aeAggregate, bicubicResize, isDaamSite, itemSlice, meanOfRows, queryMapsToTokenMaps, siteGrid, transposeToTokenRows,
   AttentionAggregateError, type QueryMaps, type SiteProbs, type TokenMaps,
 } from './aggregate.js';
 
@@ -23,6 +23,23 @@ export interface AttentionStoreOptions {
   perStepResolutions?: number[];
   /** Grid heights at which to keep per-layer maps (head mean, summed over calls). */
   perLayerResolutions?: number[];
+}
+
+/** One word's maps over the UNet calls at one resolution: [calls, height, width]. */
+export interface StepWordMaps {
+  calls: number;
+  height: number;
+  width: number;
+  data: Float32Array;
+}
+
+/** One word's per-layer maps of the layers sharing one grid: [layers, height, width], names in `layers`. */
+export interface LayerWordMaps {
+  height: number;
+  width: number;
+  /** Module paths in UNet order (down blocks, mid, up blocks), one per plane of `data`. */
+  layers: string[];
+  data: Float32Array;
 }
 
 export interface StepRecord {
@@ -140,6 +157,47 @@ export class AttentionStore {
       out.set(path, { tokens: k, height: acc.height, width: acc.width, data: transposeToTokenRows(acc.sum, q, k, k) });
     }
     return out;
+  }
+
+  /** Resolutions (grid heights) with per-call maps recorded, in the order requested. */
+  stepResolutions(): number[] {
+    return this.options.perStepResolutions.filter((r) => this.stepMaps.some((m) => m.has(r)));
+  }
+
+  /**
+   * A word's map at every UNet call at one resolution: per call, the mean of its token rows of the head/layer mean
+   * (the same aggregate Attend-and-Excite reads, before its softmax over tokens). A step slider shows these.
+   */
+  stepWordMaps(resolution: number, tokenRows: readonly number[]): StepWordMaps {
+    const calls = this.stepMaps.length;
+    if (calls === 0) throw new AttentionAggregateError('no UNet call was recorded');
+    const first = this.stepMap(0, resolution);
+    const plane = first.height * first.width;
+    const data = new Float32Array(calls * plane);
+    for (let c = 0; c < calls; c++) data.set(meanOfRows(queryMapsToTokenMaps(this.stepMap(c, resolution)), tokenRows), c * plane);
+    return { calls, height: first.height, width: first.width, data };
+  }
+
+  /** A word's per-layer maps (head mean, summed over calls), grouped by grid size, finest grid first. */
+  layerWordMaps(tokenRows: readonly number[]): LayerWordMaps[] {
+    const blockOrder = { down: 0, mid: 1, up: 2, encoder: 3, other: 4 } as const;
+    const accs = [...this.layers.values()].sort((a, b) => blockOrder[a.site.block] - blockOrder[b.site.block] || a.site.index - b.site.index);
+    const groups = new Map<string, { height: number; width: number; layers: string[]; planes: Float32Array[] }>();
+    for (const acc of accs) {
+      const key = `${acc.height}x${acc.width}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { height: acc.height, width: acc.width, layers: [], planes: [] }));
+      const q = acc.height * acc.width;
+      const k = acc.site.keyLength;
+      g.layers.push(acc.site.modulePath);
+      g.planes.push(meanOfRows({ tokens: k, height: acc.height, width: acc.width, data: transposeToTokenRows(acc.sum, q, k, k) }, tokenRows));
+    }
+    return [...groups.values()].sort((a, b) => b.height * b.width - a.height * a.width).map((g) => {
+      const plane = g.height * g.width;
+      const data = new Float32Array(g.layers.length * plane);
+      g.planes.forEach((p, i) => data.set(p, i * plane));
+      return { height: g.height, width: g.width, layers: g.layers, data };
+    });
   }
 
   /** Module paths (in DAAM's order: up blocks, then down blocks) whose maps feed the DAAM heat map. */

@@ -5,6 +5,7 @@ import type { GenerateOptions, GenerateResult } from '../diffusion/pipeline.js';
 import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
 import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
+import { planMaps } from './maps-options.js';
 import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
 import type { WrittenGenerate } from './outputs.js';
 import { stepProgress, type StepProgress } from './progress.js';
@@ -23,6 +24,9 @@ export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   size?: ImageSize;
   out: string;
   maps?: boolean;
+  mapsPerStep?: boolean;
+  mapsPerLayer?: boolean;
+  mapsRes?: number[];
   trace?: string;
   colormap: ColormapName;
   opacity: number;
@@ -31,6 +35,12 @@ export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   summary?: boolean;
   /** Global --verbose: also let onnxruntime print its own error log. */
   verbose?: boolean;
+}
+
+/** `--maps-res 16,32` (repeatable). */
+function mapResolutions(value: string, previous: number[] | undefined): number[] {
+  const one = positiveInt('--maps-res', 1024);
+  return [...(previous ?? []), ...value.split(',').map((v) => one(v.trim()))];
 }
 
 export function registerGenerate(program: Command): Command {
@@ -48,6 +58,9 @@ export function registerGenerate(program: Command): Command {
     .option('--size <WxH>', 'image size, multiples of 8 (default: the model\'s, usually 512x512)', parseSize)
     .requiredOption('--out <dir>', 'output folder: image.png, maps/, maps.png, report.json')
     .option('--maps', 'collect cross-attention and write per-word heat maps (maps/<index>-<word>.png/.npy, maps.png)')
+    .option('--maps-per-step', 'also write each word\'s map at every denoising step: maps/steps/<h>x<w>/<index>-<word>.npy [steps, h, w] (implies --maps)')
+    .option('--maps-per-layer', 'also write each word\'s map per cross-attention layer: maps/layers/<h>x<w>/<index>-<word>.npy [layers, h, w] (implies --maps)')
+    .option('--maps-res <list>', 'attention resolutions (grid heights, e.g. 16,32) for --maps-per-step / --maps-per-layer (default: per step the Attend-and-Excite one, 16 at 512²; per layer all)', mapResolutions)
     .option('--trace <dir>', 'write the run\'s tensors as .npy + manifest.json (latents, embeddings, noise predictions, attention, DAAM maps)')
     .option('--colormap <name>', `heat-map colormap: ${COLORMAP_NAMES.join(', ')}`, oneOf('--colormap', COLORMAP_NAMES), 'turbo')
     .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
@@ -115,7 +128,10 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
     const plan = o.excite !== undefined ? await planExcite(pipe, o.prompt, height, o) : null;
     // --compare runs twice from the same initial latents: fix the seed here when none was given.
     const seed = o.seed ?? (plan && o.compare && paths.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
-    const collectMaps = !!o.maps || paths.trace !== undefined;
+    const mapsPlan = planMaps({
+      maps: !!o.maps, perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, trace: paths.trace !== undefined,
+      ...(o.mapsRes ? { resolutions: o.mapsRes } : {}),
+    }, plan ? plan.options.resolution : null);
     const base = (label: string): GenerateOptions => {
       const bar = stepProgress({ enabled: !o.quiet && !o.json, label });
       bars.push(bar);
@@ -130,7 +146,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
         width, height,
         // A&E runs also keep the per-step maps at the A&E resolution: report.json compares subject scores from them.
         // --trace needs the attention too (attn<r>_step0.npy, DAAM heat maps) even without --maps.
-        maps: plan ? { daam: collectMaps, perStepResolutions: [plan.options.resolution] } : collectMaps ? {} : false,
+        maps: mapsPlan.pipeline,
         signal: interrupt.signal,
         onStep: (s) => bar.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
       };
@@ -139,7 +155,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       throw explainSizeFailure(e, { width, height });
     });
     const outputOptions = (extra: Record<string, unknown>) => ({
-      maps: !!o.maps,
+      ...mapsPlan.write,
       colormap: o.colormap,
       opacity: o.opacity,
       tokenText: (t: string) => pipe.tokenizer.tokenText(t),

@@ -3,11 +3,14 @@
 //   image.png                  the generated image
 //   maps/<index>-<word>.png    the word's DAAM heat map over the image (<index> = the word's first token position)
 //   maps/<index>-<word>.npy    the same map, float32 [latent h, latent w], unnormalised, for numpy users
+//   maps/steps/<h>x<w>/<index>-<word>.npy   with perStep: the word's map at every UNet call, float32 [calls, h, w]
+//   maps/layers/<h>x<w>/<index>-<word>.npy  with perLayer: one map per layer of that grid, float32 [layers, h, w]
+//                                          (layer names and call timesteps in report.json stepMaps / layerMaps)
 //   maps.png                   grid: the image, then every word's overlay, each labelled
 //   report.json                prompt, tokens, word alignment, settings, timings, per-token/word max attention, warnings
 //   <trace dir>/…              with a trace dir: writeTrace's .npy files and manifest.json
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import type { GenerateResult } from '../diffusion/pipeline.js';
 import { distinctWords, wordFileStem, writeTrace } from '../diffusion/trace.js';
 import { encodeNpy } from '../io/npy.js';
@@ -21,6 +24,34 @@ export interface WrittenMap {
   /** Absolute paths. */
   png?: string;
   npy?: string;
+  /** Per-call maps, one file per resolution ([calls, h, w]). */
+  perStep?: WrittenMapStack[];
+  /** Per-layer maps, one file per grid size ([layers, h, w]). */
+  perLayer?: WrittenMapStack[];
+}
+
+export interface WrittenMapStack {
+  height: number;
+  width: number;
+  /** Absolute path of the .npy. */
+  npy: string;
+}
+
+/** What the per-step files of one resolution hold (report.json `stepMaps`). */
+export interface StepMapsInfo {
+  height: number;
+  width: number;
+  calls: number;
+  /** Timestep of each UNet call (PNDM repeats one). */
+  timesteps: number[];
+}
+
+/** What the per-layer files of one grid size hold (report.json `layerMaps`). */
+export interface LayerMapsInfo {
+  height: number;
+  width: number;
+  /** Module path of each plane, e.g. 'down_blocks.2.attentions.0.transformer_blocks.0.attn2'. */
+  layers: string[];
 }
 
 export interface WrittenGenerate {
@@ -28,6 +59,8 @@ export interface WrittenGenerate {
   image: string;
   maps: WrittenMap[];
   mapsGrid?: string;
+  stepMaps?: StepMapsInfo[];
+  layerMaps?: LayerMapsInfo[];
   traceDir?: string;
   /** Absolute paths of every file written. */
   files: string[];
@@ -38,6 +71,10 @@ export interface WrittenGenerate {
 export interface WriteGenerateOptions {
   /** Write per-word maps and the grid (default: whenever the result carries DAAM maps). */
   maps?: boolean;
+  /** Also write each word's map at every UNet call (needs per-step maps in the result; default false). */
+  perStep?: boolean;
+  /** Also write each word's map per layer (needs per-layer maps in the result; default false). */
+  perLayer?: boolean;
   /** Trace folder (absolute or relative to the cwd); omitted: no trace. */
   traceDir?: string;
   colormap?: ColormapName;
@@ -69,6 +106,7 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
   const warnings = [...result.warnings];
   const put = (name: string, data: Buffer | Uint8Array | string): string => {
     const p = join(outDir, name);
+    mkdirSync(dirname(p), { recursive: true });
     writeFileSync(p, data);
     files.push(p);
     return p;
@@ -84,6 +122,8 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
   const maps: WrittenMap[] = [];
   const tokenMax: { index: number; token: string; maxAttention: number }[] = [];
   let mapsGrid: string | undefined;
+  let stepMaps: StepMapsInfo[] | undefined;
+  let layerMaps: LayerMapsInfo[] | undefined;
   if (wantMaps) {
     if (!result.attention || !result.attention.options.daam) {
       warnings.push('maps were asked for but the generation collected no DAAM maps');
@@ -114,7 +154,29 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
         });
         const png = put(`maps/${stem}.png`, await encodePng(overlay));
         const npy = put(`maps/${stem}.npy`, encodeNpy(m, [global.height, global.width], 'float32'));
-        maps.push({ word: w.word, tokenIndices: rows, maxAttention: round(stats.max), png, npy });
+        const written: WrittenMap = { word: w.word, tokenIndices: rows, maxAttention: round(stats.max), png, npy };
+        if (o.perStep) {
+          written.perStep = [];
+          for (const r of result.attention.stepResolutions()) {
+            const sm = result.attention.stepWordMaps(r, rows);
+            const grid = `${sm.height}x${sm.width}`;
+            written.perStep.push({ height: sm.height, width: sm.width, npy: put(`maps/steps/${grid}/${stem}.npy`, encodeNpy(sm.data, [sm.calls, sm.height, sm.width], 'float32')) });
+            stepMaps ??= [];
+            if (!stepMaps.some((x) => x.height === sm.height && x.width === sm.width)) {
+              stepMaps.push({ height: sm.height, width: sm.width, calls: sm.calls, timesteps: result.attention.records.map((c) => c.timestep) });
+            }
+          }
+        }
+        if (o.perLayer) {
+          written.perLayer = [];
+          for (const g of result.attention.layerWordMaps(rows)) {
+            const grid = `${g.height}x${g.width}`;
+            written.perLayer.push({ height: g.height, width: g.width, npy: put(`maps/layers/${grid}/${stem}.npy`, encodeNpy(g.data, [g.layers.length, g.height, g.width], 'float32')) });
+            layerMaps ??= [];
+            if (!layerMaps.some((x) => x.height === g.height && x.width === g.width)) layerMaps.push({ height: g.height, width: g.width, layers: g.layers });
+          }
+        }
+        maps.push(written);
         tiles.push({ image: await resizeRgb(overlay, tileW, tileH), label: w.word });
       }
       if (maps.length > 0) {
@@ -148,7 +210,13 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
     truncated: result.prompt.truncated,
     droppedWords: result.prompt.droppedWords,
     droppedTokenCount: result.prompt.droppedTokenCount,
-    maps: maps.map((m) => ({ word: m.word, tokenIndices: m.tokenIndices, maxAttention: m.maxAttention, png: rel(m.png), npy: rel(m.npy) })),
+    maps: maps.map((m) => ({
+      word: m.word, tokenIndices: m.tokenIndices, maxAttention: m.maxAttention, png: rel(m.png), npy: rel(m.npy),
+      ...(m.perStep ? { perStep: m.perStep.map((x) => rel(x.npy)) } : {}),
+      ...(m.perLayer ? { perLayer: m.perLayer.map((x) => rel(x.npy)) } : {}),
+    })),
+    ...(stepMaps ? { stepMaps } : {}),
+    ...(layerMaps ? { layerMaps } : {}),
     tokenMaxAttention: tokenMax,
     ...(result.attention && result.attention.options.daam ? { mapLayers: result.attention.daamLayers() } : {}),
     timingsMs: {
@@ -163,6 +231,6 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
     warnings,
   };
   put('report.json', JSON.stringify(report, null, 2) + '\n');
-  return { image, maps, ...(mapsGrid ? { mapsGrid } : {}), ...(traceDir ? { traceDir } : {}), files, report };
+  return { image, maps, ...(mapsGrid ? { mapsGrid } : {}), ...(stepMaps ? { stepMaps } : {}), ...(layerMaps ? { layerMaps } : {}), ...(traceDir ? { traceDir } : {}), files, report };
 }
 

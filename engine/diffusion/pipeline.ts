@@ -19,6 +19,7 @@ import { createScheduler, schedulerNames, SchedulerConfigError, type Scheduler }
 import type { SessionOptions } from '../onnx/session.js';
 import type { AttentionSite } from '../attention/discover.js';
 import { AttentionStore } from '../attention/store.js';
+import { siteGrid } from '../attention/aggregate.js';
 
 export { schedulerNames, SchedulerConfigError };
 
@@ -54,8 +55,8 @@ export interface MapsOptions {
    * (default: the Attend-and-Excite resolution, ceil(height/32), i.e. 16 at 512×512).
    */
   perStepResolutions?: number[];
-  /** Grid heights at which to keep per-layer maps (default none). */
-  perLayerResolutions?: number[];
+  /** Grid heights at which to keep per-layer maps (default none); 'all': every cross-attention layer. */
+  perLayerResolutions?: number[] | 'all';
 }
 
 export interface StepInfo {
@@ -291,12 +292,6 @@ export class StableDiffusionPipeline {
     let store: AttentionStore | null = null;
     let sites: AttentionSite[] = [];
     if (mapsOpt) {
-      store = new AttentionStore({
-        latentHeight: shape[2], latentWidth: shape[3], tokenRows: enc.prompt.length, contextLength: seq,
-        daam: mapsOpt.daam ?? true,
-        perStepResolutions: mapsOpt.perStepResolutions ?? [aeResolution],
-        perLayerResolutions: mapsOpt.perLayerResolutions ?? [],
-      });
       let all: AttentionSite[];
       try {
         all = this.attentionSites(shape[2], shape[3]);
@@ -306,6 +301,15 @@ export class StableDiffusionPipeline {
         err.cause = e;
         throw err;
       }
+      const perLayer = mapsOpt.perLayerResolutions ?? [];
+      store = new AttentionStore({
+        latentHeight: shape[2], latentWidth: shape[3], tokenRows: enc.prompt.length, contextLength: seq,
+        daam: mapsOpt.daam ?? true,
+        perStepResolutions: mapsOpt.perStepResolutions ?? [aeResolution],
+        perLayerResolutions: perLayer === 'all'
+          ? [...new Set(all.filter((s) => s.kind === 'cross').map((s) => siteGrid(s, shape[2], shape[3])[0]))]
+          : perLayer,
+      });
       sites = store.requiredSites(all);
       if (sites.length === 0) warnings.push('no cross-attention layer matches the requested maps; no maps were collected');
     }

@@ -6,7 +6,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 // The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
 // not load the diffusion code (nor the other way round).
-import type { GenerateOptions, MapsOptions as PipelineMaps, StepInfo, StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import type { GenerateOptions, StepInfo, StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import { planMaps, type MapsRequest } from '../cli/maps-options.js';
 import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
 import type { ExciteCliOptions } from '../cli/excite.js';
@@ -83,13 +84,17 @@ function exciteCliOptions(req: GenerateRequest): ExciteCliOptions {
   };
 }
 
-function pipelineMaps(req: GenerateRequest): PipelineMaps | false {
+/** The request's `maps` in planMaps' terms (the CLI's --maps / --maps-per-step / --maps-per-layer / --maps-res). */
+function mapsRequest(req: GenerateRequest): MapsRequest {
   const m = req.maps;
-  if (!m) return false;
-  if (m === true) return {};
+  const base = { trace: req.trace === true };
+  if (!m) return base;
+  if (m === true) return { ...base, maps: true };
   return {
-    ...(m.perStep === false ? { perStepResolutions: [] } : m.perStep && m.resolutions ? { perStepResolutions: m.resolutions } : {}),
-    ...(m.perLayer ? { perLayerResolutions: m.resolutions ?? [] } : {}),
+    ...base, maps: true,
+    ...(m.perStep !== undefined ? { perStep: m.perStep } : {}),
+    ...(m.perLayer !== undefined ? { perLayer: m.perLayer } : {}),
+    ...(m.resolutions ? { resolutions: m.resolutions } : {}),
   };
 }
 
@@ -112,7 +117,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   const plan = req.excite ? await planExcite(pipeline, req.prompt, height, exciteCliOptions(req)) : null;
   // --compare semantics: both runs from the same initial latents, so fix a seed when none was given.
   const seed = req.seed ?? (plan && req.excite?.compare && !job.latentsPath ? Math.floor(Math.random() * 2 ** 32) : undefined);
-  const collectMaps = !!req.maps || !!req.trace;
+  const mapsPlan = planMaps(mapsRequest(req), plan ? plan.options.resolution : null);
   let tDen = performance.now();
   let lastLoss: { loss: number; scores?: Record<string, number> } | undefined;
   let run: 'plain' | 'guided' | undefined = plan && req.excite?.compare ? 'plain' : undefined;
@@ -127,7 +132,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     width,
     height,
     // As the CLI: A&E runs keep the per-step maps at the A&E resolution (report.json's subject scores need them).
-    maps: plan ? { daam: collectMaps, perStepResolutions: [plan.options.resolution] } : pipelineMaps(req),
+    maps: mapsPlan.pipeline,
     signal: ctx.signal,
     onStep: async (s: StepInfo) => {
       const done = s.step + 1;
@@ -147,7 +152,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   });
   const { writeGenerateOutputs } = await import('../cli/outputs.js');
   const outputOptions = (extra: Record<string, unknown>) => ({
-    maps: !!req.maps,
+    ...mapsPlan.write,
     tokenText: (t: string) => pipeline.tokenizer.tokenText(t),
     extraReport: { model: job.modelDir, ...(job.latentsPath ? { latentsFile: job.latentsPath } : {}), ...extra },
   });
@@ -231,6 +236,8 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(m.maxAttention !== undefined ? { maxAttention: m.maxAttention } : {}),
     ...(m.png ? { png: fileRef(m.png) } : {}),
     ...(m.npy ? { npy: fileRef(m.npy) } : {}),
+    ...(m.perStep ? { perStep: m.perStep.map((x) => ({ height: x.height, width: x.width, npy: fileRef(x.npy) })) } : {}),
+    ...(m.perLayer ? { perLayer: m.perLayer.map((x) => ({ height: x.height, width: x.width, npy: fileRef(x.npy) })) } : {}),
   }));
   return {
     kind: 'generate',
@@ -239,6 +246,8 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     image: { file: fileRef(written.image), width: result.image.width, height: result.image.height, preview: await imageThumbnail(written.image) },
     maps,
     ...(written.mapsGrid ? { mapsGrid: fileRef(written.mapsGrid) } : {}),
+    ...(written.stepMaps ? { stepMaps: written.stepMaps } : {}),
+    ...(written.layerMaps ? { layerMaps: written.layerMaps } : {}),
     files: written.files.map(fileRef),
     report: written.report,
     ...(excite !== undefined ? { excite } : {}),

@@ -37,11 +37,12 @@ const Size = z.int().min(8).max(4096).refine((v) => v % 8 === 0, { message: 'mus
 export const MapsOptions = z.union([
   z.boolean(),
   z.strictObject({
-    /** Also keep one map per denoising step (needed for a step slider). */
+    /** Also write each word's map at every denoising step ([steps, h, w] per word; a step slider's data). */
     perStep: z.boolean().optional(),
-    /** Also keep one map per layer. */
+    /** Also write each word's map per cross-attention layer ([layers, h, w] per word and grid; a layer filter's data). */
     perLayer: z.boolean().optional(),
-    /** Restrict to these attention resolutions (e.g. [16, 32]); default: DAAM's (everything but 8×8). */
+    /** Grid heights (e.g. [16, 32]) for perStep/perLayer; default: per step the Attend-and-Excite resolution (16 at
+     *  512²), per layer every cross-attention layer. */
     resolutions: z.array(z.int().min(1).max(1024)).max(16).optional(),
   }),
 ]);
@@ -301,6 +302,14 @@ export const WordInfo = z.strictObject({
 });
 export type WordInfo = z.infer<typeof WordInfo>;
 
+/** A stack of one word's maps on one grid: a float32 .npy [n, height, width]. */
+export const MapStack = z.strictObject({
+  height: z.int().positive(),
+  width: z.int().positive(),
+  npy: FileRef,
+});
+export type MapStack = z.infer<typeof MapStack>;
+
 export const TokenMap = z.strictObject({
   /** The word (or token) this map is for. */
   word: z.string(),
@@ -309,6 +318,10 @@ export const TokenMap = z.strictObject({
   maxAttention: z.number().optional(),
   png: FileRef.optional(),
   npy: FileRef.optional(),
+  /** maps.perStep: per resolution, the word's map at every UNet call ([calls, h, w]; calls listed in stepMaps). */
+  perStep: z.array(MapStack).optional(),
+  /** maps.perLayer: per grid size, the word's map per layer ([layers, h, w]; layer names in layerMaps). */
+  perLayer: z.array(MapStack).optional(),
 });
 export type TokenMap = z.infer<typeof TokenMap>;
 
@@ -322,6 +335,10 @@ export const GenerateResult = z.strictObject({
   maps: z.array(TokenMap),
   /** Grid of all token maps, when maps were asked for. */
   mapsGrid: FileRef.optional(),
+  /** What the perStep stacks hold: per resolution, the timestep of each UNet call. */
+  stepMaps: z.array(z.strictObject({ height: z.int().positive(), width: z.int().positive(), calls: z.int().min(0), timesteps: z.array(z.number()) })).optional(),
+  /** What the perLayer stacks hold: per grid size, the module path of each plane. */
+  layerMaps: z.array(z.strictObject({ height: z.int().positive(), width: z.int().positive(), layers: z.array(z.string()) })).optional(),
   /** Every file the job wrote (relative paths resolved against outDir). */
   files: z.array(FileRef),
   /** The content of the job's report.json (as the CLI writes it). */
