@@ -64,7 +64,13 @@ describe('explain: bad input and methods that do not apply', function () {
     await rejects(explainImage(vit, image, { headFusion: 'avg' as 'mean' }), /unknown head fusion 'avg'/);
     await rejects(explainImage(vit, image, { methods: ['saliency' as 'rollout'] }), /unknown method 'saliency'/);
     await rejects(explainImage(vit, image, { texts: ['a cat'] }), /texts are only used with CLIP models/);
-    await rejects(explainImage(vit, image, { methods: ['heads'], headsLayer: 5 }), /heads layer 5 is out of range: the model has 2 layers/);
+    await rejects(explainImage(vit, image, { methods: ['heads'], headsLayer: 5 }), /heads layer 5 is out of range: the model has 2 layers \(use 0\.\.1, or -2\.\.-1 from the end\)/);
+    await rejects(explainImage(vit, image, { headsLayer: 0.5 }), /headsLayer must be an integer \(got 0\.5\)/);
+    // The string options pick a branch by comparison with 'vit-explain': a typo must not silently run the other one.
+    await rejects(explainImage(vit, image, { rolloutNormalization: 'row' as 'rows' }), /unknown rolloutNormalization 'row' \(choose vit-explain or rows\)/);
+    await rejects(explainImage(vit, image, { gradRollout: 'fixed' as 'corrected' }), /unknown gradRollout variant 'fixed' \(choose vit-explain or corrected\)/);
+    await rejects(explainImage(vit, image, { cheferStart: -1 }), /cheferStart must be 'last', 'all' or a layer index from 0 \(got -1\)/);
+    await rejects(explainImage(vit, image, { methods: ['chefer'], cheferStart: 2 }), /cheferStart 2 is out of range: the model has 2 layers \(use 0\.\.1, 'last' or 'all'\)/);
   });
 
   it('a model without CLS token: CLS-row methods are skipped with the reason, or refused when asked for', async () => {
