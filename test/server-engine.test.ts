@@ -307,13 +307,15 @@ describe('server: real engine on the tiny models', function () {
       assert.equal(r.terminal.type === 'error' && r.terminal.field, field, JSON.stringify(extra));
       assert.match(r.terminal.type === 'error' ? r.terminal.message : '', re);
     }
-    const outOfRange: Array<[Record<string, unknown>, RegExp]> = [
-      [{ methods: ['heads'], headsLayer: 9 }, /heads layer 9 is out of range: the model has \d+ layers/],
-      [{ methods: ['chefer'], cheferStart: 9 }, /cheferStart 9 is out of range: the model has \d+ layers/],
+    const outOfRange: Array<[Record<string, unknown>, string, RegExp]> = [
+      [{ methods: ['heads'], headsLayer: 9 }, 'headsLayer', /heads layer 9 is out of range: the model has \d+ layers/],
+      [{ methods: ['chefer'], cheferStart: 9 }, 'cheferStart', /cheferStart 9 is out of range: the model has \d+ layers/],
+      [{ classIndex: 99999 }, 'classIndex', /class 99999 is out of range/],
     ];
-    for (const [extra, re] of outOfRange) {
+    for (const [extra, field, re] of outOfRange) {
       const r = await c.request({ ...req, ...extra });
       assert.equal(r.terminal.type === 'error' && r.terminal.code, 'invalid_input', JSON.stringify(r.terminal));
+      assert.equal(r.terminal.type === 'error' && r.terminal.field, field, JSON.stringify(r.terminal));
       assert.match(r.terminal.type === 'error' ? r.terminal.message : '', re);
     }
     await c.close();

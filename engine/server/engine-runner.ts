@@ -60,10 +60,19 @@ export function classifyEngineError(e: unknown, job: WorkerJob): unknown {
     case 'ExplainError':
     case 'MethodNotApplicableError':
     case 'ImageError':
-      return new ProtocolError('invalid_input', msg, kind === 'explain' && /image/i.test(msg) ? 'image' : undefined);
+      return new ProtocolError('invalid_input', msg, kind === 'explain' ? explainField(msg) : undefined);
     default:
       return e;
   }
+}
+
+/** The explain request field an engine message is about (the engine's messages start with the option's name). */
+function explainField(msg: string): string | undefined {
+  if (/^cheferStart/.test(msg)) return 'cheferStart';
+  if (/^heads ?layer/i.test(msg)) return 'headsLayer';
+  if (/^class(Index)? /.test(msg)) return 'classIndex';
+  if (/^texts /.test(msg)) return 'texts';
+  return /image/i.test(msg) ? 'image' : undefined;
 }
 
 /** The protocol's excite options in the CLI's terms, so planExcite resolves them exactly as `--excite …` would. */
