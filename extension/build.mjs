@@ -35,7 +35,18 @@ await build({
 });
 rmSync(join(here, 'media'), { recursive: true, force: true });
 cpSync(join(root, 'media'), join(here, 'media'), { recursive: true });
-console.log('built out/extension.cjs and media/');
+// The map panel's view logic is tested TypeScript (src/core/mapViews.ts); the webview runs the same code as a global.
+await build({
+  entryPoints: [join(here, 'src', 'core', 'mapViews.ts')],
+  outfile: join(here, 'media', 'map-views.js'),
+  bundle: true,
+  platform: 'browser',
+  format: 'iife',
+  globalName: 'heedViews',
+  target: 'es2022',
+  logLevel: 'warning',
+});
+console.log('built out/extension.cjs and media/ (with media/map-views.js)');
 
 if (withEngine) {
   // The engine is the project's compiled output; compile it first (tsc emits even when unrelated files have type

@@ -1,9 +1,12 @@
 // Map preview panel: progress + live preview while generating; then per run (plain / Attend-and-Excite) the image, a
-// grid of per-token maps (click or Enter to overlay on the image), an opacity slider, the A&E loss chart, save buttons.
+// grid of per-token maps (click or Enter to overlay on the image), an opacity slider, a layer/resolution filter and a
+// step slider for the maps (the choice logic is window.heedViews, the tested extension/src/core/mapViews.ts), the
+// latent previews per step, the A&E loss chart, save buttons.
 /* eslint-disable no-undef */
 (function () {
   'use strict';
   const { vscode, h, heatCanvas, lineChart } = window.heed;
+  const views = window.heedViews;
   const app = document.getElementById('app');
   const LABEL = { plain: 'Plain', excite: 'Attend-and-Excite' };
 
@@ -11,11 +14,21 @@
   let state = vscode.getState() || null;
 
   function run(label) {
-    if (!state.runs[label]) state.runs[label] = { status: 'queued', progress: null, preview: null, previews: [], stepShown: null, result: null, selected: null, opacity: 0.6, losses: [], error: null };
+    if (!state.runs[label]) state.runs[label] = { status: 'queued', progress: null, preview: null, previews: [], stepShown: null, result: null, selected: null, opacity: 0.6, losses: [], error: null, view: 'daam', mapStep: null };
     return state.runs[label];
   }
 
   function render() {
+    // Re-rendering replaces the controls: keep keyboard focus on the one the user was on.
+    const focusedId = document.activeElement && document.activeElement.id;
+    draw();
+    if (focusedId) {
+      const again = document.getElementById(focusedId);
+      if (again) again.focus();
+    }
+  }
+
+  function draw() {
     app.replaceChildren();
     if (!state) {
       app.append(h('p', { class: 'muted' }, 'Run "Heed: Generate" on a prompt (or the Generate CodeLens above it) to see its maps here.'));
@@ -67,15 +80,11 @@
   function renderResult(label, r) {
     const res = r.result;
     const wrap = h('div', { class: 'result' });
+    const choose = chooser(r);
     const stage = h('div', { class: 'stage' }, h('img', { class: 'image', src: res.image, alt: `generated image (${res.width}×${res.height})` }));
     const sel = res.maps.find((m) => m.word === r.selected);
-    if (sel) {
-      const overlay = heatCanvas(sel, false);
-      overlay.classList.add('overlay');
-      overlay.style.opacity = String(r.opacity);
-      overlay.setAttribute('aria-label', `attention map of "${sel.word}" over the image`);
-      stage.append(overlay);
-    }
+    const shown = res.maps.length ? choose(sel || res.maps[0]) : null;
+    if (sel) stage.append(overlayCanvas(sel.word, shown, r.opacity));
     wrap.append(stage);
     wrap.append(
       h('div', { class: 'controls' },
@@ -89,6 +98,7 @@
         h('span', { class: 'muted' }, sel ? `showing "${sel.word}"` : 'click a token map to overlay it'),
       ),
     );
+    if (res.maps.length) wrap.append(renderMapControls(label, r, shown));
     if (res.maps.length === 0) wrap.append(h('p', { class: 'muted' }, 'This run returned no token maps.'));
     const top = Math.max(...res.maps.map((m) => m.maxAttention || 0), 0);
     const grid = h('div', { class: 'token-grid', role: 'listbox', 'aria-label': 'per-token attention maps' });
@@ -114,7 +124,7 @@
           else return;
           e.preventDefault();
         },
-      }, heatCanvas(m, false), h('span', { class: 'word' }, m.word), rel !== undefined ? h('span', { class: `score${rel < 0.2 ? ' low' : ''}` }, rel.toFixed(2)) : null);
+      }, heatCanvas(choose(m).plane, false), h('span', { class: 'word' }, m.word), rel !== undefined ? h('span', { class: `score${rel < 0.2 ? ' low' : ''}` }, rel.toFixed(2)) : null);
       if (i === 0) cell.setAttribute('tabindex', '0');
       grid.append(cell);
     });
@@ -131,15 +141,97 @@
     return wrap;
   }
 
+  /** The map to draw for a word under the run's current filter and step. */
+  function chooser(r) {
+    const res = r.result;
+    return (m) => views.selectPlane(m, r.view, r.mapStep, res.layerGroups || [], res.stepGroups || []);
+  }
+
+  function overlayCanvas(word, shown, opacity) {
+    const overlay = heatCanvas(shown.plane, false);
+    overlay.classList.add('overlay');
+    overlay.style.opacity = String(opacity);
+    overlay.setAttribute('aria-label', `attention map of "${word}" over the image: ${shown.caption}`);
+    return overlay;
+  }
+
+  /**
+   * Redraws the maps of a run in place after the filter or the step changed. The controls are not rebuilt, so a
+   * slider being dragged keeps the pointer and the keyboard focus.
+   */
+  function updateMaps(label) {
+    const r = run(label);
+    const res = r.result;
+    const root = document.getElementById(`run-${label}`);
+    if (!root || !res) return;
+    const choose = chooser(r);
+    for (const cell of root.querySelectorAll('.token-map')) {
+      const m = res.maps.find((x) => x.word === cell.getAttribute('data-word'));
+      const old = cell.querySelector('canvas');
+      if (m && old) old.replaceWith(heatCanvas(choose(m).plane, false));
+    }
+    const sel = res.maps.find((m) => m.word === r.selected);
+    const shown = choose(sel || res.maps[0]);
+    const ov = root.querySelector('.overlay');
+    if (ov && sel) ov.replaceWith(overlayCanvas(sel.word, shown, r.opacity));
+    const steps = views.stepCount(res.maps);
+    const v = r.mapStep === null ? 0 : r.mapStep + 1;
+    const slider = document.getElementById(`map-step-${label}`);
+    if (slider) slider.setAttribute('aria-valuetext', stepText(v, steps));
+    document.getElementById(`map-step-text-${label}`).textContent = stepText(v, steps);
+    document.getElementById(`map-caption-${label}`).textContent = `Maps: ${shown.caption}`;
+    const note = document.getElementById(`map-note-${label}`);
+    note.textContent = shown.note || '';
+    note.hidden = !shown.note;
+    vscode.setState(state);
+  }
+
+  function stepText(v, steps) {
+    return v === 0 ? 'all steps' : `step ${v} of ${steps}`;
+  }
+
+  /** The layer/resolution filter and the step slider of the maps (0 = all steps), with what is shown and why. */
+  function renderMapControls(label, r, shown) {
+    const res = r.result;
+    const options = res.views && res.views.length ? res.views : [{ id: 'daam', label: 'All layers (DAAM)' }];
+    const steps = views.stepCount(res.maps);
+    const select = h('select', { id: `map-view-${label}`, onchange: (e) => {
+      r.view = e.target.value;
+      updateMaps(label);
+    } }, ...options.map((o) => h('option', { value: o.id }, o.label)));
+    select.value = options.some((o) => o.id === r.view) ? r.view : 'daam';
+    const stepValue = r.mapStep === null ? 0 : r.mapStep + 1;
+    return h('div', { class: 'map-controls', id: `map-controls-${label}` },
+      h('div', { class: 'controls' },
+        h('label', { for: `map-view-${label}` }, 'Layers'),
+        select,
+        h('label', { for: `map-step-${label}` }, 'Maps at'),
+        h('input', {
+          id: `map-step-${label}`, type: 'range', min: 0, max: steps, step: 1, value: stepValue, disabled: steps === 0 ? true : undefined,
+          'aria-valuetext': stepText(stepValue, steps),
+          title: steps === 0 ? 'this run kept no per-step maps' : 'drag: maps of one denoising step; leftmost: all steps',
+          oninput: (e) => {
+            const v = Number(e.target.value);
+            r.mapStep = v === 0 ? null : v - 1;
+            updateMaps(label);
+          },
+        }),
+        h('span', { class: 'muted', id: `map-step-text-${label}` }, stepText(stepValue, steps)),
+      ),
+      h('p', { class: 'muted small map-caption', id: `map-caption-${label}` }, `Maps: ${shown.caption}`),
+      h('p', { class: 'muted small map-note', id: `map-note-${label}`, role: 'status', hidden: !shown.note }, shown.note || ''),
+    );
+  }
+
   /** A step slider over the live previews the engine sent (decoded from the latents of each denoising step). */
   function renderSteps(label, r) {
     const k = r.stepShown === null ? r.previews.length - 1 : r.stepShown;
     const p = r.previews[k];
     const img = h('img', { class: 'preview step-preview', src: p.uri, alt: `latent preview after step ${p.step}` });
     const caption = h('span', { class: 'muted', id: `step-caption-${label}` }, `after step ${p.step} of ${r.previews[r.previews.length - 1].step}`);
-    return h('div', { class: 'steps', id: `steps-${label}` }, h('h3', {}, 'Denoising steps'),
+    return h('div', { class: 'steps', id: `steps-${label}` }, h('h3', {}, 'Denoising previews'),
       h('div', { class: 'controls' },
-        h('label', { for: `step-${label}` }, 'Step'),
+        h('label', { for: `step-${label}` }, 'Preview after step'),
         h('input', { id: `step-${label}`, type: 'range', min: 0, max: r.previews.length - 1, step: 1, value: k, 'aria-valuetext': `step ${p.step}`, oninput: (e) => {
           r.stepShown = Number(e.target.value);
           const q = r.previews[r.stepShown];

@@ -55,7 +55,8 @@ export function activate(context: vscode.ExtensionContext): void {
       ...(scheduler ? { scheduler } : {}),
       seed: s.seed ?? cfg.defaults.seed,
       ...(s.size ? { width: s.size.width, height: s.size.height } : {}),
-      maps: true,
+      // Per-step and per-layer maps feed the panel's step slider and layer/resolution filter.
+      maps: { perStep: true, perLayer: true },
       preview: { every: 1, size: 64 },
       ...(excite ? { excite: { subjects: s.excite && s.excite.length ? s.excite : 'auto' } } : {}),
     };

@@ -5,6 +5,7 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { GenerateResult, ProgressEvent } from '../../engine/server/protocol.js';
 import { parseNpyFloat } from './core/npy.js';
+import { splitStack, viewOptions, type LayerGroup, type PlaneStack, type StepGroup, type ViewOption, type WordMaps } from './core/mapViews.js';
 import { readConfig } from './config.js';
 import type { EngineManager } from './engine.js';
 import type { RunRecord } from './promptFeatures.js';
@@ -16,18 +17,20 @@ export type RunLabel = 'plain' | 'excite';
 export type MapsMessage =
   | { type: 'start'; prompt: string; labels: RunLabel[]; subjects: string[] }
   | { type: 'progress'; label: RunLabel; phase: string; step: number; total: number; etaMs?: number; preview?: string; loss?: number; scores?: Record<string, number>; iteration?: number }
-  | { type: 'result'; label: RunLabel; image: string; width: number; height: number; maps: PanelMap[]; lossTrace: RunRecord['lossTrace']; outDir: string; seed?: unknown; timingsMs: Record<string, number> }
+  | {
+    type: 'result'; label: RunLabel; image: string; width: number; height: number; maps: PanelMap[]; lossTrace: RunRecord['lossTrace'];
+    outDir: string; seed?: unknown; timingsMs: Record<string, number>;
+    /** The layer/resolution filter's options and what the stacks hold (see core/mapViews.ts). */
+    views: ViewOption[]; layerGroups: LayerGroup[]; stepGroups: StepGroup[];
+  }
   | { type: 'error'; label?: RunLabel; message: string }
   | { type: 'cancelled'; label: RunLabel };
 
-export interface PanelMap {
-  word: string;
-  tokenIndices: number[];
-  maxAttention?: number;
-  width: number;
-  height: number;
-  /** Row-major values (raw; the webview normalises for display). */
-  data: number[];
+/** A word's maps as the webview receives them: plain arrays (webview messages are JSON). */
+export interface PanelMap extends WordMaps {
+  daam: { height: number; width: number; data: number[] };
+  layers?: { height: number; width: number; planes: number[][] }[];
+  steps?: { height: number; width: number; planes: number[][] }[];
 }
 
 type FromWebview = { type: 'ready' } | { type: 'cancel' } | { type: 'save'; label: RunLabel; what: 'png' | 'npy' | 'report'; word?: string } | { type: 'explainSubjects'; label: RunLabel };
@@ -60,7 +63,7 @@ export class MapsPanel implements vscode.Disposable {
       retainContextWhenHidden: true,
       localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'media')],
     });
-    this.panel.webview.html = webviewHtml(this.panel.webview, context.extensionUri, 'maps.js', 'Heed Maps', 'heed-maps');
+    this.panel.webview.html = webviewHtml(this.panel.webview, context.extensionUri, 'maps.js', 'Heed Maps', 'heed-maps', ['map-views.js']);
     this.disposables.push(
       this.panel.onDidDispose(() => this.dispose()),
       this.panel.webview.onDidReceiveMessage((m: FromWebview) => void this.onMessage(m)),
@@ -115,18 +118,42 @@ export class MapsPanel implements vscode.Disposable {
     this.results.set(label, r);
     const image = pngDataUri(await readEngineFile(this.engine, r.image.file.path));
     const maps: PanelMap[] = [];
+    const stacks = async (refs: { npy: { path: string } }[] | undefined, what: string, word: string): Promise<PanelMap['steps']> => {
+      if (!refs) return undefined;
+      const out: NonNullable<PanelMap['steps']> = [];
+      for (const ref of refs) {
+        try {
+          const npy = parseNpyFloat(await readEngineFile(this.engine, ref.npy.path));
+          const s: PlaneStack = splitStack(npy.shape, npy.data);
+          out.push({ height: s.height, width: s.width, planes: s.planes.map((p) => Array.from(p)) });
+        } catch (e) {
+          this.engine.log(`${what} maps of '${word}' unreadable (${ref.npy.path}): ${(e as Error).message}`);
+        }
+      }
+      return out;
+    };
     for (const m of r.maps) {
       if (!m.npy) continue;
       try {
         const npy = parseNpyFloat(await readEngineFile(this.engine, m.npy.path));
         const [height, width] = npy.shape.length === 2 ? (npy.shape as [number, number]) : [1, npy.data.length];
-        maps.push({ word: m.word, tokenIndices: m.tokenIndices, ...(m.maxAttention !== undefined ? { maxAttention: m.maxAttention } : {}), width, height, data: Array.from(npy.data) });
+        const steps = await stacks(m.perStep, 'per-step', m.word);
+        const layers = await stacks(m.perLayer, 'per-layer', m.word);
+        maps.push({
+          word: m.word, tokenIndices: m.tokenIndices, ...(m.maxAttention !== undefined ? { maxAttention: m.maxAttention } : {}),
+          daam: { width, height, data: Array.from(npy.data) },
+          ...(steps ? { steps } : {}), ...(layers ? { layers } : {}),
+        });
       } catch (e) {
         this.engine.log(`map of '${m.word}' unreadable: ${(e as Error).message}`);
       }
     }
     const report = r.report as { seed?: unknown } | undefined;
-    this.post({ type: 'result', label, image, width: r.image.width, height: r.image.height, maps, lossTrace: run.lossTrace, outDir: r.outDir, seed: report?.seed, timingsMs: r.timingsMs });
+    const layerGroups: LayerGroup[] = r.layerMaps ?? [];
+    this.post({
+      type: 'result', label, image, width: r.image.width, height: r.image.height, maps, lossTrace: run.lossTrace, outDir: r.outDir,
+      seed: report?.seed, timingsMs: r.timingsMs, views: viewOptions(layerGroups), layerGroups, stepGroups: r.stepMaps ?? [],
+    });
   }
 
   error(message: string, label?: RunLabel): void {

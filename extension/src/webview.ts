@@ -7,7 +7,7 @@ import { readConfig } from './config.js';
 import type { EngineManager } from './engine.js';
 
 /** The HTML of a webview: no inline script or style, scripts only with a per-load nonce, images from data: URIs. */
-export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, script: string, title: string, bodyId: string): string {
+export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, script: string, title: string, bodyId: string, libraries: readonly string[] = []): string {
   const nonce = randomBytes(16).toString('base64');
   const media = (f: string): vscode.Uri => webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', f));
   const csp = [`default-src 'none'`, `img-src ${webview.cspSource} data: blob:`, `style-src ${webview.cspSource}`, `script-src 'nonce-${nonce}'`, `font-src ${webview.cspSource}`].join('; ');
@@ -23,7 +23,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
 <body id="${bodyId}">
 <main id="app" aria-live="polite"><p class="muted">Loading…</p></main>
 <script nonce="${nonce}" src="${media('common.js')}"></script>
-<script nonce="${nonce}" src="${media(script)}"></script>
+${libraries.map((l) => `<script nonce="${nonce}" src="${media(l)}"></script>\n`).join('')}<script nonce="${nonce}" src="${media(script)}"></script>
 </body>
 </html>`;
 }

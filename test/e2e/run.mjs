@@ -345,6 +345,58 @@ const scenarios = [
     },
   },
   {
+    name: 'map-steps-layers',
+    title: 'map panel: the layer/resolution filter and the step slider change the maps (keyboard and pointer)',
+    async run({ page }) {
+      const frame = await webviewFrame(page, 'heed-maps');
+      await frame.waitForSelector('#map-view-plain', { timeout: 60_000 });
+      const frogMap = () => frame.$eval('#run-plain .token-map[data-word="frog"] canvas', (c) => `${c.width}x${c.height}:${c.toDataURL()}`);
+      const caption = () => frame.$eval('#map-caption-plain', (e) => e.textContent);
+      const daam = await frogMap();
+      const options = await frame.$$eval('#map-view-plain option', (os) => os.map((o) => [o.value, o.textContent]));
+      const grids = options.filter(([v]) => v.startsWith('grid:'));
+      const layers = options.filter(([v]) => v.startsWith('layer:'));
+      if (options[0][0] !== 'daam' || grids.length < 2 || layers.length < grids.length) throw new Error(`layer filter options ${JSON.stringify(options)}`);
+      // A single layer of the coarsest grid that has several: its own map, its own size.
+      const coarse = grids[grids.length - 1][0].slice('grid:'.length);
+      const layer = layers.find(([v]) => v.startsWith(`layer:${coarse}:`)) ?? layers[0];
+      await frame.selectOption('#map-view-plain', layer[0]);
+      await frame.waitForFunction((name) => document.querySelector('#map-caption-plain').textContent.includes(name), layer[1].split(': ')[1], { timeout: 10_000 });
+      const layerMap = await frogMap();
+      if (layerMap === daam) throw new Error('the frog map did not change when one layer was chosen');
+      const [lw, lh] = layerMap.split(':')[0].split('x').map(Number);
+      if (`${lh}x${lw}` !== layer[0].split(':')[1]) throw new Error(`a ${layer[0]} map drawn at ${lw}x${lh}`);
+      // The step slider, from the keyboard: step 1, then step 2 — different maps, a caption naming the step.
+      const max = Number(await frame.$eval('#map-step-plain', (e) => e.max));
+      if (!(max >= 3)) throw new Error(`step slider max ${max}; expected one position per UNet call (≥ 3) plus "all steps"`);
+      await frame.selectOption('#map-view-plain', grids[grids.length - 1][0]);
+      await frame.focus('#map-step-plain');
+      await page.keyboard.press('ArrowRight');
+      await frame.waitForFunction(() => /step 1 of \d+/.test(document.querySelector('#map-caption-plain').textContent), null, { timeout: 10_000 });
+      const step1 = await frogMap();
+      await page.keyboard.press('ArrowRight');
+      await frame.waitForFunction(() => /step 2 of \d+/.test(document.querySelector('#map-caption-plain').textContent), null, { timeout: 10_000 });
+      const step2 = await frogMap();
+      if (step1 === step2) throw new Error('the frog maps of steps 1 and 2 are identical');
+      const focused = await frame.evaluate(() => document.activeElement && document.activeElement.id);
+      if (focused !== 'map-step-plain') throw new Error(`keyboard focus left the step slider (now on ${focused})`);
+      // A layer at a step: shown as its resolution's mean, with a note that says so.
+      await frame.selectOption('#map-view-plain', layer[0]);
+      await frame.waitForSelector('#map-note-plain:not([hidden])', { timeout: 10_000 });
+      const note = await frame.$eval('#map-note-plain', (e) => e.textContent);
+      await frame.click('#run-plain .token-map[data-word="cat"]');
+      await frame.waitForSelector('#run-plain canvas.overlay', { timeout: 10_000 });
+      await sleep(300);
+      await page.screenshot({ path: join(ARTIFACTS, 'map-panel-steps.png') });
+      const at = await caption();
+      // Back to all steps with the pointer end of the slider (Home key).
+      await frame.focus('#map-step-plain');
+      await page.keyboard.press('Home');
+      await frame.waitForFunction(() => /all steps/.test(document.querySelector('#map-caption-plain').textContent), null, { timeout: 10_000 });
+      return `${options.length} filter options (${grids.length} grids); layer ${layer[1]} → own ${lw}x${lh} map; steps 1/2 differ (slider max ${max}); "${at}"; note: ${note.slice(0, 60)}…`;
+    },
+  },
+  {
     name: 'neglect-quickfix',
     title: 'after a run: attention shown inline, a neglected subject gets a diagnostic and the quick fix "Excite \'word\'"',
     async run({ page }) {
