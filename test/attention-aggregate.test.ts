@@ -145,5 +145,45 @@ describe('attention aggregation', () => {
     for (const outs of calls) want += (outs[0].data[2 * 16 * K + 5 * K + 3] + outs[0].data[3 * 16 * K + 5 * K + 3]) / 2;
     assert.ok(Math.abs(layer.data[3 * 16 + 5] - want) < 1e-6);
     assert.deepEqual(store.daamLayers(), [half.modulePath, full.modulePath]);
+
+    // A word's per-call maps at 2x2: per call, the mean over its rows of the head mean (rows 1 and 2 here).
+    assert.deepEqual(store.stepResolutions(), [2]);
+    const steps = store.stepWordMaps(2, [1, 2]);
+    assert.deepEqual([steps.calls, steps.height, steps.width], [3, 2, 2]);
+    for (let c = 0; c < 3; c++) {
+      const dc = calls[c][1].data;
+      for (let q = 0; q < 4; q++) {
+        let want2 = 0;
+        for (const r of [1, 2]) for (const h of [2, 3]) want2 += dc[h * 4 * K + q * K + r] / 4;
+        assert.ok(Math.abs(steps.data[c * 4 + q] - want2) < 1e-6, `call ${c} query ${q}`);
+      }
+    }
+    // Per-layer word maps: only the 4x4 layer was kept; its plane = mean of rows of the head mean summed over calls.
+    const lw = store.layerWordMaps([0, 2]);
+    assert.deepEqual(lw.map((g2) => [g2.height, g2.width, g2.layers]), [[4, 4, [full.modulePath]]]);
+    for (let q = 0; q < 16; q++) {
+      let want3 = 0;
+      for (const outs of calls) for (const r of [0, 2]) for (const h of [2, 3]) want3 += outs[0].data[h * 16 * K + q * K + r] / 4;
+      assert.ok(Math.abs(lw[0]!.data[q] - want3) < 1e-6, `layer query ${q}`);
+    }
+  });
+
+  it('AttentionStore.layerWordMaps groups layers by grid (finest first) in UNet order: down, mid, up', () => {
+    const K = 3;
+    const mk = (block: AttentionSite['block'], modulePath: string, index: number, queryLength: number) =>
+      site({ block, modulePath, index, queryLength, heads: 1, keyLength: K, probs: modulePath });
+    const sites = [mk('up', 'up_blocks.1.attentions.0.x.attn2', 5, 4), mk('down', 'down_blocks.1.attentions.0.x.attn2', 1, 4),
+      mk('mid', 'mid_block.attentions.0.x.attn2', 3, 1), mk('down', 'down_blocks.0.attentions.0.x.attn2', 0, 16)];
+    const store = new AttentionStore({ latentHeight: 4, latentWidth: 4, tokenRows: 2, contextLength: K, daam: false, perLayerResolutions: [1, 2, 4] });
+    store.add(0, 1, sites.map((s) => ({ site: s, data: values(s.queryLength * K, s.index + 1), dims: [1, s.queryLength, K] })), 1, 0);
+    const groups = store.layerWordMaps([1]);
+    assert.deepEqual(groups.map((g) => [g.height, g.layers]), [
+      [4, ['down_blocks.0.attentions.0.x.attn2']],
+      [2, ['down_blocks.1.attentions.0.x.attn2', 'up_blocks.1.attentions.0.x.attn2']],
+      [1, ['mid_block.attentions.0.x.attn2']],
+    ]);
+    // The 2x2 group's second plane is the up layer's token-1 column.
+    const up = values(4 * K, 6);
+    for (let q = 0; q < 4; q++) assert.ok(Math.abs(groups[1]!.data[4 + q] - up[q * K + 1]) < 1e-7);
   });
 });

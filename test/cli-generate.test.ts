@@ -123,6 +123,39 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
     assert.deepEqual([...readNpyFloat32(join(dir, 'trace', 'daam_word_cat.npy')).data], [...readNpyFloat32(join(out(), 'trace', 'daam_word_cat.npy')).data]);
   });
 
+  it('--maps-per-step / --maps-per-layer / --maps-res write [calls, h, w] and [layers, h, w] stacks described in report.json', async function () {
+    const dir = join(tmp, 'stacks');
+    const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '2', '--size', '128x64',
+      '--seed', '1234', '--out', dir, '--maps-per-step', '--maps-per-layer', '--maps-res', '4,2', '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as Omit<Report, 'maps'> & {
+      stepMaps: { height: number; width: number; calls: number; timesteps: number[] }[];
+      layerMaps: { height: number; width: number; layers: string[] }[];
+      maps: { word: string; npy: string; perStep: string[]; perLayer: string[] }[];
+    };
+    // 128x64 → latents 8x16; grid heights 4 and 2 are the 4x8 and 2x4 grids. PNDM, 2 steps = 3 UNet calls.
+    assert.deepEqual(rep.stepMaps.map((g) => [g.height, g.width, g.calls]), [[4, 8, 3], [2, 4, 3]]);
+    assert.deepEqual(rep.stepMaps[0]!.timesteps, rep.timesteps);
+    assert.deepEqual(rep.layerMaps.map((g) => [g.height, g.width, g.layers.length]), [[4, 8, 5], [2, 4, 5]]);
+    assert.ok(rep.layerMaps[0]!.layers[0]!.startsWith('down_blocks.1.'), rep.layerMaps[0]!.layers.join());
+    const cat = rep.maps.find((m) => m.word === 'cat')!;
+    assert.deepEqual(cat.perStep, ['maps/steps/4x8/2-cat.npy', 'maps/steps/2x4/2-cat.npy']);
+    assert.deepEqual(cat.perLayer, ['maps/layers/4x8/2-cat.npy', 'maps/layers/2x4/2-cat.npy']);
+    const steps = readNpyFloat32(join(dir, cat.perStep[1]!));
+    const layers = readNpyFloat32(join(dir, cat.perLayer[1]!));
+    assert.deepEqual([steps.shape, layers.shape], [[3, 2, 4], [5, 2, 4]]);
+    // Same attention, two aggregations: the layer mean of the per-layer maps is the per-step maps' sum over calls.
+    for (let i = 0; i < 8; i++) {
+      const layerMean = [0, 1, 2, 3, 4].reduce((a, l) => a + layers.data[l * 8 + i]!, 0) / 5;
+      const callSum = [0, 1, 2].reduce((a, c) => a + steps.data[c * 8 + i]!, 0);
+      assert.ok(Math.abs(layerMean - callSum) < 1e-5 * Math.max(1, callSum), `query ${i}: ${layerMean} vs ${callSum}`);
+    }
+    // An attention map is a distribution over the 77 keys: a word's share at any call lies in [0, 1].
+    assert.ok(steps.data.every((v) => v >= 0 && v <= 1));
+    const bad = await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--out', join(tmp, 'bad'), '--maps-res', '0']);
+    assertUserError(bad, /--maps-res/);
+  });
+
   it('a prompt over 77 tokens is truncated with a warning recorded in report.json', async function () {
     const dir = join(tmp, 'long');
     const words = Array.from({ length: 80 }, (_, i) => (i === 79 ? 'zebra' : `cat${i % 10}`));

@@ -13,7 +13,7 @@ import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
 import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/server/protocol.js';
 import { explainImage, explainJson, writeExplainOutputs, type ExplainOptions } from '../engine/explain/index.js';
-import { readNpyFloat32 } from '../engine/io/npy.js';
+import { readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 
 function progressSteps(x: Exchange): number[] {
   return x.events.flatMap((e) => (e.type === 'progress' && e.phase === 'denoising' ? [e.step] : []));
@@ -124,6 +124,31 @@ describe('server: real engine on the tiny models', function () {
     const cliReport = JSON.parse(readFileSync(join(cliOut, 'report.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual(strip(r.report as Record<string, unknown>), strip(cliReport), 'report.json equal but for timings');
     assert.deepEqual(strip(JSON.parse(readFileSync(join(r.outDir, 'report.json'), 'utf8')) as Record<string, unknown>), strip(cliReport));
+  });
+
+  it('maps {perStep, perLayer}: each map lists its stacks, the result says what they hold, files as `heed generate --maps-per-*`', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const r = generateResult(await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 2, seed: 7, width: 128, height: 128, maps: { perStep: true, perLayer: true } }));
+    await c.close();
+    // 128² → latents 16x16, A&E grid ceil(128/32) = 4; per layer: every cross-attention grid (16, 8, 4 and the mid block's 2).
+    assert.deepEqual(r.stepMaps?.map((g) => [g.height, g.width, g.calls]), [[4, 4, 3]]);
+    assert.deepEqual(r.layerMaps?.map((g) => [g.height, g.layers.length]), [[16, 5], [8, 5], [4, 5], [2, 1]]);
+    const frog = r.maps.find((m) => m.word === 'frog');
+    assert.ok(frog?.perStep && frog.perLayer);
+    assert.deepEqual(readNpy(frog.perStep[0]!.npy.path).shape, [3, 4, 4]);
+    assert.deepEqual(frog.perLayer.map((s) => readNpy(s.npy.path).shape), [[5, 16, 16], [5, 8, 8], [5, 4, 4], [1, 2, 2]]);
+    for (const s of [...frog.perStep, ...frog.perLayer]) assert.ok(r.files.some((f) => f.path === s.npy.path), `${s.npy.path} is listed in files`);
+    const rep = r.report as { stepMaps: unknown; layerMaps: unknown };
+    assert.deepEqual([rep.stepMaps, rep.layerMaps], [r.stepMaps, r.layerMaps]);
+    // The CLI's flags give the same per-step stack for the same seed.
+    const cliOut = join(dir, 'cli-stacks');
+    const main = fileURLToPath(new URL('../engine/cli/main.js', import.meta.url));
+    await new Promise<void>((resolve, reject) => {
+      execFile(process.execPath, [main, 'generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '2', '--seed', '7', '--size', '128x128', '--maps-per-step', '--maps-per-layer', '--quiet', '--out', cliOut],
+        (err, _stdout, stderr) => (err ? reject(new Error(`heed generate failed: ${stderr}`)) : resolve()));
+    });
+    assert.ok(readFileSync(join(cliOut, 'maps/steps/4x4/5-frog.npy')).equals(readFileSync(frog.perStep[0]!.npy.path)));
+    assert.ok(readFileSync(join(cliOut, 'maps/layers/16x16/5-frog.npy')).equals(readFileSync(frog.perLayer[0]!.npy.path)));
   });
 
   it('Attend-and-Excite: progress carries the loss and subject scores; files equal `heed generate --excite` for the same seed', async () => {
