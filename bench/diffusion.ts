@@ -1,6 +1,7 @@
 // Diffusion benchmark (issue 4/5/6 goals), all figures as ratios measured in ONE run of this process:
 //  - UNet step time (batch 2, CFG) without hooks, with every attention map exposed, with the 16×16 maps only;
 //  - end-to-end generation time, plain and with Attend-and-Excite (same steps/seed), and their ratio;
+//  - the denoising loop without maps, with DAAM maps, with the map panel's per-step + per-layer maps;
 //  - the A&E pass (forward pruned to the 16×16 layers + backward to the latents) vs a full batch-1 forward;
 //  - one refinement iteration vs a batch-1 forward.
 // The model is the tiny SD folder from models/ (or `HEED_BENCH_SD=<folder>` for any SD 1.x export, e.g. a
@@ -87,9 +88,16 @@ export async function benchDiffusion(): Promise<Record<string, number | string>>
     out.peak_rss_mb_after_steps = rssMb();
 
     const genOpts = { prompt: 'a cat and a frog', steps, guidance: 7.5, width: size, height: size, seed: 1234 };
+    // The denoising loop alone (denoiseMs excludes opening a session with other exposed maps): no maps, the DAAM
+    // maps, and the DAAM maps plus what the VS Code map panel asks for (per-step maps, every layer's map).
+    const noMaps = (await pipe.generate({ ...genOpts, maps: false })).timings.denoiseMs;
     const t0 = performance.now();
-    await pipe.generate({ ...genOpts, maps: true });
+    const daamRun = await pipe.generate({ ...genOpts, maps: true });
     const plainGen = performance.now() - t0;
+    const panelRun = await pipe.generate({ ...genOpts, maps: { daam: true, perLayerResolutions: 'all' } });
+    out.denoise_ms_no_maps = noMaps;
+    out.ratio_denoise_daam_maps_vs_no_maps = daamRun.timings.denoiseMs / noMaps;
+    out.ratio_denoise_panel_maps_vs_no_maps = panelRun.timings.denoiseMs / noMaps;
     const run = await AttendExcite.create(pipe, shape, aeOpts);
     const t1 = performance.now();
     await pipe.generate({ ...genOpts, maps: true, beforeStep: run.hook });
