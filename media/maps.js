@@ -132,7 +132,7 @@
     wrap.append(
       h('div', { class: 'buttons' },
         h('button', { onclick: () => vscode.postMessage({ type: 'save', label, what: 'png' }) }, 'Save PNG'),
-        h('button', { onclick: () => vscode.postMessage({ type: 'save', label, what: 'npy', word: r.selected || undefined }) }, 'Save .npy'),
+        h('button', { title: 'the selected word\'s map as shown (layer filter and step)', onclick: () => vscode.postMessage({ type: 'save', label, what: 'npy', word: r.selected || undefined, view: r.view, step: r.mapStep }) }, 'Save .npy'),
         h('button', { onclick: () => vscode.postMessage({ type: 'save', label, what: 'report' }) }, 'Save report'),
         h('button', { class: 'secondary', onclick: () => vscode.postMessage({ type: 'explainSubjects', label }) }, 'Is each subject there? (CLIP)'),
       ),

@@ -186,4 +186,28 @@ describe('extension: .npy reader of the map panel', () => {
     const cut = new Uint8Array(encodeNpy(new Float32Array([1, 2, 3, 4]), [4])).subarray(0, -4);
     assert.throws(() => parseNpyFloat(cut), /shorter than its shape/);
   });
+
+  it('writes float32 .npy files that the engine reader (an independent parser) reads back', async () => {
+    const { readNpy } = await import('../engine/io/npy.js');
+    const { encodeNpyFloat32 } = await import('../extension/src/core/npy.js');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'heed-npy-'));
+    try {
+      for (const [shape, values] of [[[2, 3], [1.5, -2, 3.25, 0, 7, 8]], [[4], [0.1, 0.2, 0.3, 0.4]], [[1, 1, 2], [9, -9]]] as const) {
+        const bytes = encodeNpyFloat32(shape, values);
+        const headerEnd = 10 + new DataView(bytes.buffer).getUint16(8, true);
+        assert.equal(headerEnd % 64, 0, 'data aligned to 64 bytes as numpy writes it');
+        const file = join(dir, 'a.npy');
+        writeFileSync(file, bytes);
+        const back = readNpy(file);
+        assert.deepEqual(back.shape, [...shape]);
+        assert.deepEqual(Array.from(back.data as Float32Array), Array.from(new Float32Array(values)));
+      }
+      assert.throws(() => encodeNpyFloat32([2, 2], [1, 2, 3]), /holds 4 values, got 3/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -4,8 +4,8 @@ import * as vscode from 'vscode';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { GenerateResult, ProgressEvent } from '../../engine/server/protocol.js';
-import { parseNpyFloat } from './core/npy.js';
-import { splitStack, viewOptions, type LayerGroup, type PlaneStack, type StepGroup, type ViewOption, type WordMaps } from './core/mapViews.js';
+import { encodeNpyFloat32, parseNpyFloat } from './core/npy.js';
+import { selectPlane, splitStack, viewOptions, type LayerGroup, type PlaneStack, type StepGroup, type ViewOption, type WordMaps } from './core/mapViews.js';
 import { readConfig } from './config.js';
 import type { EngineManager } from './engine.js';
 import type { RunRecord } from './promptFeatures.js';
@@ -33,7 +33,18 @@ export interface PanelMap extends WordMaps {
   steps?: { height: number; width: number; planes: number[][] }[];
 }
 
-type FromWebview = { type: 'ready' } | { type: 'cancel' } | { type: 'save'; label: RunLabel; what: 'png' | 'npy' | 'report'; word?: string } | { type: 'explainSubjects'; label: RunLabel };
+type FromWebview =
+  | { type: 'ready' }
+  | { type: 'cancel' }
+  /** `view`/`step`: the layer filter and map step on screen, so "Save .npy" saves the map the user is looking at. */
+  | { type: 'save'; label: RunLabel; what: 'png' | 'npy' | 'report'; word?: string; view?: string; step?: number | null }
+  | { type: 'explainSubjects'; label: RunLabel };
+
+interface PanelRun {
+  maps: PanelMap[];
+  layerGroups: LayerGroup[];
+  stepGroups: StepGroup[];
+}
 
 export class MapsPanel implements vscode.Disposable {
   private static current: MapsPanel | undefined;
@@ -41,6 +52,7 @@ export class MapsPanel implements vscode.Disposable {
   private ready = false;
   private queue: MapsMessage[] = [];
   private results = new Map<RunLabel, GenerateResult>();
+  private panelRuns = new Map<RunLabel, PanelRun>();
   /** Called when the user presses Cancel. */
   onCancel: (() => void) | undefined;
   private readonly disposables: vscode.Disposable[] = [];
@@ -85,7 +97,7 @@ export class MapsPanel implements vscode.Disposable {
         this.onCancel?.();
         return;
       case 'save':
-        await this.save(m.label, m.what, m.word);
+        await this.save(m.label, m.what, m.word, m.view ?? 'daam', m.step ?? null);
         return;
       case 'explainSubjects':
         await vscode.commands.executeCommand('heed.explainResult', this.results.get(m.label)?.image.file.path);
@@ -95,6 +107,7 @@ export class MapsPanel implements vscode.Disposable {
 
   begin(prompt: string, labels: RunLabel[], subjects: string[]): void {
     this.results.clear();
+    this.panelRuns.clear();
     this.post({ type: 'start', prompt, labels, subjects });
   }
 
@@ -150,6 +163,7 @@ export class MapsPanel implements vscode.Disposable {
     }
     const report = r.report as { seed?: unknown } | undefined;
     const layerGroups: LayerGroup[] = r.layerMaps ?? [];
+    this.panelRuns.set(label, { maps, layerGroups, stepGroups: r.stepMaps ?? [] });
     this.post({
       type: 'result', label, image, width: r.image.width, height: r.image.height, maps, lossTrace: run.lossTrace, outDir: r.outDir,
       seed: report?.seed, timingsMs: r.timingsMs, views: viewOptions(layerGroups), layerGroups, stepGroups: r.stepMaps ?? [],
@@ -164,7 +178,7 @@ export class MapsPanel implements vscode.Disposable {
     this.post({ type: 'cancelled', label });
   }
 
-  private async save(label: RunLabel, what: 'png' | 'npy' | 'report', word?: string): Promise<void> {
+  private async save(label: RunLabel, what: 'png' | 'npy' | 'report', word: string | undefined, view: string, step: number | null): Promise<void> {
     const r = this.results.get(label);
     if (!r) return;
     const base = path.join(readConfig().outputFolder, 'saved', r.jobId);
@@ -182,9 +196,20 @@ export class MapsPanel implements vscode.Disposable {
         void vscode.window.showWarningMessage('Heed: this run has no map to save.');
         return;
       }
-      target = path.join(base, `${label}-${path.basename(m.npy.path)}`);
-      if (readConfig().engineUrl) await writeFile(target, await readEngineFile(this.engine, m.npy.path));
-      else await copyFile(m.npy.path, target);
+      const shown = this.panelRuns.get(label)?.maps.find((x) => x.word === m.word);
+      const stem = path.basename(m.npy.path, '.npy');
+      if (shown && (view !== 'daam' || step !== null)) {
+        // A filtered or per-step map exists only in the panel: write exactly the plane on screen.
+        const run = this.panelRuns.get(label)!;
+        const sel = selectPlane(shown, view, step, run.layerGroups, run.stepGroups);
+        const tag = `${view.replace(/[^a-z0-9]+/gi, '-')}${step !== null ? `-step${step + 1}` : ''}`;
+        target = path.join(base, `${label}-${stem}-${tag}.npy`);
+        await writeFile(target, encodeNpyFloat32([sel.plane.height, sel.plane.width], sel.plane.data));
+      } else {
+        target = path.join(base, `${label}-${path.basename(m.npy.path)}`);
+        if (readConfig().engineUrl) await writeFile(target, await readEngineFile(this.engine, m.npy.path));
+        else await copyFile(m.npy.path, target);
+      }
     }
     const open = 'Reveal';
     void vscode.window.showInformationMessage(`Heed: saved ${path.basename(target)} to ${base}`, open).then((c) => {

@@ -389,11 +389,21 @@ const scenarios = [
       await sleep(300);
       await page.screenshot({ path: join(ARTIFACTS, 'map-panel-steps.png') });
       const at = await caption();
+      // "Save .npy" saves the map on screen: cat, this layer filter, step 2 — a plane of the per-step grid.
+      await frame.click('#run-plain button:has-text("Save .npy")');
+      const toast = page.locator('.notification-toast', { hasText: /saved plain-2-cat-layer-.*-step2\.npy/ }).first();
+      await toast.waitFor({ timeout: 20_000 });
+      const m = /saved (\S+\.npy) to (\S+)/.exec((await toast.innerText()).replace(/\s+/g, ' '));
+      if (!m) throw new Error(`unexpected save notification: ${await toast.innerText()}`);
+      const { readNpy } = await import(pathToFileURL(join(REPO, 'dist', 'engine', 'io', 'npy.js')).href);
+      const saved = readNpy(join(m[2], m[1]));
+      const grid = at.split(',')[0].replace('Maps: ', '').split('×').map(Number);
+      if (JSON.stringify(saved.shape) !== JSON.stringify(grid)) throw new Error(`saved map shape ${JSON.stringify(saved.shape)}, caption grid ${JSON.stringify(grid)}`);
       // Back to all steps with the pointer end of the slider (Home key).
       await frame.focus('#map-step-plain');
       await page.keyboard.press('Home');
       await frame.waitForFunction(() => /all steps/.test(document.querySelector('#map-caption-plain').textContent), null, { timeout: 10_000 });
-      return `${options.length} filter options (${grids.length} grids); layer ${layer[1]} → own ${lw}x${lh} map; steps 1/2 differ (slider max ${max}); "${at}"; note: ${note.slice(0, 60)}…`;
+      return `${options.length} filter options (${grids.length} grids); layer ${layer[1]} → own ${lw}x${lh} map; steps 1/2 differ (slider max ${max}); "${at}"; saved ${m[1]} [${saved.shape}]; note: ${note.slice(0, 60)}…`;
     },
   },
   {

@@ -35,3 +35,24 @@ export function parseNpyFloat(bytes: Uint8Array): NpyArray {
   }
   return { shape, data: out };
 }
+
+/**
+ * A float32 little-endian `.npy` (format 1.0) of a C-order array: what the map panel's "Save .npy" writes for the map
+ * on screen. The header is padded so the data starts at a multiple of 64 bytes, as numpy writes it.
+ */
+export function encodeNpyFloat32(shape: readonly number[], data: ArrayLike<number>): Uint8Array {
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (count !== data.length) throw new Error(`shape [${shape.join(', ')}] holds ${count} values, got ${data.length}`);
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const out = new Uint8Array(10 + header.length + 4 * count);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  const view = new DataView(out.buffer);
+  view.setUint16(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
+  const offset = 10 + header.length;
+  for (let i = 0; i < count; i++) view.setFloat32(offset + 4 * i, data[i]!, true);
+  return out;
+}
