@@ -1,16 +1,15 @@
 // `heed generate`: text-to-image with an SD ONNX folder, with per-word attention maps and traces.
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { GenerateOptions, GenerateResult } from '../diffusion/pipeline.js';
+import type { GenerateResult } from '../diffusion/pipeline.js';
 import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
 import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
-import { planMaps } from './maps-options.js';
 import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
 import type { WrittenGenerate } from './outputs.js';
 import { stepProgress, type StepProgress } from './progress.js';
-import type { AttendExcite } from '../guidance/attend-excite.js';
-import { addExciteOptions, planExcite, subjectScores, validateExciteFlags, writeComparePng, writeExciteFiles, type ExciteCliOptions, type SubjectScores } from './excite.js';
+import { addExciteOptions, validateExciteFlags, type ExciteCliOptions } from './excite.js';
+import { runGenerateJob } from './generate-job.js';
 
 export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   model: string;
@@ -106,6 +105,9 @@ export interface GenerateRun {
   plain?: { result: GenerateResult; written: WrittenGenerate };
 }
 
+/** Progress bar labels, padded so the plain and A&E bars line up. */
+const BAR_LABELS = { plain: 'plain     ', guided: 'A&E       ' } as const;
+
 export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   const paths = validateGenerate(o);
   validateExciteFlags(o);
@@ -113,118 +115,59 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   say(mode, `loading ${paths.model}`);
   // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
-  const { writeGenerateOutputs } = await import('./outputs.js');
   const pipe = await StableDiffusionPipeline.load(paths.model, {
     threads: o.threads,
     // ORT logs failing kernels to stderr itself; the CLI reports the error once, in its own words.
     session: { logSeverity: o.verbose ? 2 : 4 },
   });
   const interrupt = interruptSignal();
-  let ae: AttendExcite | null = null;
   const bars: StepProgress[] = [];
+  let bar: StepProgress | undefined;
   try {
-    const width = o.size?.width ?? pipe.folder.defaultImageSize;
-    const height = o.size?.height ?? pipe.folder.defaultImageSize;
-    const plan = o.excite !== undefined ? await planExcite(pipe, o.prompt, height, o) : null;
-    // --compare runs twice from the same initial latents: fix the seed here when none was given.
-    const seed = o.seed ?? (plan && o.compare && paths.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
-    const mapsPlan = planMaps({
-      maps: !!o.maps, perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, trace: paths.trace !== undefined,
-      ...(o.mapsRes ? { resolutions: o.mapsRes } : {}),
-    }, plan ? plan.options.resolution : null);
-    const base = (label: string): GenerateOptions => {
-      const bar = stepProgress({ enabled: !o.quiet && !o.json, label });
-      bars.push(bar);
-      return {
-        prompt: o.prompt,
-        negativePrompt: o.negative,
-        steps: o.steps,
-        guidance: o.guidance,
-        ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
-        ...(seed !== undefined ? { seed } : {}),
-        ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
-        width, height,
-        // A&E runs also keep the per-step maps at the A&E resolution: report.json compares subject scores from them.
-        // --trace needs the attention too (attn<r>_step0.npy, DAAM heat maps) even without --maps.
-        maps: mapsPlan.pipeline,
-        signal: interrupt.signal,
-        onStep: (s) => bar.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
-      };
-    };
-    const generate = (opts: GenerateOptions): Promise<GenerateResult> => pipe.generate(opts).catch((e: unknown) => {
-      throw explainSizeFailure(e, { width, height });
+    const job = await runGenerateJob(pipe, {
+      prompt: o.prompt, negativePrompt: o.negative, steps: o.steps, guidance: o.guidance,
+      ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
+      ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
+      // perStep stays unset without the flag: an explicit false (the protocol's `perStep: false`) would also drop
+      // the A&E-resolution step maps that --trace's attn<r>_step0.npy is read from.
+      maps: { maps: !!o.maps, perLayer: !!o.mapsPerLayer, ...(o.mapsPerStep ? { perStep: true } : {}), ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) },
+      ...(o.excite !== undefined ? { excite: o } : {}),
+      outDir: paths.out,
+      ...(paths.trace !== undefined ? { traceDir: paths.trace } : {}),
+      model: paths.model, colormap: o.colormap, opacity: o.opacity,
+    }, {
+      signal: interrupt.signal,
+      onPlan: (plan) => {
+        for (const s of plan.subjects) if (s.note) say(mode, `note: ${s.note}`);
+        say(mode, `Attend-and-Excite on ${plan.subjects.map((s) => `'${s.word}' (token ${s.tokenIndex})`).join(', ')} at ${plan.options.resolution}x${plan.options.resolution}`);
+      },
+      onRunStart: (run) => {
+        bar = stepProgress({ enabled: !o.quiet && !o.json, label: run ? BAR_LABELS[run] : 'denoising' });
+        bars.push(bar);
+      },
+      onStep: (_run, s) => bar?.update(s.step + 1, s.total, `t=${s.timestep} ${ms(s.stepMs)}/step`),
+      onRunEnd: () => bars.forEach((b) => b.stop()),
+      mapError: explainSizeFailure,
     });
-    const outputOptions = (extra: Record<string, unknown>) => ({
-      ...mapsPlan.write,
-      colormap: o.colormap,
-      opacity: o.opacity,
-      tokenText: (t: string) => pipe.tokenizer.tokenText(t),
-      extraReport: { model: paths.model, ...(paths.latents ? { latentsFile: paths.latents } : {}), ...extra },
-    });
-
-    if (!plan) {
-      const result = await generate(base('denoising'));
-      bars.forEach((b) => b.stop());
-      const written = await writeGenerateOutputs(result, paths.out, { ...outputOptions({}), ...(paths.trace ? { traceDir: paths.trace } : {}) });
-      if (o.summary !== false) reportGenerate(mode, paths.out, written);
-      else warn(mode, (written.report.warnings as string[] | undefined) ?? []);
-      return { result, written };
-    }
-
-    const { AttendExcite } = await import('../guidance/attend-excite.js');
-    for (const s of plan.subjects) if (s.note) say(mode, `note: ${s.note}`);
-    say(mode, `Attend-and-Excite on ${plan.subjects.map((s) => `'${s.word}' (token ${s.tokenIndex})`).join(', ')} at ${plan.options.resolution}x${plan.options.resolution}`);
-    let plain: GenerateRun['plain'];
-    let plainScores: SubjectScores[] | undefined;
-    if (o.compare) {
-      const result = await generate(base('plain     '));
-      bars.forEach((b) => b.stop());
-      plainScores = await subjectScores(result, plan);
-      const written = await writeGenerateOutputs(result, join(paths.out, 'plain'), outputOptions({ excite: { guided: false, subjects: plainScores } }));
-      plain = { result, written };
-    }
-    ae = await AttendExcite.create(pipe, [1, pipe.unet.io.channels, height / 8, width / 8], plan.options);
-    const result = await generate({ ...base('A&E       '), beforeStep: ae.hook });
-    bars.forEach((b) => b.stop());
-    const scores = await subjectScores(result, plan);
-    const exciteFiles = await writeExciteFiles(paths.out, paths.trace, plan, ae, result, scores);
-    const comparison = plainScores ? scores.map((s, k) => ({
-      word: s.word, tokenIndex: s.tokenIndex,
-      plain: { lastStepScore: plainScores![k]!.byStep.at(-1) ?? null, maxScore: maxOf(plainScores![k]!.byStep), daamMax: plainScores![k]!.daamMax ?? null },
-      excited: { lastStepScore: s.byStep.at(-1) ?? null, maxScore: maxOf(s.byStep), daamMax: s.daamMax ?? null },
-    })) : undefined;
-    if (plain) await writeComparePng(join(paths.out, 'compare.png'), plain.result, result, plan.subjects.map((s) => s.word).join(', '));
-    const written = await writeGenerateOutputs(result, paths.out, {
-      ...outputOptions({
-        excite: {
-          subjects: plan.subjects.map((s) => ({ word: s.word, tokenIndex: s.tokenIndex, tokenIndices: s.tokenIndices, ...(s.note ? { note: s.note } : {}) })),
-          scores,
-          ...(comparison ? { compare: comparison, comparePng: 'compare.png', plainDir: 'plain' } : {}),
-          files: exciteFiles.map((f) => relative(paths.out, f)),
-        },
-      }),
-      ...(paths.trace ? { traceDir: paths.trace } : {}),
-    });
-    written.files.push(...exciteFiles, ...(plain ? [join(paths.out, 'compare.png')] : []));
+    const { written, excite } = job;
     if (o.summary !== false) {
       reportGenerate(mode, paths.out, written);
-      say(mode, `excite: ${relative(process.cwd(), join(paths.out, 'excite.json')) || '.'}, ${relative(process.cwd(), join(paths.out, 'excite_loss.png'))}`);
-      if (comparison) {
-        say(mode, `compare: ${relative(process.cwd(), join(paths.out, 'compare.png'))} — A&E score at the last step, plain → guided:`);
-        for (const c of comparison) say(mode, `  ${c.word}: ${fmtScore(c.plain.lastStepScore)} → ${fmtScore(c.excited.lastStepScore)}`);
+      if (excite) {
+        say(mode, `excite: ${relative(process.cwd(), excite.json) || '.'}, ${relative(process.cwd(), join(paths.out, 'excite_loss.png'))}`);
+        if (excite.comparison) {
+          say(mode, `compare: ${relative(process.cwd(), join(paths.out, 'compare.png'))} — A&E score at the last step, plain → guided:`);
+          for (const c of excite.comparison) say(mode, `  ${c.word}: ${fmtScore(c.plain.lastStepScore)} → ${fmtScore(c.excited.lastStepScore)}`);
+        }
       }
     } else warn(mode, (written.report.warnings as string[] | undefined) ?? []);
-    return { result, written, ...(plain ? { plain } : {}) };
+    return { result: job.result, written, ...(job.plain ? { plain: job.plain } : {}) };
   } finally {
     bars.forEach((b) => b.stop());
     interrupt.dispose();
-    if (ae) await ae.dispose();
     await pipe.dispose();
   }
-}
-
-function maxOf(v: readonly number[]): number | null {
-  return v.length ? Math.max(...v) : null;
 }
 
 function fmtScore(v: number | null): string {

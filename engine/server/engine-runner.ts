@@ -3,11 +3,11 @@
 // progress events (with latent previews), writes the same files as the CLI into the job folder, and maps the
 // engine's error classes to protocol error codes so clients can point at the offending field.
 import { readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 // The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
 // not load the diffusion code (nor the other way round).
-import type { GenerateOptions, StepInfo, StableDiffusionPipeline } from '../diffusion/pipeline.js';
-import { planMaps, type MapsRequest } from '../cli/maps-options.js';
+import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
+import type { GenerateJobSpec, RunLabel } from '../cli/generate-job.js';
 import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
 import type { ExciteCliOptions } from '../cli/excite.js';
@@ -94,13 +94,12 @@ function exciteCliOptions(req: GenerateRequest): ExciteCliOptions {
 }
 
 /** The request's `maps` in planMaps' terms (the CLI's --maps / --maps-per-step / --maps-per-layer / --maps-res). */
-function mapsRequest(req: GenerateRequest): MapsRequest {
+function mapsRequest(req: GenerateRequest): GenerateJobSpec['maps'] {
   const m = req.maps;
-  const base = { trace: req.trace === true };
-  if (!m) return base;
-  if (m === true) return { ...base, maps: true };
+  if (!m) return {};
+  if (m === true) return { maps: true };
   return {
-    ...base, maps: true,
+    maps: true,
     ...(m.perStep !== undefined ? { perStep: m.perStep } : {}),
     ...(m.perLayer !== undefined ? { perLayer: m.perLayer } : {}),
     ...(m.resolutions ? { resolutions: m.resolutions } : {}),
@@ -120,30 +119,34 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   ctx.signal.throwIfAborted();
   ctx.progress({ phase: 'encoding', step: 0, total: 0 });
   const previewEvery = req.preview?.every ?? 0;
-  const width = req.width ?? pipeline.folder.defaultImageSize;
-  const height = req.height ?? pipeline.folder.defaultImageSize;
-  const { planExcite, subjectScores, writeExciteFiles, writeComparePng } = await import('../cli/excite.js');
-  const plan = req.excite ? await planExcite(pipeline, req.prompt, height, exciteCliOptions(req)) : null;
-  // --compare semantics: both runs from the same initial latents, so fix a seed when none was given.
-  const seed = req.seed ?? (plan && req.excite?.compare && !job.latentsPath ? Math.floor(Math.random() * 2 ** 32) : undefined);
-  const mapsPlan = planMaps(mapsRequest(req), plan ? plan.options.resolution : null);
+  // Events name their run only when there are two (A&E with compare).
+  const label = (run: RunLabel): RunLabel => (req.excite?.compare ? run : undefined);
   let tDen = performance.now();
+  let tWrite = performance.now();
   let lastLoss: { loss: number; scores?: Record<string, number> } | undefined;
-  let run: 'plain' | 'guided' | undefined = plan && req.excite?.compare ? 'plain' : undefined;
-  const base = (): GenerateOptions => ({
+  const { runGenerateJob } = await import('../cli/generate-job.js');
+  // The CLI's job: a job folder holds exactly what `heed generate --out` writes.
+  const { result, written, excite: ae } = await runGenerateJob(pipeline, {
     prompt: req.prompt,
     ...(req.negativePrompt !== undefined ? { negativePrompt: req.negativePrompt } : {}),
     ...(req.steps !== undefined ? { steps: req.steps } : {}),
     ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
     ...(req.scheduler !== undefined ? { scheduler: req.scheduler } : {}),
-    ...(seed !== undefined ? { seed } : {}),
+    ...(req.seed !== undefined ? { seed: req.seed } : {}),
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),
-    width,
-    height,
-    // As the CLI: A&E runs keep the per-step maps at the A&E resolution (report.json's subject scores need them).
-    maps: mapsPlan.pipeline,
+    ...(req.width !== undefined ? { width: req.width } : {}),
+    ...(req.height !== undefined ? { height: req.height } : {}),
+    maps: mapsRequest(req),
+    ...(req.excite ? { excite: exciteCliOptions(req) } : {}),
+    outDir: job.outDir,
+    ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
+    model: job.modelDir,
+  }, {
     signal: ctx.signal,
-    onStep: async (s: StepInfo) => {
+    onRunStart: () => {
+      tDen = performance.now();
+    },
+    onStep: async (run, s) => {
       const done = s.step + 1;
       const perStep = (performance.now() - tDen) / done;
       const preview = previewEvery > 0 && (done % previewEvery === 0 || done === s.total)
@@ -153,91 +156,28 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
         phase: 'denoising', step: done, total: s.total, etaMs: perStep * (s.total - done),
         ...(preview ? { preview } : {}),
         ...(lastLoss ? { loss: lastLoss.loss, ...(lastLoss.scores ? { scores: lastLoss.scores } : {}) } : {}),
-        ...(run ? { run } : {}),
+        ...(label(run) ? { run: label(run)! } : {}),
       });
       // Let this worker's event loop run once per step, so a cancel message is seen promptly.
       await new Promise((r) => setImmediate(r));
     },
-  });
-  const { writeGenerateOutputs } = await import('../cli/outputs.js');
-  const outputOptions = (extra: Record<string, unknown>) => ({
-    ...mapsPlan.write,
-    tokenText: (t: string) => pipeline.tokenizer.tokenText(t),
-    extraReport: { model: job.modelDir, ...(job.latentsPath ? { latentsFile: job.latentsPath } : {}), ...extra },
-  });
-  const traceOpt = req.trace ? { traceDir: join(job.outDir, 'trace') } : {};
-
-  let result;
-  let written;
-  let excite: unknown;
-  let tWrite = performance.now();
-  if (!plan) {
-    result = await pipeline.generate(base());
-    ctx.progress({ phase: 'writing', step: 0, total: 0 });
-    tWrite = performance.now();
-    // The CLI's writer: a job folder holds exactly what `heed generate --out` writes.
-    written = await writeGenerateOutputs(result, job.outDir, { ...outputOptions({}), ...traceOpt });
-  } else {
-    const { AttendExcite } = await import('../guidance/attend-excite.js');
-    const words = plan.subjects.map((s) => s.word);
-    let plainScores: Awaited<ReturnType<typeof subjectScores>> | undefined;
-    let plain: Awaited<ReturnType<typeof pipeline.generate>> | undefined;
-    if (req.excite?.compare) {
-      plain = await pipeline.generate(base());
-      plainScores = await subjectScores(plain, plan);
-      await writeGenerateOutputs(plain, join(job.outDir, 'plain'), outputOptions({ excite: { guided: false, subjects: plainScores } }));
-    }
-    if (run) run = 'guided';
-    const ae = await AttendExcite.create(pipeline, [1, pipeline.unet.io.channels, height / 8, width / 8], plan.options);
-    try {
-      let seen = 0;
-      tDen = performance.now();
-      result = await pipeline.generate({
-        ...base(),
-        // Wraps the guidance hook to stream what it did at this step: its loss, each subject's score, refinements.
-        beforeStep: async (c) => {
-          const out = await ae.hook(c);
-          const fresh = ae.events.slice(seen);
-          seen = ae.events.length;
-          const main = fresh.find((e) => e.kind === 'loss' && e.phase === 'main');
-          const refines = fresh.filter((e) => e.kind === 'loss' && e.phase === 'refine');
-          const named = (scores?: number[]) => (scores ? Object.fromEntries(words.map((w, k) => [w, scores[k] ?? NaN])) : undefined);
-          if (refines.length > 0) {
-            const last = refines[refines.length - 1]!;
-            ctx.progress({ phase: 'refining', step: c.step + 1, total: c.total, iteration: refines.length, loss: last.loss, ...(last.scores ? { scores: named(last.scores)! } : {}), ...(run ? { run } : {}) });
-          }
-          const latest = refines.at(-1) ?? main;
-          if (latest) lastLoss = { loss: latest.loss, ...(latest.scores ? { scores: named(latest.scores)! } : {}) };
-          return out;
-        },
-      });
+    // What the guidance did at this step, streamed: its loss, each subject's score, refinement iterations.
+    onGuidance: (c, events, plan) => {
+      const named = (scores: number[]) => Object.fromEntries(plan.subjects.map((s, k) => [s.word, scores[k] ?? NaN]));
+      const main = events.find((e) => e.kind === 'loss' && e.phase === 'main');
+      const refines = events.filter((e) => e.kind === 'loss' && e.phase === 'refine');
+      const last = refines.at(-1);
+      const run = label('guided');
+      if (last) ctx.progress({ phase: 'refining', step: c.step + 1, total: c.total, iteration: refines.length, loss: last.loss, ...(last.scores ? { scores: named(last.scores) } : {}), ...(run ? { run } : {}) });
+      const latest = last ?? main;
+      if (latest) lastLoss = { loss: latest.loss, ...(latest.scores ? { scores: named(latest.scores) } : {}) };
+    },
+    onWriting: () => {
       ctx.progress({ phase: 'writing', step: 0, total: 0 });
       tWrite = performance.now();
-      const scores = await subjectScores(result, plan);
-      const exciteFiles = await writeExciteFiles(job.outDir, req.trace ? join(job.outDir, 'trace') : undefined, plan, ae, result, scores);
-      const comparison = plainScores ? scores.map((s, k) => ({
-        word: s.word, tokenIndex: s.tokenIndex,
-        plain: { lastStepScore: plainScores![k]!.byStep.at(-1) ?? null, daamMax: plainScores![k]!.daamMax ?? null },
-        excited: { lastStepScore: s.byStep.at(-1) ?? null, daamMax: s.daamMax ?? null },
-      })) : undefined;
-      if (plain) await writeComparePng(join(job.outDir, 'compare.png'), plain, result, words.join(', '));
-      written = await writeGenerateOutputs(result, job.outDir, {
-        ...outputOptions({
-          excite: {
-            subjects: plan.subjects.map((s) => ({ word: s.word, tokenIndex: s.tokenIndex, tokenIndices: s.tokenIndices, ...(s.note ? { note: s.note } : {}) })),
-            scores,
-            ...(comparison ? { compare: comparison, comparePng: 'compare.png', plainDir: 'plain' } : {}),
-            files: exciteFiles.map((f) => relative(job.outDir, f)),
-          },
-        }),
-        ...traceOpt,
-      });
-      written.files.push(...exciteFiles, ...(plain ? [join(job.outDir, 'compare.png')] : []));
-      excite = JSON.parse(readFileSync(join(job.outDir, 'excite.json'), 'utf8')) as unknown;
-    } finally {
-      await ae.dispose();
-    }
-  }
+    },
+  });
+  const excite = ae ? JSON.parse(readFileSync(ae.json, 'utf8')) as unknown : undefined;
   const writeMs = performance.now() - tWrite;
   const maps: TokenMap[] = written.maps.map((m) => ({
     word: m.word,
