@@ -1,9 +1,9 @@
 // The ONNX toolkit against the real reference exports: byte-exact round trips, edits that keep ORT results,
 // external data, static shapes checked against what ORT computes, and clear errors on bad input.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 import { loadModel, loadModelFromBuffer, encodeModel, cloneModel, saveModel, saveWithExternalData, externalFiles, OnnxLoadError } from '../engine/onnx/model.js';
@@ -11,6 +11,7 @@ import { Graph, makeValueInfo } from '../engine/onnx/graph.js';
 import { inferShapes, ShapeInferenceError } from '../engine/onnx/shapes.js';
 import { openSession, openSessionFromPath, runSession, readLargeFile, ort } from '../engine/onnx/session.js';
 import { DataType, numel } from '../engine/onnx/tensor.js';
+import { stageModel } from '../engine/onnx/staging.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
 
@@ -132,6 +133,41 @@ describe('onnx toolkit: external data', function () {
     const r2 = await runSession(await openSession(fromBuffer), feeds);
     assert.ok(maxAbsDiff(r1.logits.data as Float32Array, expected.data) < 1e-4);
     assert.equal(maxAbsDiff(r1.logits.data as Float32Array, r2.logits.data as Float32Array), 0);
+  });
+
+  it('an edited model with external weights opens through hard-linked staging (no weight copy) and through buffers, identically', async function () {
+    const ref = requireReference(this);
+    const src = loadModel(join(ref, 'vit-tiny/model.onnx'));
+    mkdirSync(join(dir, 'staged-src', 'weights'), { recursive: true });
+    const saved = saveWithExternalData(src, join(dir, 'staged-src'), 'model.onnx', 'weights/model.onnx_data');
+    const pixels = readNpyFloat32(join(ref, 'vit-tiny/ref/pixel_values.npy'));
+    const feeds = { pixel_values: new ort.Tensor('float32', pixels.data, pixels.shape) };
+    const stagingRoot = join(dir, 'staging');
+    // The staging folder holds model.onnx + a hard link (same inode) to the weights, nested location included.
+    const staged = stageModel(encodeModel(saved), externalFiles(saved), [stagingRoot]);
+    assert.ok(staged);
+    const linked = join(dirname(staged.path), 'weights', 'model.onnx_data');
+    assert.equal(statSync(linked).ino, statSync(join(dir, 'staged-src', 'weights', 'model.onnx_data')).ino);
+    staged.dispose();
+    assert.ok(!existsSync(staged.path), 'dispose removes the staging folder');
+    // A location escaping the model folder is never staged; a folder that cannot be created falls through to null.
+    assert.equal(stageModel(new Uint8Array(1), new Map([['../w.bin', '/nonexistent']]), [stagingRoot]), null);
+    assert.equal(stageModel(new Uint8Array(1), new Map([['w.bin', join(dir, 'no-such-weights')]]), [stagingRoot]), null);
+    assert.deepEqual(readdirSync(stagingRoot), [], 'failed attempts leave nothing behind');
+    // openSession: staged (default) and buffers give identical outputs; staging leaves no folder behind.
+    process.env.HEED_STAGING_DIR = stagingRoot;
+    try {
+      const a = await openSession(saved);
+      const b = await openSession(saved, { staging: false });
+      const ra = await runSession(a, feeds);
+      const rb = await runSession(b, feeds);
+      await a.release();
+      await b.release();
+      assert.equal(maxAbsDiff(ra.logits.data as Float32Array, rb.logits.data as Float32Array), 0);
+      assert.deepEqual(readdirSync(stagingRoot), []);
+    } finally {
+      delete process.env.HEED_STAGING_DIR;
+    }
   });
 
   it('weights files are read in chunks (readFileSync stops at 2 GiB; SD 1.5 weights are 3.4 GB)', function () {

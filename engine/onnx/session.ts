@@ -1,10 +1,11 @@
-// Session factory over onnxruntime-node. An unedited model on disk is opened by path (ORT maps its external data
-// itself); an edited model is serialised and its external weight files are handed to ORT as buffers, because ORT
-// refuses external data outside the folder of a model loaded from a path and we never write into users' model folders.
+// Session factory over onnxruntime-node. An unedited model on disk is opened by path (ORT reads its external data
+// itself); an edited model is staged with hard links to its weight files and opened by path too (staging.ts), or, when
+// no staging folder shares the weights' filesystem, serialised with its weight files handed to ORT as buffers.
 import * as ort from 'onnxruntime-node';
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
 import { encodeModel, externalFiles, type OnnxModel } from './model.js';
+import { stageModel } from './staging.js';
 
 export interface SessionOptions {
   /** Threads for one op (default: 1 for tiny graphs is fastest on this class of machine; callers pass more for big ones). */
@@ -13,8 +14,10 @@ export interface SessionOptions {
   /** ORT's CPU arena keeps freed activations for reuse; off by default for big graphs to bound RSS. */
   memArena?: boolean;
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
-  /** Where onnxruntime should look for the weights of an edited model (defaults to the model's baseDir). */
   logSeverity?: 0 | 1 | 2 | 3 | 4;
+  /** Edited models with external weights: stage them next to hard links of the weight files (default true; false
+   *  hands the weights to ORT as buffers, a full copy per session). */
+  staging?: boolean;
 }
 
 export class SessionError extends Error {
@@ -44,10 +47,28 @@ export async function openSessionFromPath(path: string, options: SessionOptions 
   }
 }
 
-/** Opens an in-memory (possibly edited) model. */
+/**
+ * Opens an in-memory (possibly edited) model. With external weights it is staged next to hard links of the weight files
+ * and opened by path (no copy of the weights in this process; see staging.ts); where that is impossible (weights on
+ * another filesystem than every staging folder) the weights are handed to ORT as buffers.
+ */
 export async function openSession(model: OnnxModel, options: SessionOptions = {}): Promise<ort.InferenceSession> {
   const bytes = encodeModel(model);
-  const externalData = [...externalFiles(model)].map(([path, abs]) => ({ path, data: readLargeFile(abs) }));
+  const files = externalFiles(model);
+  if (files.size > 0 && options.staging !== false) {
+    const staged = stageModel(bytes, files);
+    if (staged) {
+      try {
+        return await ort.InferenceSession.create(staged.path, ortOptions(options));
+      } catch {
+        // Whatever ORT disliked about the staged folder, the buffer path below either works or reports the model's
+        // own problem.
+      } finally {
+        staged.dispose();
+      }
+    }
+  }
+  const externalData = [...files].map(([path, abs]) => ({ path, data: readLargeFile(abs) }));
   try {
     return await ort.InferenceSession.create(bytes, { ...ortOptions(options), externalData });
   } catch (e) {
