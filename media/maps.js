@@ -183,7 +183,28 @@
     const note = document.getElementById(`map-note-${label}`);
     note.textContent = shown.note || '';
     note.hidden = !shown.note;
+    if (r.mapStep !== null) showPreviewOfCall(label, r, r.mapStep);
     vscode.setState(state);
+  }
+
+  /** Moves the latent-preview slider to the same denoising step as the maps, so map and image are seen together. */
+  function showPreviewOfCall(label, r, call) {
+    const k = r.previews.findIndex((p) => p.step === call + 1);
+    if (k < 0) return;
+    r.stepShown = k;
+    const q = r.previews[k];
+    const img = document.querySelector(`#steps-${label} .step-preview`);
+    const slider = document.getElementById(`step-${label}`);
+    const caption = document.getElementById(`step-caption-${label}`);
+    if (img) {
+      img.src = q.uri;
+      img.alt = `latent preview after step ${q.step}`;
+    }
+    if (slider) {
+      slider.value = String(k);
+      slider.setAttribute('aria-valuetext', `step ${q.step}`);
+    }
+    if (caption) caption.textContent = `after step ${q.step} of ${r.previews[r.previews.length - 1].step}`;
   }
 
   function stepText(v, steps) {

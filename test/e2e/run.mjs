@@ -378,6 +378,9 @@ const scenarios = [
       await frame.waitForFunction(() => /step 2 of \d+/.test(document.querySelector('#map-caption-plain').textContent), null, { timeout: 10_000 });
       const step2 = await frogMap();
       if (step1 === step2) throw new Error('the frog maps of steps 1 and 2 are identical');
+      // The latent preview follows the map step.
+      const previewCaption = await frame.$eval('#step-caption-plain', (e) => e.textContent);
+      if (!/^after step 2 of/.test(previewCaption)) throw new Error(`the latent preview did not follow the map step: "${previewCaption}"`);
       const focused = await frame.evaluate(() => document.activeElement && document.activeElement.id);
       if (focused !== 'map-step-plain') throw new Error(`keyboard focus left the step slider (now on ${focused})`);
       // A layer at a step: shown as its resolution's mean, with a note that says so.
