@@ -1,6 +1,7 @@
 // `npm run bench`: runs each benchmark section in its own child process (so that each peak RSS is its own) and
 // writes one JSON file, `bench/results.json` by default (or the path given as the first argument).
-// Sections: diffusion (UNet hooks, generation, Attend-and-Excite), vjp, explain, server.
+// Sections: diffusion (UNet hooks, generation, Attend-and-Excite), vjp, explain, server, sessions (memory of edited
+// models: staged vs buffers).
 // `node dist/bench/run.js [out.json] [--only diffusion,vjp]`.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -8,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, totalmem } from 'node:os';
 
-const SECTIONS = ['diffusion', 'vjp', 'explain', 'server'] as const;
+const SECTIONS = ['diffusion', 'vjp', 'explain', 'server', 'sessions'] as const;
 type Section = (typeof SECTIONS)[number];
 
 async function runSection(name: Section): Promise<Record<string, unknown>> {
@@ -17,6 +18,7 @@ async function runSection(name: Section): Promise<Record<string, unknown>> {
     case 'vjp': return (await import('./vjp.js')).benchVjp();
     case 'explain': return (await import('./explain.js')).benchExplain();
     case 'server': return (await import('./server.js')).benchServer();
+    case 'sessions': return (await import('./sessions.js')).benchSessions();
   }
 }
 
