@@ -1,7 +1,7 @@
 // The ONNX toolkit against the real reference exports: byte-exact round trips, edits that keep ORT results,
 // external data, static shapes checked against what ORT computes, and clear errors on bad input.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
@@ -11,7 +11,7 @@ import { Graph, makeValueInfo } from '../engine/onnx/graph.js';
 import { inferShapes, ShapeInferenceError } from '../engine/onnx/shapes.js';
 import { openSession, openSessionFromPath, runSession, readLargeFile, ort } from '../engine/onnx/session.js';
 import { DataType, numel } from '../engine/onnx/tensor.js';
-import { stageModel } from '../engine/onnx/staging.js';
+import { stageModel, sweepStaleStaging } from '../engine/onnx/staging.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
 
@@ -150,6 +150,15 @@ describe('onnx toolkit: external data', function () {
     assert.equal(statSync(linked).ino, statSync(join(dir, 'staged-src', 'weights', 'model.onnx_data')).ino);
     staged.dispose();
     assert.ok(!existsSync(staged.path), 'dispose removes the staging folder');
+    // A folder left by a process that died while opening a session is swept once it is an hour old; a fresh one is kept.
+    const stale = join(stagingRoot, 'model-stale');
+    const fresh = join(stagingRoot, 'model-fresh');
+    mkdirSync(stale);
+    mkdirSync(fresh);
+    utimesSync(stale, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    sweepStaleStaging(stagingRoot);
+    assert.deepEqual(readdirSync(stagingRoot), ['model-fresh']);
+    rmSync(fresh, { recursive: true });
     // A location escaping the model folder is never staged; a folder that cannot be created falls through to null.
     assert.equal(stageModel(new Uint8Array(1), new Map([['../w.bin', '/nonexistent']]), [stagingRoot]), null);
     assert.equal(stageModel(new Uint8Array(1), new Map([['w.bin', join(dir, 'no-such-weights')]]), [stagingRoot]), null);

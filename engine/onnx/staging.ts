@@ -4,7 +4,7 @@
 // Instead the edited graph is written to a private folder next to HARD LINKS of the original weight files: ORT reads
 // the weights from the user's files, no byte is copied, and the folder is removed once the session exists (ORT has
 // read or mapped the weights by then; a mapping keeps the inode alive). The user's model folder is never written to.
-import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
 
@@ -26,6 +26,30 @@ export function stagingCandidates(): string[] {
   return [...(env ? [env] : []), join(cache, 'staging'), join(tmpdir(), 'heed-staging')];
 }
 
+/**
+ * A staging folder outlives its session only when the process died while ORT was opening it. Its hard links would keep
+ * replaced weight files alive on disk, so folders older than any session takes to open are removed.
+ */
+const STALE_MS = 60 * 60 * 1000;
+
+export function sweepStaleStaging(base: string, now = Date.now()): void {
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith('model-')) continue;
+    const dir = join(base, name);
+    try {
+      if (now - statSync(dir).mtimeMs > STALE_MS) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Another process removed it first.
+    }
+  }
+}
+
 /** Locations ORT would accept: relative, inside the model's folder. */
 function safeLocation(location: string): boolean {
   const n = normalize(location);
@@ -43,6 +67,7 @@ export function stageModel(modelBytes: Uint8Array, externalFiles: ReadonlyMap<st
     let dir: string | null = null;
     try {
       mkdirSync(base, { recursive: true });
+      sweepStaleStaging(base);
       dir = mkdtempSync(join(base, 'model-'));
       for (const [location, original] of externalFiles) {
         const target = join(dir, location);
