@@ -18,6 +18,33 @@
     return h('figure', { class: 'explain-map', id }, stage, h('figcaption', {}, caption));
   }
 
+  /** Method options, folded away: blank fields keep the engine's defaults (each label says which). */
+  function renderOptions() {
+    const o = (state.options = state.options || {});
+    const set = (key) => (e) => {
+      o[key] = e.target.value;
+      vscode.setState(state);
+    };
+    const numberField = (key, label, attrs) => [
+      h('label', { for: `opt-${key}` }, label),
+      h('input', { id: `opt-${key}`, type: 'number', value: o[key] ?? '', oninput: set(key), ...attrs }),
+    ];
+    const select = (key, label, options) => {
+      const el = h('select', { id: `opt-${key}`, onchange: set(key) }, ...options.map(([v, text]) => h('option', { value: v }, text)));
+      el.value = o[key] ?? options[0][0];
+      return [h('label', { for: `opt-${key}` }, label), el];
+    };
+    return h('details', { class: 'options', open: state.optionsOpen ? true : undefined, ontoggle: (e) => { state.optionsOpen = e.target.open; vscode.setState(state); } },
+      h('summary', {}, 'Options'),
+      h('div', { class: 'form' },
+        ...(state.kind === 'vit' ? numberField('top', 'Classes to explain, top k (default 5)', { min: 1, max: 100, step: 1, placeholder: '5' }) : []),
+        ...select('headFusion', 'Rollout head fusion', [['', 'default (max)'], ['mean', 'mean'], ['max', 'max'], ['min', 'min']]),
+        ...numberField('discard', 'Rollout discard ratio (default 0.9)', { min: 0, max: 0.99, step: 0.05, placeholder: '0.9' }),
+        ...numberField('headsLayer', 'Head grid layer (default −1 = last)', { min: -1024, max: 1023, step: 1, placeholder: '-1' }),
+        ...select('cheferStart', 'Chefer from block', [['', state.kind === 'clip' ? 'default (last)' : 'default (all)'], ['all', 'all blocks'], ['last', 'last block'], ...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((i) => [String(i), `block ${i}`])]),
+      ));
+  }
+
   function render() {
     app.replaceChildren();
     app.append(h('h1', {}, 'Heed explain'));
@@ -34,9 +61,10 @@
         h('textarea', { id: 'texts', rows: 3, oninput: (e) => { state.texts = e.target.value.split('\n'); vscode.setState(state); } }, state.texts.join('\n')));
     }
     app.append(form);
+    app.append(renderOptions());
     const busy = state.status === 'running';
     app.append(h('div', { class: 'buttons' },
-      h('button', { id: 'run', disabled: busy || !state.image, onclick: () => vscode.postMessage({ type: 'run', model: state.kind, texts: state.texts }) }, busy ? 'Explaining…' : 'Explain'),
+      h('button', { id: 'run', disabled: busy || !state.image, onclick: () => vscode.postMessage({ type: 'run', model: state.kind, texts: state.texts, options: state.options || {} }) }, busy ? 'Explaining…' : 'Explain'),
       busy ? h('button', { class: 'secondary', onclick: () => vscode.postMessage({ type: 'cancel' }) }, 'Cancel') : null,
       h('label', { for: 'opacity' }, ' Overlay opacity '),
       h('input', { id: 'opacity', type: 'range', min: 0, max: 1, step: 0.05, value: state.opacity, oninput: (e) => {

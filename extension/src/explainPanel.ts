@@ -1,6 +1,7 @@
 // The explanation panel: an image + a ViT or CLIP model. CLIP: texts → similarity scores and a Chefer relevance
 // overlay per text. ViT: top-k classes → rollout, gradient rollout and Chefer per class, head grids, the
 // mean-attention-distance plot. All numbers come from the engine's explain.json; the panel only draws them.
+import { explainOptionFields, type PanelExplainOptions } from './core/explainOptions.js';
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { readFile } from 'node:fs/promises';
@@ -13,7 +14,7 @@ type ModelKind = 'clip' | 'vit';
 
 type FromWebview =
   | { type: 'ready' }
-  | { type: 'run'; model: ModelKind; texts: string[] }
+  | { type: 'run'; model: ModelKind; texts: string[]; options?: PanelExplainOptions }
   | { type: 'pickImage' }
   | { type: 'cancel' };
 
@@ -72,7 +73,7 @@ export class ExplainPanel implements vscode.Disposable {
         return;
       }
       case 'run':
-        await this.run(m.model, m.texts);
+        await this.run(m.model, m.texts, m.options);
         return;
       case 'cancel':
         if (this.jobId) await (await this.engine.ensureClient()).cancel(this.jobId).catch(() => undefined);
@@ -87,7 +88,7 @@ export class ExplainPanel implements vscode.Disposable {
     this.post({ type: 'image', path: image, name: path.basename(image), uri: `data:${mime};base64,${Buffer.from(bytes).toString('base64')}`, texts });
   }
 
-  async run(kind: ModelKind, texts: string[]): Promise<void> {
+  async run(kind: ModelKind, texts: string[], options: PanelExplainOptions = {}): Promise<void> {
     const cfg = readConfig();
     const model = kind === 'clip' ? cfg.models.clip : cfg.models.vit;
     if (!this.imagePath) return this.post({ type: 'error', message: 'Choose an image first.' });
@@ -101,7 +102,7 @@ export class ExplainPanel implements vscode.Disposable {
       // A remote engine cannot read this machine's files: send the image inline then.
       const image = cfg.engineUrl ? { data: Buffer.from(await readFile(this.imagePath)).toString('base64'), name: path.basename(this.imagePath) } : { path: this.imagePath };
       const job = client.explain(
-        { model, image, methods, ...(kind === 'clip' ? { texts: cleaned } : { top: 5 }) },
+        { model, image, methods, ...(kind === 'clip' ? { texts: cleaned } : {}), ...explainOptionFields(kind, options) },
         { onAccepted: (a) => (this.jobId = a.id), onProgress: (p) => this.engine.jobProgress(job.id, 'explaining', p.step, p.total) },
       );
       const result = await job.result.finally(() => this.engine.jobDone(job.id));

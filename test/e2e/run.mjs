@@ -549,7 +549,21 @@ const scenarios = [
       if (heads === 0 || distance === 0) throw new Error(`heads ${heads}, distance series ${distance}`);
       await sleep(300);
       await page.screenshot({ path: join(ARTIFACTS, 'explain-vit.png'), fullPage: true });
-      return `${classes} classes; overlays ${captions.join(' / ')}; ${heads} head maps; ${distance} distance series`;
+      // Options, opened from the keyboard: explain the top 2 classes, the head grid of layer 0, Chefer over the last block.
+      const headsTitle = () => frame.$eval('h2:has-text("CLS attention per head")', (e) => e.textContent);
+      const before = await headsTitle();
+      await frame.focus('details.options summary');
+      await page.keyboard.press('Enter');
+      await frame.waitForSelector('#opt-top', { state: 'visible', timeout: 10_000 });
+      await frame.fill('#opt-top', '2');
+      await frame.fill('#opt-headsLayer', '0');
+      await frame.selectOption('#opt-cheferStart', 'last');
+      await frame.click('#run');
+      await frame.waitForFunction(() => document.querySelectorAll('#overlays h3').length === 2, null, { timeout: 240_000 });
+      await frame.waitForFunction(() => [...document.querySelectorAll('h2')].some((e) => e.textContent === 'CLS attention per head, layer 0'), null, { timeout: 30_000 });
+      const after = await headsTitle();
+      await page.screenshot({ path: join(ARTIFACTS, 'explain-vit-options.png'), fullPage: true });
+      return `${classes} classes; overlays ${captions.join(' / ')}; ${heads} head maps; ${distance} distance series; options: 2 classes explained, "${before}" → "${after}"`;
     },
   },
   {
