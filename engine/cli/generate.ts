@@ -130,9 +130,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
       ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
       ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
-      // perStep stays unset without the flag: an explicit false (the protocol's `perStep: false`) would also drop
-      // the A&E-resolution step maps that --trace's attn<r>_step0.npy is read from.
-      maps: { maps: !!o.maps, perLayer: !!o.mapsPerLayer, ...(o.mapsPerStep ? { perStep: true } : {}), ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) },
+      maps: { maps: !!o.maps, perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) },
       ...(o.excite !== undefined ? { excite: o } : {}),
       outDir: paths.out,
       ...(paths.trace !== undefined ? { traceDir: paths.trace } : {}),

@@ -42,7 +42,7 @@ export function planMaps(req: MapsRequest, aeResolution: number | null = null): 
   const pipeline: PipelineMaps = {
     daam: maps || req.trace === true,
     // Unset keeps the pipeline's default (the A&E resolution), which a trace's attn<r>_step0.npy reads.
-    ...(stepRes.size > 0 ? { perStepResolutions: [...stepRes] } : req.perStep === false ? { perStepResolutions: [] } : {}),
+    ...(stepRes.size > 0 ? { perStepResolutions: [...stepRes] } : {}),
     ...(perLayer ? { perLayerResolutions: res ?? 'all' } : {}),
   };
   return { pipeline, write };
