@@ -12,6 +12,10 @@ TOOLS="${HEED_TOOLS:-$REPO/.tools}"
 NODE24="$TOOLS/node24"
 CS="$TOOLS/code-server"
 CS_VERSION="4.139.1"
+# Run the same whether started by hand or through `npm test`: an outer npm (the system Node's) exports npm_config_*
+# (nodedir, node_gyp, prefix, user agent …), npm_* and NODE, and the nested installs below would read them as their own
+# configuration — code-server's postinstall then saw Node 20. Drop them all; ~/.npmrc still applies as usual.
+while IFS= read -r var; do unset "$var"; done < <(compgen -e | grep -iE '^(npm_|node$|init_cwd$)')
 export ONNXRUNTIME_NODE_INSTALL=skip
 mkdir -p "$TOOLS"
 log() { printf '[e2e-setup] %s\n' "$*"; }
