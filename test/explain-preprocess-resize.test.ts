@@ -14,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { readNpy } from '../engine/io/npy.js';
 import { resizeLikePil, type ResampleFilter } from '../engine/image/resample.js';
 import { decodeRgb, ImagePreprocessor } from '../engine/explain/preprocess.js';
-import { parseProcessorConfig } from '../engine/explain/image-processor.js';
+import { fixedOutputSize, parseProcessorConfig } from '../engine/explain/image-processor.js';
 import { ExplainError } from '../engine/explain/errors.js';
 import { ExplainModel } from '../engine/explain/model.js';
 import { requireReference } from './helpers/reference.js';
@@ -82,6 +82,9 @@ describe(`explain preprocessing of images that need resizing (vs Pillow ${meta.v
         const prep = await ImagePreprocessor.fromFolder(folder);
         const got = await prep.prepare(join(FIXTURES, meta.images[p.image].file));
         assert.deepEqual(got.dims, p.dims);
+        // When the output size does not depend on the input, the size predicted from the config is the real one.
+        const fixed = fixedOutputSize(prep.spec);
+        if (fixed) assert.deepEqual([fixed.height, fixed.width], p.dims.slice(2), 'fixedOutputSize');
         if (p.file) {
           const want = readNpy(join(FIXTURES, p.file));
           const d = maxAbsDiff(got.pixelValues, want.data as Float32Array);
@@ -133,7 +136,11 @@ describe(`explain preprocessing of images that need resizing (vs Pillow ${meta.v
       assert.deepEqual([vit.size, vit.resample, vit.doCenterCrop, vit.mean], [{ kind: 'fixed', height: 224, width: 224 }, 'bilinear', false, [0.5, 0.5, 0.5]]);
       const deit = parseProcessorConfig({ feature_extractor_type: 'DeiTFeatureExtractor', size: 256, crop_size: 224 }, 'p');
       assert.deepEqual([deit.size, deit.resample, deit.doCenterCrop, deit.cropSize], [{ kind: 'fixed', height: 256, width: 256 }, 'bicubic', true, { height: 224, width: 224 }]);
+      assert.deepEqual(fixedOutputSize(deit), { height: 224, width: 224 });
+      assert.deepEqual(fixedOutputSize(vit), { height: 224, width: 224 });
+      assert.equal(fixedOutputSize(parseProcessorConfig({ image_processor_type: 'CLIPImageProcessor', do_center_crop: false }, 'p')), undefined);
       const dinov2 = parseProcessorConfig({}, 'p', 'dinov2');
+      assert.deepEqual(fixedOutputSize(dinov2), { height: 224, width: 224 });
       assert.deepEqual([dinov2.className, dinov2.size, dinov2.resample], ['BitImageProcessor', { kind: 'shortestEdge', shortestEdge: 224 }, 'bicubic']);
     });
   });

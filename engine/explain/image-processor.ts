@@ -210,6 +210,28 @@ export function centerCrop(img: Image8, cropHeight: number, cropWidth: number): 
   return { data: out, width: w, height: h, channels: ch };
 }
 
+/** Output extent of center_crop along one axis (one less than the crop when odd padding clips it, as in Python). */
+function cropExtent(size: number, crop: number): number {
+  const start = Math.floor((size - crop) / 2);
+  const padded = Math.max(crop, size);
+  const pad = Math.floor((padded - size) / 2);
+  return Math.min(padded, start + crop + pad) - Math.max(0, start + pad);
+}
+
+/**
+ * The (height, width) the processor produces whatever the input image, or undefined when it depends on the input (no
+ * resize, or a shortest-edge resize without a crop, or one smaller than the crop so that padding shows).
+ */
+export function fixedOutputSize(spec: ProcessorSpec): { height: number; width: number } | undefined {
+  const resized = spec.doResize && spec.size.kind === 'fixed' ? { height: spec.size.height, width: spec.size.width } : undefined;
+  if (!spec.doCenterCrop) return resized;
+  const { height: ch, width: cw } = spec.cropSize;
+  if (resized) return { height: cropExtent(resized.height, ch), width: cropExtent(resized.width, cw) };
+  // Shortest edge ≥ both crop sides: both resized sides are at least the crop, so no padding and exactly crop_size.
+  if (spec.doResize && spec.size.kind === 'shortestEdge' && spec.size.shortestEdge >= Math.max(ch, cw)) return { height: ch, width: cw };
+  return undefined;
+}
+
 /** Runs the processor on an 8-bit RGB image. */
 export function runProcessor(spec: ProcessorSpec, image: Image8): ProcessedImage {
   if (image.channels !== 3) throw new ExplainError(`the image processor expects an RGB image, got ${image.channels} channels`);
