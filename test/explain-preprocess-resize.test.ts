@@ -27,6 +27,7 @@ interface Meta {
   resizes: { image: string; width: number; height: number; filter: ResampleFilter; code: number; file: string }[];
   processors: { name: string; image: string; config: Record<string, unknown>; class: string; dims: number[]; sha256: string; file?: string }[];
   jpeg: { file: string; decoded: string };
+  modes: { mode: string; file: string; rgb: string }[];
   vit_tiny: { image: string; dims: number[]; sha256: string; sum: number; first: number[] };
 }
 
@@ -109,6 +110,16 @@ describe(`explain preprocessing of images that need resizing (vs Pillow ${meta.v
     }
     console.log(`      JPEG decode vs PIL: ${differing} of ${got.data.length} values differ, max |diff| ${maxDiff}`);
     assert.equal(differing, 0);
+  });
+
+  it('decodes grey, grey+alpha, RGBA and palette PNGs to the RGB that PIL\'s convert("RGB") gives', async () => {
+    assert.equal(meta.modes.length, 4);
+    for (const m of meta.modes) {
+      const got = await decodeRgb(join(FIXTURES, m.file));
+      const want = readNpy(join(FIXTURES, m.rgb));
+      assert.deepEqual([got.height, got.width, 3], want.shape, m.mode);
+      assert.deepEqual(got.data, want.data, `${m.mode} PNG decodes differently from PIL`);
+    }
   });
 
   describe('bad preprocessor_config.json values name the key', function () {
