@@ -129,6 +129,33 @@ function clip8(acc: number): number {
 function horizontalPass(src: Image8, outWidth: number, c: Coefficients): Image8 {
   const { width, height, channels } = src;
   const out = new Uint8Array(outWidth * height * channels);
+  if (channels === 3) {
+    // RGB, the case that matters: the three channels share each tap's weight (as PIL's loop does), ~2× faster.
+    const data = src.data;
+    const weights = c.weights;
+    for (let y = 0; y < height; y++) {
+      const row = y * width * 3;
+      for (let xx = 0; xx < outWidth; xx++) {
+        const n = c.count[xx];
+        const kOff = xx * c.taps;
+        let p = row + c.start[xx] * 3;
+        let r = HALF;
+        let g = HALF;
+        let b = HALF;
+        for (let x = 0; x < n; x++, p += 3) {
+          const k = weights[kOff + x];
+          r += data[p] * k;
+          g += data[p + 1] * k;
+          b += data[p + 2] * k;
+        }
+        const o = (y * outWidth + xx) * 3;
+        out[o] = clip8(r);
+        out[o + 1] = clip8(g);
+        out[o + 2] = clip8(b);
+      }
+    }
+    return { data: out, width: outWidth, height, channels };
+  }
   for (let y = 0; y < height; y++) {
     const row = y * width * channels;
     for (let xx = 0; xx < outWidth; xx++) {
@@ -149,15 +176,19 @@ function verticalPass(src: Image8, outHeight: number, c: Coefficients): Image8 {
   const { width, channels } = src;
   const stride = width * channels;
   const out = new Uint8Array(outHeight * stride);
+  const acc = new Float64Array(stride);
   for (let yy = 0; yy < outHeight; yy++) {
     const ymin = c.start[yy];
     const n = c.count[yy];
     const kOff = yy * c.taps;
-    for (let i = 0; i < stride; i++) {
-      let acc = HALF;
-      for (let y = 0; y < n; y++) acc += src.data[(ymin + y) * stride + i] * c.weights[kOff + y];
-      out[yy * stride + i] = clip8(acc);
+    // Row by row over the taps (cache-friendly); each sum still adds the taps in PIL's order, exactly in doubles.
+    acc.fill(HALF);
+    for (let y = 0; y < n; y++) {
+      const k = c.weights[kOff + y];
+      const base = (ymin + y) * stride;
+      for (let i = 0; i < stride; i++) acc[i] += src.data[base + i] * k;
     }
+    for (let i = 0; i < stride; i++) out[yy * stride + i] = clip8(acc[i]);
   }
   return { data: out, width, height: outHeight, channels };
 }
