@@ -2,8 +2,8 @@
 // PIL 9.4 + transformers 4.33 (test/fixtures/preprocess/make_fixtures.py; the versions are in its header and in
 // meta.json). Targets: resized uint8 pixels identical to PIL for every filter, up and down, non-square;
 // `pixel_values` bit-identical (sha256 of the float32 bytes) and within 1e-6 where the array itself is stored; decoding
-// of the PNG inputs exact. End to end: the reference tiny ViT on a 160×120 image gets Python's pixel_values and the
-// logits of a plain onnxruntime run of model.onnx on them.
+// of PNG (all modes) and JPEG inputs equal to PIL's. End to end: the reference tiny ViT and CLIP on a 160×120 image get
+// Python's pixel_values and the logits of a plain onnxruntime run of model.onnx on them.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +29,7 @@ interface Meta {
   jpeg: { file: string; decoded: string };
   modes: { mode: string; file: string; rgb: string }[];
   vit_tiny: { image: string; dims: number[]; sha256: string; sum: number; first: number[] };
+  clip_tiny: { image: string; dims: number[]; sha256: string; first: number[] };
 }
 
 const meta = JSON.parse(readFileSync(join(FIXTURES, 'meta.json'), 'utf8')) as Meta;
@@ -188,6 +189,41 @@ describe(`explain preprocessing of images that need resizing (vs Pillow ${meta.v
         await session.release();
       }
     });
+  });
+});
+
+describe('explain preprocessing end to end: the reference tiny CLIP on a 160×120 image', function () {
+  let ref: string;
+  let model: ExplainModel;
+  before(async function () {
+    ref = join(requireReference(this), 'clip-tiny');
+    model = await ExplainModel.load(ref);
+  });
+  after(async () => {
+    await model?.release();
+  });
+
+  it('gets CLIPImageProcessor\'s pixel_values (shortest edge 224, bicubic, crop) and plain ORT\'s logits_per_image', async () => {
+    const img = await model.prepareImage(join(FIXTURES, meta.images[meta.clip_tiny.image].file));
+    assert.deepEqual(img.dims, meta.clip_tiny.dims);
+    assert.equal(sha256(img.pixelValues), meta.clip_tiny.sha256, 'pixel_values are not bit-identical to CLIPImageProcessor\'s');
+    assert.deepEqual(Array.from(img.pixelValues.subarray(0, 4)), meta.clip_tiny.first);
+    const tok = model.tokenize(['a red disk', 'a blue square']);
+    const fwd = await model.forward(img, tok);
+    const session = await ort.InferenceSession.create(join(ref, 'model.onnx'));
+    try {
+      const out = await session.run({
+        input_ids: new ort.Tensor('int64', tok.ids, [2, tok.length]),
+        attention_mask: new ort.Tensor('int64', tok.mask, [2, tok.length]),
+        pixel_values: new ort.Tensor('float32', Float32Array.from(img.pixelValues), img.dims),
+      });
+      const want = out.logits_per_image.data as Float32Array;
+      const d = maxAbsDiff(fwd.similarities!, want);
+      console.log(`      logits_per_image vs plain ORT on Python's pixel_values: max |diff| = ${d.toExponential(2)}`);
+      assert.ok(d <= 2e-5, `logits_per_image differ by ${d}`);
+    } finally {
+      await session.release();
+    }
   });
 });
 
