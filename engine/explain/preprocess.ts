@@ -1,16 +1,14 @@
-// Image preprocessing with @huggingface/transformers' image processors, read from the LOCAL model folder (never
-// downloaded). The processor does the geometry (RGB conversion, resize, centre crop, rescale); the final
-// normalisation is redone here in float32 steps, `fround(fround(x − mean) / std)`, because that is how numpy
-// evaluates `(image - mean) / std` on a float32 image in transformers' Python processors, whereas transformers.js
-// rounds once after computing in double. With this, ViTImageProcessor and CLIPImageProcessor outputs are bit-exact
-// with the Python ones on the reference image (see test/explain-preprocess.test.ts).
-import { AutoImageProcessor, RawImage, env } from '@huggingface/transformers';
-import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+// Image preprocessing as transformers' Python image processors do it, read from the LOCAL model folder's
+// preprocessor_config.json (never downloaded). Decoding is sharp's (libvips); the geometry (resize with PIL's exact
+// resampling, centre crop) and the float32 rescale / normalise are Heed's own reimplementation
+// (engine/image/resample.ts, ./image-processor.ts), so that `pixel_values` equal the Python ones for any input size,
+// not only for images that already have the model's size (see test/explain-preprocess-resize.test.ts).
+import sharp, { type OutputInfo } from 'sharp';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Image8 } from '../image/resample.js';
 import { ExplainError } from './errors.js';
-
-// Explanations only ever read local folders: never reach the Hub.
-env.allowRemoteModels = false;
+import { parseProcessorConfig, runProcessor, type ProcessorSpec } from './image-processor.js';
 
 /** What the image processor produced, plus the RGB image the model saw (for overlays). */
 export interface PreparedImage {
@@ -25,81 +23,84 @@ export interface PreparedImage {
   originalSize: { height: number; width: number };
 }
 
-interface ProcessorLike {
-  image_mean?: number | number[];
-  image_std?: number | number[];
-  do_normalize?: boolean;
-  do_rescale?: boolean;
-  rescale_factor?: number;
-  preprocess(image: RawImage, overrides: { do_normalize: boolean }): Promise<{ pixel_values: { dims: number[]; data: ArrayLike<number> }; original_size: number[] }>;
-}
-
 export class ImagePreprocessor {
-  private constructor(private readonly proc: ProcessorLike, readonly dir: string) {}
+  private constructor(readonly spec: ProcessorSpec, readonly dir: string) {}
 
   static async fromFolder(dirIn: string): Promise<ImagePreprocessor> {
     const dir = resolve(dirIn);
-    let proc: unknown;
-    try {
-      proc = await AutoImageProcessor.from_pretrained(dir, { local_files_only: true });
-    } catch (e) {
-      throw new ExplainError(`cannot build the image processor from ${dir}/preprocessor_config.json: ${(e as Error).message}`);
-    }
-    return new ImagePreprocessor(proc as ProcessorLike, dir);
+    const path = join(dir, 'preprocessor_config.json');
+    const config = readJsonFile(path);
+    // Without image_processor_type, transformers picks the class from config.json's model_type.
+    const modelConfig = existsSync(join(dir, 'config.json')) ? readJsonFile(join(dir, 'config.json')) : undefined;
+    const modelType = typeof modelConfig === 'object' && modelConfig !== null && typeof (modelConfig as Record<string, unknown>).model_type === 'string'
+      ? ((modelConfig as Record<string, unknown>).model_type as string) : undefined;
+    return new ImagePreprocessor(parseProcessorConfig(config, path, modelType), dir);
   }
 
   /** Reads and preprocesses an image file (PNG, JPEG, WebP, ...) or encoded image bytes. */
   async prepare(input: string | Uint8Array): Promise<PreparedImage> {
-    const image = await readImage(input);
-    const out = await this.proc.preprocess(image, { do_normalize: false });
-    const dims = out.pixel_values.dims;
-    if (dims.length !== 3 || dims[0] !== 3) {
-      throw new ExplainError(`the image processor of ${this.dir} produced dims [${dims.join(', ')}]; Heed explains 3-channel images only`);
-    }
-    const [c, h, w] = dims;
-    const src = out.pixel_values.data;
-    const pixelValues = new Float32Array(c * h * w);
-    const rgb = new Uint8Array(h * w * 3);
-    const rescale = this.proc.do_rescale === false ? 1 : (this.proc.rescale_factor ?? 1 / 255);
-    const mean = channelValues(this.proc.image_mean, c, 0);
-    const std = channelValues(this.proc.image_std, c, 1);
-    const normalize = this.proc.do_normalize !== false;
-    const f = Math.fround;
-    for (let ch = 0; ch < c; ch++) {
-      const m = f(mean[ch]);
-      const s = f(std[ch]);
-      for (let i = 0; i < h * w; i++) {
-        const x = src[ch * h * w + i];
-        pixelValues[ch * h * w + i] = normalize ? f(f(x - m) / s) : x;
-        rgb[i * 3 + ch] = Math.max(0, Math.min(255, Math.round(x / rescale)));
-      }
-    }
-    const [oh, ow] = out.original_size;
-    return { pixelValues, dims: [1, c, h, w], rgb, height: h, width: w, originalSize: { height: oh, width: ow } };
+    const image = await decodeRgb(input);
+    const { pixelValues, rgb } = runProcessor(this.spec, image);
+    return {
+      pixelValues, dims: [1, 3, rgb.height, rgb.width], rgb: rgb.data, height: rgb.height, width: rgb.width,
+      originalSize: { height: image.height, width: image.width },
+    };
   }
 }
 
-function channelValues(v: number | number[] | undefined, channels: number, fallback: number): number[] {
-  if (v === undefined) return new Array<number>(channels).fill(fallback);
-  if (typeof v === 'number') return new Array<number>(channels).fill(v);
-  if (v.length !== channels) throw new ExplainError(`image_mean/image_std have ${v.length} values for ${channels} channels`);
-  return v;
+function readJsonFile(path: string): unknown {
+  if (!existsSync(path)) throw new ExplainError(`${path} is missing, so the image preprocessing is unknown: copy it from the original model repository`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  } catch (e) {
+    throw new ExplainError(`cannot parse ${path}: ${(e as Error).message}`);
+  }
 }
 
-async function readImage(input: string | Uint8Array): Promise<RawImage> {
+/**
+ * Decodes to 8-bit RGB as `PIL.Image.open(f).convert("RGB")` would: grey is replicated, alpha dropped (not composited),
+ * palettes expanded. EXIF orientation is applied, as transformers' `load_image` does (`ImageOps.exif_transpose`).
+ */
+export async function decodeRgb(input: string | Uint8Array): Promise<Image8> {
+  let bytes: Uint8Array;
+  let what: string;
+  let failed: string;
   if (typeof input === 'string') {
     const path = resolve(input);
     if (!existsSync(path) || !statSync(path).isFile()) throw new ExplainError(`image not found: ${path}`);
-    try {
-      return await RawImage.read(path);
-    } catch (e) {
-      throw new ExplainError(`cannot read image ${path}: ${(e as Error).message}. Pass a PNG, JPEG, WebP, GIF, TIFF or AVIF file.`);
-    }
+    bytes = readFileSync(path);
+    what = `image ${path}`;
+    failed = `cannot read image ${path}`;
+  } else {
+    bytes = input;
+    what = `the image bytes (${input.byteLength} bytes)`;
+    failed = `cannot decode the image bytes (${input.byteLength} bytes)`;
   }
+  let raw: { data: Buffer; info: OutputInfo };
+  let space: string | undefined;
   try {
-    // Copy into a plain ArrayBuffer-backed view: Blob refuses views over SharedArrayBuffer.
-    return await RawImage.fromBlob(new Blob([Uint8Array.from(input)]));
+    space = (await sharp(bytes).metadata()).space;
+    raw = await sharp(bytes).rotate().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
-    throw new ExplainError(`cannot decode the image bytes (${input.byteLength} bytes): ${(e as Error).message}. Send a PNG, JPEG or WebP file.`);
+    throw new ExplainError(`${failed}: ${(e as Error).message}. Pass a PNG, JPEG, WebP, GIF, TIFF or AVIF file.`);
   }
+  if (space === 'cmyk') throw new ExplainError(`cannot use ${what}: it is CMYK; convert it to RGB first`);
+  const { width, height, channels } = raw.info;
+  const n = width * height;
+  const rgb = new Uint8Array(n * 3);
+  const src = raw.data;
+  if (channels === 3) {
+    rgb.set(src.subarray(0, n * 3));
+  } else if (channels === 4) {
+    for (let i = 0; i < n; i++) {
+      rgb[i * 3] = src[i * 4];
+      rgb[i * 3 + 1] = src[i * 4 + 1];
+      rgb[i * 3 + 2] = src[i * 4 + 2];
+    }
+  } else if (channels === 1 || channels === 2) {
+    for (let i = 0; i < n; i++) rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = src[i * channels];
+  } else {
+    throw new ExplainError(`cannot use ${what}: it decodes to ${channels} channels; Heed explains RGB, grey or RGBA images (convert CMYK and others to RGB first)`);
+  }
+  return { data: rgb, width, height, channels: 3 };
 }
