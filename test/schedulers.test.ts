@@ -85,6 +85,12 @@ describe('schedulers: config and factory', () => {
       /SDE variants are not implemented/,
     );
     assert.throws(() => createScheduler('euler', { ...SD_CONFIG, num_train_timesteps: 10, trained_betas: [0.1] }), /trained_betas has 1 values/);
+    // Newer diffusers options that would change the schedule: refused, not ignored (SD-Turbo's "discrete" is fine).
+    assert.throws(() => createScheduler('euler', { ...SD_CONFIG, prediction_type: 'v_prediction', timestep_type: 'continuous' }), /timestep_type "continuous"/);
+    assert.ok(createScheduler('euler', { ...SD_CONFIG, timestep_type: 'discrete' }) instanceof EulerScheduler);
+    assert.throws(() => createScheduler('euler', { ...SD_CONFIG, use_exponential_sigmas: true }), /use_exponential_sigmas/);
+    assert.throws(() => createScheduler('euler-karras', { ...SD_CONFIG, sigma_min: 0.1 }), /sigma_min/);
+    assert.throws(() => createScheduler('lcm', { ...SD_CONFIG, original_inference_steps: 2000 }), /original_inference_steps must be between 1 and/);
   });
 
   it('fills missing keys with the target class defaults, like from_config', () => {

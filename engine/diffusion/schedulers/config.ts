@@ -157,6 +157,17 @@ export function resolveSchedulerConfig(kind: SchedulerKind, json: Json = {}, sou
   if (kind === 'dpm-solver' && typeof json.variance_type === 'string') {
     throw new SchedulerConfigError(`${source}: variance_type "${json.variance_type}" (learned variance) is not supported by Heed's DPM-Solver`);
   }
+  // Options newer diffusers added to the sigma schedulers (v0.24+: timestep_type, sigma_min/max; v0.31:
+  // exponential/beta sigmas). SD-Turbo's file sets timestep_type "discrete", which is what v0.21.4 does.
+  if ((kind === 'euler' || kind === 'euler-ancestral') && json.timestep_type === 'continuous' && c.predictionType === 'v_prediction') {
+    throw new SchedulerConfigError(`${source}: timestep_type "continuous" (diffusers 0.24+, timesteps 0.25·log σ) is not supported; use "discrete"`);
+  }
+  for (const key of ['use_exponential_sigmas', 'use_beta_sigmas'] as const) {
+    if (json[key] === true) throw new SchedulerConfigError(`${source}: "${key}": true (diffusers 0.31+) is not supported; set it to false`);
+  }
+  if (c.useKarrasSigmas && (typeof json.sigma_min === 'number' || typeof json.sigma_max === 'number')) {
+    throw new SchedulerConfigError(`${source}: sigma_min / sigma_max overrides of the Karras range (diffusers 0.24+) are not supported; set them to null`);
+  }
   if (c.numTrainTimesteps < 2) throw new SchedulerConfigError(`${source}: num_train_timesteps must be at least 2`);
   if (c.trainedBetas && c.trainedBetas.length !== c.numTrainTimesteps) {
     throw new SchedulerConfigError(`${source}: trained_betas has ${c.trainedBetas.length} values but num_train_timesteps is ${c.numTrainTimesteps}`);
