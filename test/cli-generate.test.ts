@@ -183,6 +183,9 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
     writeFileSync(notNpy, 'not numpy');
     assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--latents', notNpy, '--out', join(tmp, 'x')]), /junk\.npy/);
     assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--scheduler', 'warp-drive', '--out', join(tmp, 'x')]), /warp-drive/);
+    // LCM takes at most original_inference_steps (50) steps
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '60', '--size', '64', '--scheduler', 'lcm', '--out', join(tmp, 'x')]),
+      /steps 60 do not fit the lcm scheduler: .*original_inference_steps \(50\)/);
     // multiples of 8 pass the flag check but not an SD UNet's skip connections: a clear message, not ORT's
     assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64x72', '--seed', '0', '--out', join(tmp, 'x')]),
       /image size 64x72 does not fit this UNet.*multiples of 64.*height 64 or 128/);
