@@ -3,7 +3,10 @@
 //  - end-to-end generation time, plain and with Attend-and-Excite (same steps/seed), and their ratio;
 //  - the denoising loop without maps, with DAAM maps, with the map panel's per-step + per-layer maps;
 //  - the A&E pass (forward pruned to the 16×16 layers + backward to the latents) vs a full batch-1 forward;
-//  - one refinement iteration vs a batch-1 forward.
+//  - one refinement iteration vs a batch-1 forward;
+//  - few-step generation: 1 step without CFG (SD-Turbo's Euler "trailing" schedule) vs 50 steps with CFG (the folder's
+//    scheduler), whole generate() wall time. On by default for the tiny model only (HEED_BENCH_FEWSTEP=1 forces it
+//    for HEED_BENCH_SD, =0 skips it): 50 CFG steps of a full-width UNet take many minutes on a CPU.
 // The model is the tiny SD folder from models/ (or `HEED_BENCH_SD=<folder>` for any SD 1.x export, e.g. a
 // full-width random SD1.5 built with `node dist/models/build.js --kind sd --size sd15`).
 import { ensureTinyModels } from '../models/cache.js';
@@ -110,9 +113,35 @@ export async function benchDiffusion(): Promise<Record<string, number | string>>
     out.ratio_generate_ae_vs_plain = aeGen / plainGen;
     out.ae_refinement_updates = refine;
     out.ratio_refinement_iteration_vs_forward_batch1 = (rt.forwardMs / rt.forwards + rt.backwardMs / Math.max(1, rt.backwards)) / forward1;
+    const fewStep = process.env.HEED_BENCH_FEWSTEP ?? (process.env.HEED_BENCH_SD ? '0' : '1');
+    if (fewStep !== '0') Object.assign(out, await benchFewStep(pipe, size, reps));
     out.peak_rss_mb = rssMb();
   } finally {
     await pipe.dispose();
   }
   return out;
+}
+
+/** SD-Turbo's scheduler_config.json (diffusers 0.24.0.dev0): Euler with trailing spacing, so 1 step starts at t = 999. */
+const SD_TURBO_SCHEDULER = {
+  _class_name: 'EulerDiscreteScheduler', beta_end: 0.012, beta_schedule: 'scaled_linear', beta_start: 0.00085, clip_sample: false,
+  interpolation_type: 'linear', num_train_timesteps: 1000, prediction_type: 'epsilon', set_alpha_to_one: false, skip_prk_steps: true,
+  steps_offset: 1, timestep_spacing: 'trailing', timestep_type: 'discrete', trained_betas: null, use_karras_sigmas: false,
+};
+
+/** Whole-generation wall time: 1 step without CFG (one batch-1 UNet call) vs 50 steps with CFG (50+ batch-2 calls). */
+export async function benchFewStep(pipe: StableDiffusionPipeline, size: number, reps: number): Promise<Record<string, number>> {
+  const base = { prompt: 'a cat and a frog', width: size, height: size, seed: 1234, maps: false } as const;
+  let calls1 = 0;
+  const one = await timeIt(reps, async () => {
+    calls1 = (await pipe.generate({ ...base, steps: 1, guidance: 0, schedulerConfig: SD_TURBO_SCHEDULER })).timesteps.length;
+  });
+  // One timed run (no warm-up: the 1-step runs already opened the plain UNet session, and 50 steps are long).
+  const t0 = performance.now();
+  const calls50 = (await pipe.generate({ ...base, steps: 50, guidance: 7.5 })).timesteps.length;
+  const fifty = performance.now() - t0;
+  return {
+    generate_ms_1_step_no_cfg: one, generate_ms_50_steps_cfg: fifty, ratio_generate_50_steps_vs_1_step: fifty / one,
+    unet_calls_1_step: calls1, unet_calls_50_steps: calls50,
+  };
 }

@@ -2,7 +2,7 @@
 // the files exist with the documented names and sizes, report.json describes the run, the per-word maps agree with
 // the trace, --latents reproduces a seeded run, and bad inputs fail with one line and exit code 2.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -183,12 +183,117 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
     writeFileSync(notNpy, 'not numpy');
     assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--latents', notNpy, '--out', join(tmp, 'x')]), /junk\.npy/);
     assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64', '--scheduler', 'warp-drive', '--out', join(tmp, 'x')]), /warp-drive/);
+    // LCM takes at most original_inference_steps (50) steps
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '60', '--size', '64', '--scheduler', 'lcm', '--out', join(tmp, 'x')]),
+      /steps 60 do not fit the lcm scheduler: .*original_inference_steps \(50\)/);
     // multiples of 8 pass the flag check but not an SD UNet's skip connections: a clear message, not ORT's
     assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '64x72', '--seed', '0', '--out', join(tmp, 'x')]),
       /image size 64x72 does not fit this UNet.*multiples of 64.*height 64 or 128/);
     // a folder that is not an SD export names what is missing
     assertUserError(await heed(['generate', '--model', tmp, '--prompt', 'a cat', '--out', join(tmp, 'x')]), /unet|text_encoder|model_index/);
     void readNpy;
+  });
+});
+
+describe('cli: few-step runs without classifier-free guidance (child process)', function () {
+  let models: TinyModels;
+  let tmp: string;
+  before(async function () {
+    models = await ensureTinyModels();
+    tmp = mkdtempSync(join(tmpdir(), 'heed-cli-fewstep-'));
+  });
+  after(function () {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  interface FewStepReport extends Report {
+    settings: Report['settings'] & { guidance: number; cfg: boolean };
+    stepMaps: { height: number; width: number; calls: number; timesteps: number[] }[];
+  }
+  const run = async (name: string, extra: string[]): Promise<{ dir: string; rep: FewStepReport; final: Float32Array }> => {
+    const dir = join(tmp, name);
+    const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--size', '64', '--seed', '21',
+      '--out', dir, '--trace', join(dir, 'trace'), '--quiet', ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as FewStepReport;
+    return { dir, rep, final: readNpyFloat32(join(dir, 'trace', 'latents_final.npy')).data };
+  };
+
+  it('--guidance 1 --steps 2: one conditional UNet call per step (the negative prompt has no effect), maps written', async function () {
+    const base = ['--scheduler', 'ddim', '--steps', '2', '--maps-per-step'];
+    const a = await run('g1-a', [...base, '--guidance', '1', '--negative', 'blurry']);
+    const b = await run('g1-b', [...base, '--guidance', '1', '--negative', 'a dog in the rain']);
+    assert.equal(a.rep.settings.cfg, false);
+    assert.deepEqual(a.rep.timesteps, [501, 1]); // DDIM, the folder's leading spacing with steps_offset 1
+    // One UNet call per step: the per-call stacks hold exactly one (conditional) map per timestep.
+    assert.deepEqual(a.rep.stepMaps.map((g) => [g.calls, g.timesteps]), [[2, [501, 1]]]);
+    assert.equal(a.rep.timingsMs.steps.length, 2);
+    // No unconditional branch: a different negative prompt changes nothing, bit for bit ...
+    assert.deepEqual([...a.final], [...b.final]);
+    // ... whereas with CFG (guidance 7.5, same seed) it does, so the comparison can fail.
+    const c = await run('g75-a', [...base, '--guidance', '7.5', '--negative', 'blurry']);
+    const d = await run('g75-b', [...base, '--guidance', '7.5', '--negative', 'a dog in the rain']);
+    assert.equal(c.rep.settings.cfg, true);
+    assert.notDeepEqual([...c.final], [...d.final]);
+    // Maps: every word has a finite, positive map and a [calls, h, w] stack.
+    assert.deepEqual(a.rep.maps.map((m) => m.word), ['a', 'cat', 'and', 'frog']);
+    for (const m of a.rep.maps) {
+      const map = readNpyFloat32(join(a.dir, m.npy));
+      assert.ok(map.data.every(Number.isFinite) && m.maxAttention > 0, m.word);
+    }
+    const stack = readNpyFloat32(join(a.dir, 'maps', 'steps', '2x2', '2-cat.npy'));
+    assert.deepEqual(stack.shape, [2, 2, 2]);
+  });
+
+  it('an SD-Turbo scheduler config (Euler, trailing): --steps 1 --guidance 0 denoises from t=999 to x0 = x − σ·ε', async function () {
+    // The tiny model's files with SD-Turbo's scheduler_config.json.
+    const folder = join(tmp, 'turbo-model');
+    mkdirSync(join(folder, 'scheduler'), { recursive: true });
+    for (const entry of readdirSync(models.sd)) if (entry !== 'scheduler') symlinkSync(join(models.sd, entry), join(folder, entry));
+    writeFileSync(join(folder, 'scheduler', 'scheduler_config.json'), JSON.stringify({
+      _class_name: 'EulerDiscreteScheduler', beta_end: 0.012, beta_schedule: 'scaled_linear', beta_start: 0.00085, clip_sample: false,
+      interpolation_type: 'linear', num_train_timesteps: 1000, prediction_type: 'epsilon', set_alpha_to_one: false, skip_prk_steps: true,
+      steps_offset: 1, timestep_spacing: 'trailing', timestep_type: 'discrete', trained_betas: null, use_karras_sigmas: false,
+    }));
+    const dir = join(tmp, 'turbo');
+    const r = await heed(['generate', '--model', folder, '--prompt', 'a cat and a frog', '--size', '64', '--seed', '3', '--steps', '1',
+      '--guidance', '0', '--maps', '--out', dir, '--trace', join(dir, 'trace'), '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as FewStepReport;
+    assert.deepEqual([rep.settings.scheduler, rep.settings.cfg, rep.timesteps], ['euler', false, [999]]);
+    assert.ok(rep.maps.length === 4 && rep.maps.every((m) => m.maxAttention > 0));
+    // σ(999) = sqrt((1 − ᾱ)/ᾱ) from the float64 scaled-linear schedule; the latents start at σ·z (trailing: no +1).
+    let ab = 1;
+    for (let i = 0; i < 1000; i++) ab *= 1 - (Math.sqrt(0.00085) + (i * (Math.sqrt(0.012) - Math.sqrt(0.00085))) / 999) ** 2;
+    const sigma = Math.sqrt((1 - ab) / ab);
+    const z = readNpyFloat32(join(dir, 'trace', 'latents_init.npy')).data;
+    const eps = readNpyFloat32(join(dir, 'trace', 'noise_pred_step0.npy')).data;
+    const final = readNpyFloat32(join(dir, 'trace', 'latents_final.npy')).data;
+    for (let i = 0; i < final.length; i++) {
+      const want = sigma * z[i]! - sigma * eps[i]!;
+      assert.ok(Math.abs(final[i]! - want) <= 2e-5 * Math.max(1, Math.abs(want)), `latent ${i}: ${final[i]} vs ${want}`);
+    }
+  });
+
+  it('--scheduler lcm --steps 4 --guidance 1 with --excite: LCM timesteps, A&E updates every step with sizes 20·sqrt(linspace(1, 0.5, 4))', async function () {
+    const dir = join(tmp, 'lcm-ae');
+    const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--size', '128', '--seed', '5', '--steps', '4',
+      '--guidance', '1', '--scheduler', 'lcm', '--excite', 'cat,frog', '--maps', '--out', dir, '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as FewStepReport;
+    assert.deepEqual([rep.settings.scheduler, rep.settings.cfg, rep.timesteps], ['lcm', false, [999, 759, 519, 279]]);
+    assert.ok(rep.maps.every((m) => m.maxAttention > 0));
+    const ex = JSON.parse(readFileSync(join(dir, 'excite.json'), 'utf8')) as {
+      events: { step: number; phase: string; kind: string; stepSize?: number }[];
+    };
+    // max_iter_to_alter (25) exceeds the 4 steps, so every step gets its main update; of the thresholds {0, 10, 20}
+    // only step 0's can trigger a refinement.
+    const main = ex.events.filter((e) => e.kind === 'update' && e.phase === 'main');
+    assert.deepEqual(main.map((e) => e.step), [0, 1, 2, 3]);
+    main.forEach((e, i) => assert.ok(Math.abs(e.stepSize! - 20 * Math.sqrt(1 - (0.5 * i) / 3)) < 1e-9, `step ${i}: ${e.stepSize}`));
+    assert.ok(ex.events.filter((e) => e.phase === 'refine').every((e) => e.step === 0));
+    const png = await sharp(join(dir, 'image.png')).stats();
+    assert.ok(png.channels.every((c) => Number.isFinite(c.mean)));
   });
 });
 

@@ -51,7 +51,7 @@ export function registerGenerate(program: Command): Command {
     .option('--negative <text>', 'negative prompt (the unconditional branch of classifier-free guidance)', '')
     .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 50)
     .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables CFG)', finiteNumber('--guidance', 0, 100), 7.5)
-    .option('--scheduler <name>', "sampler (default: the folder's scheduler); e.g. pndm, ddim, euler, euler-ancestral, dpm++2m, dpm++2m-karras, lms")
+    .option('--scheduler <name>', "sampler (default: the folder's scheduler); e.g. pndm, ddim, euler, euler-ancestral, dpm++2m, dpm++2m-karras, lms, lcm")
     .option('--seed <n>', 'seed of the torch-compatible generator (same latents as torch.Generator("cpu").manual_seed(n))', parseSeed)
     .option('--latents <file.npy>', 'initial latents [1, 4, H/8, W/8] float32 .npy (overrides the seed for the latents)')
     .option('--size <WxH>', 'image size, multiples of 8 (default: the model\'s, usually 512x512)', parseSize)

@@ -276,7 +276,13 @@ export class StableDiffusionPipeline {
     const scheduler: Scheduler = createScheduler(options.scheduler, options.schedulerConfig ?? this.folder.schedulerConfig, {
       eta: options.eta, source: options.schedulerConfig ? 'the given scheduler config' : this.folder.schedulerConfigPath,
     });
-    scheduler.setTimesteps(steps);
+    try {
+      scheduler.setTimesteps(steps);
+    } catch (e) {
+      // e.g. LCM above its original_inference_steps, PNDM's Runge-Kutta warm-up below 4 steps: the caller's step count.
+      if (e instanceof RangeError) throw new GenerationOptionsError(`steps ${steps} do not fit the ${scheduler.kind} scheduler: ${e.message}`);
+      throw e;
+    }
     const cfg = guidance > 1;
     const mapsOpt: MapsOptions | null = options.maps === true ? {} : options.maps ? options.maps : null;
     const aeResolution = Math.ceil(height / 32);

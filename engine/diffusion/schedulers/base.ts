@@ -18,7 +18,7 @@ export abstract class BaseScheduler implements Scheduler {
     readonly config: Readonly<SchedulerConfig>,
   ) {
     let betas = makeBetas(config);
-    if (kind === 'ddim' && config.rescaleBetasZeroSnr) betas = rescaleZeroTerminalSnr(betas);
+    if ((kind === 'ddim' || kind === 'lcm') && config.rescaleBetasZeroSnr) betas = rescaleZeroTerminalSnr(betas);
     this.betas = betas;
     this.alphasCumprod = alphasCumprod(betas);
   }

@@ -3,11 +3,12 @@
 // diffusers lets any scheduler be built from another's config (`EulerDiscreteScheduler.from_config(pndm.config)`):
 // keys the target class does not take are ignored and keys it takes but the file lacks get THAT class's defaults
 // (e.g. timestep_spacing defaults to "leading" for PNDM/DDIM but "linspace" for Euler/LMS/DPM-Solver). We mirror
-// that: `resolveSchedulerConfig(kind, json)` applies the defaults of `kind` (diffusers v0.21.4).
+// that: `resolveSchedulerConfig(kind, json)` applies the defaults of `kind` (diffusers v0.21.4; LCMScheduler, which
+// v0.21.4 lacks, as diffusers v0.22.0 added it).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export type SchedulerKind = 'pndm' | 'ddim' | 'euler' | 'euler-ancestral' | 'dpm-solver' | 'lms';
+export type SchedulerKind = 'pndm' | 'ddim' | 'euler' | 'euler-ancestral' | 'dpm-solver' | 'lms' | 'lcm';
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
 export type TimestepSpacing = 'leading' | 'trailing' | 'linspace';
@@ -40,6 +41,10 @@ export interface SchedulerConfig {
   solverType: 'midpoint' | 'heun';
   lowerOrderFinal: boolean;
   lambdaMinClipped: number;
+  /** LCM: the length of the distillation schedule its timesteps are taken from (default 50). */
+  originalInferenceSteps: number;
+  /** LCM: the boundary-condition scalings read t·timestep_scaling (v0.22.0 hard-codes t / 0.1, i.e. 10). */
+  timestepScaling: number;
 }
 
 export class SchedulerConfigError extends Error {
@@ -57,6 +62,8 @@ const CLASS_DEFAULTS: Record<SchedulerKind, Partial<SchedulerConfig>> = {
   'euler-ancestral': { timestepSpacing: 'linspace' },
   lms: { timestepSpacing: 'linspace' },
   'dpm-solver': { timestepSpacing: 'linspace' },
+  // LCMScheduler's __init__ defaults are SD's betas (not DDPM's) and set_alpha_to_one; it ignores timestep_spacing.
+  lcm: { timestepSpacing: 'leading', setAlphaToOne: true, betaStart: 0.00085, betaEnd: 0.012, betaSchedule: 'scaled_linear' },
 };
 
 const BASE_DEFAULTS: SchedulerConfig = {
@@ -80,6 +87,8 @@ const BASE_DEFAULTS: SchedulerConfig = {
   solverType: 'midpoint',
   lowerOrderFinal: true,
   lambdaMinClipped: -Infinity,
+  originalInferenceSteps: 50,
+  timestepScaling: 10,
 };
 
 type Json = Record<string, unknown>;
@@ -123,6 +132,8 @@ export function resolveSchedulerConfig(kind: SchedulerKind, json: Json = {}, sou
   set('solverOrder', pick(json, 'solver_order', isInt, 'an integer', source));
   set('lowerOrderFinal', pick(json, 'lower_order_final', isBool, 'true or false', source));
   set('lambdaMinClipped', pick(json, 'lambda_min_clipped', isNum, 'a number', source));
+  set('originalInferenceSteps', pick(json, 'original_inference_steps', isInt, 'an integer', source));
+  set('timestepScaling', pick(json, 'timestep_scaling', isNum, 'a number', source));
   const algorithm = pick(json, 'algorithm_type', (v): v is string => typeof v === 'string', 'a string', source);
   if (algorithm !== undefined) {
     // diffusers maps the deprecated "deis" to dpmsolver++ and rejects the rest we cannot run.
@@ -140,15 +151,32 @@ export function resolveSchedulerConfig(kind: SchedulerKind, json: Json = {}, sou
   }
 
   // Features the file may request that Heed does not implement: refuse rather than silently differ.
-  if (json.thresholding === true && (kind === 'ddim' || kind === 'dpm-solver')) {
+  if (json.thresholding === true && (kind === 'ddim' || kind === 'dpm-solver' || kind === 'lcm')) {
     throw new SchedulerConfigError(`${source}: "thresholding": true (dynamic thresholding) is not supported; set it to false`);
   }
   if (kind === 'dpm-solver' && typeof json.variance_type === 'string') {
     throw new SchedulerConfigError(`${source}: variance_type "${json.variance_type}" (learned variance) is not supported by Heed's DPM-Solver`);
   }
+  // Options newer diffusers added to the sigma schedulers (v0.24+: timestep_type, sigma_min/max; v0.31:
+  // exponential/beta sigmas). SD-Turbo's file sets timestep_type "discrete", which is what v0.21.4 does.
+  if ((kind === 'euler' || kind === 'euler-ancestral') && json.timestep_type === 'continuous' && c.predictionType === 'v_prediction') {
+    throw new SchedulerConfigError(`${source}: timestep_type "continuous" (diffusers 0.24+, timesteps 0.25·log σ) is not supported; use "discrete"`);
+  }
+  for (const key of ['use_exponential_sigmas', 'use_beta_sigmas'] as const) {
+    if (json[key] === true) throw new SchedulerConfigError(`${source}: "${key}": true (diffusers 0.31+) is not supported; set it to false`);
+  }
+  if (c.useKarrasSigmas && (typeof json.sigma_min === 'number' || typeof json.sigma_max === 'number')) {
+    throw new SchedulerConfigError(`${source}: sigma_min / sigma_max overrides of the Karras range (diffusers 0.24+) are not supported; set them to null`);
+  }
   if (c.numTrainTimesteps < 2) throw new SchedulerConfigError(`${source}: num_train_timesteps must be at least 2`);
   if (c.trainedBetas && c.trainedBetas.length !== c.numTrainTimesteps) {
     throw new SchedulerConfigError(`${source}: trained_betas has ${c.trainedBetas.length} values but num_train_timesteps is ${c.numTrainTimesteps}`);
+  }
+  if (kind === 'lcm') {
+    if (c.originalInferenceSteps < 1 || c.originalInferenceSteps > c.numTrainTimesteps) {
+      throw new SchedulerConfigError(`${source}: original_inference_steps must be between 1 and num_train_timesteps (${c.numTrainTimesteps}); got ${c.originalInferenceSteps}`);
+    }
+    if (!(c.timestepScaling > 0)) throw new SchedulerConfigError(`${source}: timestep_scaling must be > 0 (got ${c.timestepScaling})`);
   }
   if (c.solverOrder < 1 || c.solverOrder > 3) throw new SchedulerConfigError(`${source}: solver_order must be 1, 2 or 3 (got ${c.solverOrder})`);
   if (kind === 'pndm' && c.predictionType === 'sample') {

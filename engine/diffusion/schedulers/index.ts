@@ -3,6 +3,7 @@ import { resolveSchedulerConfig, SchedulerConfigError, type SchedulerKind } from
 import { DdimScheduler } from './ddim.js';
 import { DpmSolverScheduler } from './dpmsolver.js';
 import { EulerAncestralScheduler, EulerScheduler } from './euler.js';
+import { LcmScheduler } from './lcm.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import type { Scheduler } from './types.js';
@@ -15,6 +16,7 @@ export { DdimScheduler } from './ddim.js';
 export { EulerScheduler, EulerAncestralScheduler } from './euler.js';
 export { LmsScheduler } from './lms.js';
 export { DpmSolverScheduler } from './dpmsolver.js';
+export { LcmScheduler, lcmTimesteps } from './lcm.js';
 
 interface NameEntry {
   kind: SchedulerKind;
@@ -33,6 +35,7 @@ const NAMES: Record<string, NameEntry> = {
   lms: { kind: 'lms', overrides: { use_karras_sigmas: false } },
   'lms-karras': { kind: 'lms', overrides: { use_karras_sigmas: true } },
   'euler-karras': { kind: 'euler', overrides: { use_karras_sigmas: true } },
+  lcm: { kind: 'lcm' },
 };
 const ALIASES: Record<string, string> = {
   plms: 'pndm',
@@ -54,6 +57,7 @@ const CLASS_NAMES: Record<string, SchedulerKind> = {
   EulerAncestralDiscreteScheduler: 'euler-ancestral',
   DPMSolverMultistepScheduler: 'dpm-solver',
   LMSDiscreteScheduler: 'lms',
+  LCMScheduler: 'lcm',
 };
 
 /** The scheduler names accepted by createScheduler (canonical ones; aliases and diffusers class names also work). */
@@ -114,5 +118,7 @@ export function createScheduler(name: string | undefined, configJson: Record<str
       return new LmsScheduler(config);
     case 'dpm-solver':
       return new DpmSolverScheduler(config);
+    case 'lcm':
+      return new LcmScheduler(config);
   }
 }
