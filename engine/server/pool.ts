@@ -16,6 +16,8 @@ export interface PoolOptions {
   queueLimit: number;
   /** Child processes (default) or worker threads. */
   isolation?: Isolation;
+  /** The Node binary for worker processes (default: the server's own). */
+  execPath?: string;
   log?: (message: string) => void;
 }
 
@@ -47,6 +49,9 @@ interface Slot {
   failedStarts: number;
 }
 
+/** Consecutive failed starts of every worker after which jobs are refused instead of queued (retries go on). */
+const FAILED_STARTS_BEFORE_REFUSING = 3;
+
 export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly queues = new Map<string, PoolJob[]>();
@@ -73,7 +78,7 @@ export class WorkerPool {
       },
       output: (text) => this.log(`worker ${index}: ${text}`),
       exit: (description) => this.onExit(slot, description),
-    });
+    }, { ...(this.options.execPath ? { execPath: this.options.execPath } : {}) });
     return slot;
   }
 
@@ -81,6 +86,8 @@ export class WorkerPool {
     switch (msg.type) {
       case 'ready':
         slot.ready = true;
+        // A start that worked ends the run of failed ones: the count only measures consecutive failures.
+        slot.failedStarts = 0;
         this.dispatch();
         return;
       case 'log':
@@ -127,7 +134,7 @@ export class WorkerPool {
     // A worker that dies before becoming ready would loop: back off, growing with consecutive failed starts, and
     // once no worker can start at all, fail the waiting jobs with the reason instead of letting them wait forever.
     const failedStarts = wasReady || job ? 0 : slot.failedStarts + 1;
-    if (failedStarts >= 3 && !this.slots.some((s) => s.ready)) {
+    if (failedStarts >= FAILED_STARTS_BEFORE_REFUSING && !this.slots.some((s) => s.ready)) {
       for (const q of this.queues.values()) {
         for (const waiting of q) {
           this.finish(waiting);
@@ -141,6 +148,7 @@ export class WorkerPool {
       if (this.closed) return;
       const next = this.spawn(slot.index, slot.restarts + 1);
       next.failedStarts = failedStarts;
+      next.lastError = slot.lastError;
       this.slots[slot.index] = next;
     }, delay).unref();
   }
@@ -154,9 +162,11 @@ export class WorkerPool {
   /** Queues a job; throws ProtocolError('queue_full') at the bound. Returns the number of jobs ahead of it. */
   submit(job: WorkerJob, handlers: JobHandlers): { position: number; started: boolean } {
     if (this.closed) throw new ProtocolError('shutting_down', 'the server is shutting down');
-    if (this.slots.every((s) => s.failedStarts >= 3)) {
-      const why = this.slots[0]?.lastError?.split('\n')[0] ?? 'unknown reason';
-      throw new ProtocolError('internal', `no worker can start (${why}); check the engine installation (heed serve logs the details)`);
+    // Refused only while no worker is up and every one has failed to start several times in a row; the pool keeps
+    // retrying with back-off, so this clears by itself once a worker starts.
+    if (!this.slots.some((s) => s.ready) && this.slots.every((s) => s.failedStarts >= FAILED_STARTS_BEFORE_REFUSING)) {
+      const why = this.slots.find((s) => s.lastError)?.lastError?.split('\n')[0] ?? 'unknown reason';
+      throw new ProtocolError('internal', `no worker can start (${why}); the server keeps retrying — check the engine installation (heed serve logs the details)`);
     }
     const modelKey = job.modelDir;
     const queue = this.queues.get(modelKey) ?? [];
