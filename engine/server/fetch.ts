@@ -72,7 +72,7 @@ export async function openConfined(path: string, roots: readonly string[], field
   }
 }
 
-type Item = { kind: 'text'; data: string } | { kind: 'stream'; run: () => Promise<void>; done: () => void };
+type Item = { kind: 'text'; data: string } | { kind: 'stream'; run: () => Promise<void>; settle: (error?: unknown) => void };
 
 /** A connection's outgoing messages, in order, with file streams that respect the socket's backpressure. */
 export class Outbox {
@@ -99,8 +99,8 @@ export class Outbox {
    * Resolves once it is sent, or abandoned because the connection closed; the caller then closes the file.
    */
   file(prefix: Uint8Array, file: FileHandle, size: number): Promise<void> {
-    return new Promise<void>((done) => {
-      this.queue.push({ kind: 'stream', run: () => this.stream(prefix, file, size), done });
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ kind: 'stream', run: () => this.stream(prefix, file, size), settle: (e) => (e === undefined ? resolve() : reject(e)) });
       if (!this.busy) void this.pump();
     });
   }
@@ -113,10 +113,12 @@ export class Outbox {
           if (this.open) this.ws.send(item.data);
           continue;
         }
+        // A failed stream (an unreadable file) is its caller's to report; the messages queued after it still go.
         try {
           await item.run();
-        } finally {
-          item.done();
+          item.settle();
+        } catch (e) {
+          item.settle(e ?? new Error('stream failed'));
         }
       }
     } finally {
