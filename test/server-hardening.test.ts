@@ -2,6 +2,7 @@
 // real server on 127.0.0.1 (the test runner, test/server-fake-runner.ts, keeps jobs cheap). Loops are bounded; waits
 // are bounded by iteration counts, and no assertion is about elapsed time.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import {
   chmodSync,
@@ -14,6 +15,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -150,6 +152,40 @@ describe('server hardening (issue 16)', function () {
     // One streamed chunk beyond the high-water mark, plus the small text events; never whole files.
     assert.ok(peak <= highWater + 512 * 1024, `the server buffered ${peak} bytes for a client that did not read`);
     await c.close();
+  });
+
+  it('4: latents must be a regular file of a plausible size, checked on the opened descriptor; the worker reads a copy', async () => {
+    const root = join(dir, 'inputs');
+    const models = join(root, 'models');
+    const model = makeModel(models, 'm');
+    const fifo = join(models, 'latents.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const huge = join(models, 'huge.npy');
+    writeFileSync(huge, '');
+    truncateSync(huge, 65 * 1024 * 1024); // sparse: no disk used
+    const good = join(models, 'good.npy');
+    writeFileSync(good, 'latents bytes');
+    const restricted = await serve({ outDir: join(root, 'out'), modelRoots: [models] });
+    const c = await HeedClient.connect(restricted.url, { token: restricted.token });
+    const x = await c.request({ type: 'generate', model, prompt: 'ms=1', steps: 1, latents: fifo });
+    assert.equal(code(x), 'file_not_found', message(x));
+    assert.equal(x.terminal.type === 'error' && x.terminal.field, 'latents');
+    assert.match(message(x), /not a regular file/);
+    const y = await c.request({ type: 'generate', model, prompt: 'ms=1', steps: 1, latents: huge });
+    assert.equal(code(y), 'file_too_large', message(y));
+    const z = await c.request({ type: 'generate', model, prompt: 'ms=1', steps: 1, latents: good });
+    assert.equal(z.terminal.type, 'result', message(z));
+    const report = z.terminal.type === 'result' && z.terminal.result.kind === 'generate' ? (z.terminal.result.report as { latentsPath?: string; latentsText?: string }) : {};
+    assert.equal(report.latentsText, 'latents bytes');
+    assert.ok(report.latentsPath?.startsWith(join(root, 'out', 'jobs')), `the worker read the server's copy, not ${report.latentsPath}`);
+    await until(() => !existsSync(report.latentsPath!), 'the copy to be removed when the job ended', 500);
+    await c.close();
+    // Without --models (how the extension starts the engine) a device is still not a latents file.
+    const open = await serve({ outDir: join(root, 'out2') });
+    const c2 = await HeedClient.connect(open.url, { token: open.token });
+    const d = await c2.request({ type: 'generate', model, prompt: 'ms=1', steps: 1, latents: '/dev/zero' });
+    assert.equal(code(d), 'file_not_found', message(d));
+    await c2.close();
   });
 
   it('7: deeply nested JSON is refused before parsing; brackets inside strings do not count', async () => {

@@ -35,6 +35,7 @@ import { TokenizerService } from './tokenize.js';
 import { JobFolders, type RetentionPolicy } from './retention.js';
 import { DEFAULT_LIMITS, RateLimitedLog, nestingDepthOver } from './limits.js';
 import { Outbox, openConfined } from './fetch.js';
+import { copyVerifiedInput } from './job-inputs.js';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -505,17 +506,29 @@ export class HeedServer {
     this.activeJobs.add(jobId);
     const jobEnded = (): void => {
       this.activeJobs.delete(jobId);
-      void this.jobFolders.ended(jobId).catch((e: unknown) => this.log(`retention: ${(e as Error).message}`));
+      void Promise.all(copies.map(({ copy }) => rm(copy, { force: true })))
+        .then(() => this.jobFolders.ended(jobId))
+        .catch((e: unknown) => this.log(`job ${jobId}: cleaning up its folder: ${(e as Error).message}`));
     };
     let job: WorkerJob;
+    /** Copies of client-named input files (job-inputs.ts): the worker reads these, and they go when the job ends. */
+    const copies: Array<{ copy: string; given: string }> = [];
+    const copyInput = async (given: string, field: string, name: string): Promise<string> => {
+      const real = await this.filePolicy.resolve(given, field, 'file');
+      const dest = join(outDir, `${name}${extname(real).toLowerCase().replace(/[^.a-z0-9]/g, '')}`);
+      await copyVerifiedInput(real, this.filePolicy.roots, field, given, dest);
+      copies.push({ copy: dest, given });
+      return dest;
+    };
     try {
       if (req.type === 'generate') {
-        const latentsPath = req.latents ? await this.filePolicy.resolve(req.latents, 'latents', 'file') : undefined;
         await mkdir(outDir, { recursive: true });
+        const latentsPath = req.latents ? await copyInput(req.latents, 'latents', 'input-latents') : undefined;
         job = { kind: 'generate', jobId, request: req, modelDir, ...(latentsPath ? { latentsPath } : {}), outDir };
       } else {
         let imagePath: string;
-        if (!upload && 'path' in req.image) imagePath = await this.filePolicy.resolve(req.image.path, 'image.path', 'file');
+        await mkdir(outDir, { recursive: true });
+        if (!upload && 'path' in req.image) imagePath = await copyInput(req.image.path, 'image.path', 'input-image');
         else {
           await mkdir(outDir, { recursive: true });
           imagePath = join(outDir, UPLOAD_NAME);
@@ -548,7 +561,9 @@ export class HeedServer {
             jobEnded();
           });
       },
-      onError: (err) => {
+      onError: (raw) => {
+        // The engine names the file it read, the server's copy: say the path the client gave instead.
+        const err = { ...raw, message: copies.reduce((m, { copy, given }) => m.split(copy).join(given), raw.message) };
         this.log(`job ${jobId} ended: ${err.code}: ${err.message}`);
         // The upload served only this job: a failed job keeps its record (request.json, error.json), not the bytes.
         void (upload ? rm(join(outDir, UPLOAD_NAME), { force: true }) : Promise.resolve())
