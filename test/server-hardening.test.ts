@@ -25,6 +25,11 @@ import { Worker } from 'node:worker_threads';
 import type { WebSocketServer } from 'ws';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer, type ServerOptions } from '../engine/server/server.js';
+import { classifyEngineError } from '../engine/server/engine-runner.js';
+import { ProtocolError } from '../engine/server/errors.js';
+import type { WorkerJob } from '../engine/server/runner.js';
+import { createScheduler } from '../engine/diffusion/schedulers/index.js';
+import { WORD_STEM_MAX_BYTES, wordFileStem } from '../engine/diffusion/trace.js';
 
 const FAKE_RUNNER = new URL('./server-fake-runner.js', import.meta.url).href;
 const FLAKY_RUNNER = new URL('./server-flaky-runner.js', import.meta.url).href;
@@ -348,5 +353,35 @@ describe('server hardening (issue 16)', function () {
     const ok = await HeedClient.connect(server.url, { token: server.token });
     assert.equal((await ok.request({ type: 'status' })).terminal.type, 'result');
     await ok.close();
+  });
+
+  it('10: scheduler names such as constructor/__proto__/toString are unknown names → invalid_input on field scheduler', () => {
+    const job = { kind: 'generate', jobId: 'j', request: { type: 'generate', id: 'r', model: 'm', prompt: 'p', scheduler: 'x' }, modelDir: '/m', outDir: '/o' } as unknown as WorkerJob;
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      let thrown: unknown;
+      try {
+        createScheduler(name, { _class_name: 'DDIMScheduler' });
+      } catch (e) {
+        thrown = e;
+      }
+      assert.ok(thrown instanceof Error && thrown.name === 'SchedulerConfigError', `${name}: ${String(thrown)}`);
+      const mapped = classifyEngineError(thrown, job);
+      assert.ok(mapped instanceof ProtocolError, name);
+      assert.deepEqual([mapped.code, mapped.field], ['invalid_input', 'scheduler'], name);
+      assert.match(mapped.message, /unknown scheduler.*valid names: pndm/);
+    }
+    assert.equal(createScheduler('ddim', {}).constructor.name.length > 0, true, 'real names still work');
+  });
+
+  it('10: file names derived from prompt words are bounded and stay distinct', () => {
+    const long = 'a'.repeat(300);
+    const stem = wordFileStem(long);
+    assert.ok(Buffer.byteLength(stem) <= WORD_STEM_MAX_BYTES, `${Buffer.byteLength(stem)} bytes`);
+    assert.notEqual(wordFileStem(long + 'b'), stem, 'two long words with one beginning get different names');
+    const wide = 'ü'.repeat(200); // 2 bytes each: cut on a character boundary
+    assert.ok(Buffer.byteLength(wordFileStem(wide)) <= WORD_STEM_MAX_BYTES);
+    assert.ok(!wordFileStem(wide).includes('\uFFFD'));
+    assert.equal(wordFileStem('Cat'), 'cat', 'short words are unchanged');
+    assert.equal(wordFileStem('a/b..c'), 'a_b_c');
   });
 });
