@@ -89,6 +89,11 @@ export class JobFolders {
     this.bytes.set(name, (this.bytes.get(name) ?? 0) + bytes);
   }
 
+  /** A job folder removed before its job was queued. */
+  forget(name: string): void {
+    this.bytes.delete(name);
+  }
+
   /** A job ended: count its folder as it is now and apply the policy. */
   async ended(name: string): Promise<void> {
     this.bytes.set(name, await folderBytes(join(this.dir, name)));

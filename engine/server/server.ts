@@ -67,7 +67,7 @@ export interface ServerOptions {
   isolation?: Isolation;
   /** The Node binary that runs worker processes (default: this one). */
   workerExecPath?: string;
-  /** Open TCP connections (authenticated or not) before new ones are refused with 503. Default 64. */
+  /** WebSocket connections at once before new ones are refused with HTTP 503 (TCP sockets: twice this). Default 64. */
   maxConnections?: number;
   /** A connection must complete an authenticated WebSocket upgrade within this time or it is closed. Default 10 s. */
   authDeadlineMs?: number;
@@ -521,25 +521,23 @@ export class HeedServer {
       return dest;
     };
     try {
+      await mkdir(outDir, { recursive: true });
       if (req.type === 'generate') {
-        await mkdir(outDir, { recursive: true });
         const latentsPath = req.latents ? await copyInput(req.latents, 'latents', 'input-latents') : undefined;
         job = { kind: 'generate', jobId, request: req, modelDir, ...(latentsPath ? { latentsPath } : {}), outDir };
       } else {
         let imagePath: string;
-        await mkdir(outDir, { recursive: true });
         if (!upload && 'path' in req.image) imagePath = await copyInput(req.image.path, 'image.path', 'input-image');
         else {
-          await mkdir(outDir, { recursive: true });
           imagePath = join(outDir, UPLOAD_NAME);
           await writeFile(imagePath, upload ?? Buffer.alloc(0));
           this.jobFolders.add(jobId, upload?.length ?? 0);
         }
-        await mkdir(outDir, { recursive: true });
         job = { kind: 'explain', jobId, request: req, modelDir, imagePath, outDir };
       }
     } catch (e) {
       this.activeJobs.delete(jobId);
+      this.jobFolders.forget(jobId);
       await rm(outDir, { recursive: true, force: true });
       throw e;
     }
@@ -578,7 +576,7 @@ export class HeedServer {
     });
     } catch (e) {
       this.activeJobs.delete(jobId);
-      this.jobFolders.add(jobId, -(upload?.length ?? 0));
+      this.jobFolders.forget(jobId);
       await rm(outDir, { recursive: true, force: true });
       throw e;
     }
