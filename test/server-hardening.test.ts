@@ -193,6 +193,32 @@ describe('server hardening (issue 16)', function () {
     await c2.close();
   });
 
+  it('4: a cancel the job cannot honour at a step boundary terminates its worker; the watchdog ends overlong jobs', async () => {
+    const root = join(dir, 'stuck');
+    const model = makeModel(root, 'm');
+    const server = await serve({ outDir: join(root, 'out'), cancelGraceMs: 200, jobTimeoutMs: 1500 });
+    await server.pool.whenReady();
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    // Each step holds the worker's thread for 20 s, like a read that never returns or a native call that hangs.
+    let cancel: Promise<Exchange> | undefined;
+    const stuck = c.request({ type: 'generate', model, prompt: 'ms=20000 block', steps: 3 }, (e) => {
+      if (!cancel && e.type === 'progress' && e.phase === 'loading') cancel = c.request({ type: 'cancel', target: stuck.id });
+    });
+    const x = await stuck;
+    assert.equal(code(x), 'cancelled', message(x));
+    assert.match(message(x), /worker was terminated/);
+    const was = await cancel!;
+    assert.ok(was.terminal.type === 'result' && was.terminal.result.kind === 'cancel' && was.terminal.result.was === 'running');
+    assert.ok(server.pool.status()[0]!.restarts >= 1, 'the worker was replaced');
+    // No cancel at all: the watchdog ends a job that outlives --job-timeout.
+    const y = await c.request({ type: 'generate', model, prompt: 'ms=20000 block', steps: 3 });
+    assert.equal(code(y), 'job_failed', message(y));
+    assert.match(message(y), /ran longer than the server's limit/);
+    const z = await c.request({ type: 'generate', model, prompt: 'ms=1', steps: 2 });
+    assert.equal(z.terminal.type, 'result', 'the replacement worker runs the next job');
+    await c.close();
+  });
+
   it('7: deeply nested JSON is refused before parsing; brackets inside strings do not count', async () => {
     const root = join(dir, 'nest');
     const model = makeModel(root, 'm');

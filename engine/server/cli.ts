@@ -28,6 +28,8 @@ export interface ServeCliOptions {
   maxFetches: number;
   keepJobs?: RetentionPolicy;
   maxOutMb: number;
+  cancelGrace: number;
+  jobTimeout: number;
 }
 
 function keepJobs(v: string, previous: RetentionPolicy | undefined): RetentionPolicy {
@@ -71,6 +73,8 @@ export function registerServe(program: Command): Command {
     .option('--max-fetches <n>', 'fetches one connection may have in flight', int('--max-fetches', 1, 1024), DEFAULT_LIMITS.maxFetchesInFlight)
     .option('--keep-jobs <count|age>', 'remove finished job folders beyond the N newest (e.g. 200) and/or older than an age (30m, 12h, 7d); repeatable; default: keep all', keepJobs)
     .option('--max-out-mb <n>', 'jobs folder size in MiB past which new jobs are refused with quota_exceeded', int('--max-out-mb', 1, 1 << 30), DEFAULT_LIMITS.maxOutBytes / 1024 / 1024)
+    .option('--cancel-grace <s>', 'seconds a cancelled job has to reach a step boundary before its worker process is terminated', int('--cancel-grace', 1, 86_400), 30)
+    .option('--job-timeout <min>', 'minutes a job may run before its worker is terminated and the job fails (0 = no limit)', int('--job-timeout', 0, 525_600), 0)
     .option('--info-file <file>', 'where to write {url, token, pid} (mode 0600; default <out>/server.json)')
     .option('--json', 'print one JSON line {url, token, pid, outDir} on stdout once listening (for programs that start the engine)')
     .action(async (opts: ServeCliOptions) => {
@@ -122,6 +126,8 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
     maxFetchesInFlight: opts.maxFetches,
     ...(opts.keepJobs ? { keepJobs: opts.keepJobs } : {}),
     maxOutBytes: opts.maxOutMb * 1024 * 1024,
+    cancelGraceMs: opts.cancelGrace * 1000,
+    ...(opts.jobTimeout > 0 ? { jobTimeoutMs: opts.jobTimeout * 60_000 } : {}),
   });
   const { url, pid, outDir } = server.info;
   if (opts.json) process.stdout.write(JSON.stringify({ url, token: server.token, pid, outDir, protocol: PROTOCOL_VERSION }) + '\n');

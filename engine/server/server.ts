@@ -81,6 +81,10 @@ export interface ServerOptions {
   keepJobs?: RetentionPolicy;
   /** Bytes the jobs folder may hold before new jobs are refused with quota_exceeded. Default 20 GiB. */
   maxOutBytes?: number;
+  /** After a cancel, time a running job has to stop before its worker process is terminated. Default 30 s. */
+  cancelGraceMs?: number;
+  /** Longest a job may run before its worker is terminated and the job fails; 0 = no limit (default). */
+  jobTimeoutMs?: number;
   log?: (message: string) => void;
 }
 
@@ -113,9 +117,11 @@ interface Connection {
   fetches: number;
 }
 
-type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath'>> & {
+type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath' | 'cancelGraceMs' | 'jobTimeoutMs'>> & {
   infoFile: string | false;
   workerExecPath?: string;
+  cancelGraceMs?: number;
+  jobTimeoutMs?: number;
 };
 
 const DEFAULT_RUNNER = new URL('./engine-runner.js', import.meta.url).href;
@@ -171,7 +177,12 @@ export class HeedServer {
     this.info = info;
     this.refusals = new RateLimitedLog(log, 'refused connections');
     this.jobFolders = new JobFolders(join(opts.outDir, 'jobs'), opts.keepJobs, opts.maxOutBytes, (name) => this.activeJobs.has(name), log);
-    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation, ...(opts.workerExecPath ? { execPath: opts.workerExecPath } : {}), log });
+    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation,
+      ...(opts.workerExecPath ? { execPath: opts.workerExecPath } : {}),
+      ...(opts.cancelGraceMs !== undefined ? { cancelGraceMs: opts.cancelGraceMs } : {}),
+      ...(opts.jobTimeoutMs !== undefined ? { jobTimeoutMs: opts.jobTimeoutMs } : {}),
+      log,
+    });
   }
 
   get url(): string {
@@ -217,6 +228,8 @@ export class HeedServer {
       fetchHighWaterBytes: positive(options.fetchHighWaterBytes, DEFAULT_LIMITS.fetchHighWaterBytes, 'fetchHighWaterBytes'),
       maxOutBytes: positive(options.maxOutBytes, DEFAULT_LIMITS.maxOutBytes, 'maxOutBytes'),
       keepJobs: options.keepJobs ?? {},
+      ...(options.cancelGraceMs !== undefined ? { cancelGraceMs: positive(options.cancelGraceMs, 0, 'cancelGraceMs') } : {}),
+      ...(options.jobTimeoutMs ? { jobTimeoutMs: positive(options.jobTimeoutMs, 0, 'jobTimeoutMs') } : {}),
     };
     const token = options.token ?? generateToken();
     const http = createServer();
