@@ -30,6 +30,7 @@ import { ProtocolError } from '../engine/server/errors.js';
 import type { WorkerJob } from '../engine/server/runner.js';
 import { createScheduler } from '../engine/diffusion/schedulers/index.js';
 import { WORD_STEM_MAX_BYTES, wordFileStem } from '../engine/diffusion/trace.js';
+import { nestingDepthOver } from '../engine/server/limits.js';
 
 const FAKE_RUNNER = new URL('./server-fake-runner.js', import.meta.url).href;
 const FLAKY_RUNNER = new URL('./server-flaky-runner.js', import.meta.url).href;
@@ -233,6 +234,16 @@ describe('server hardening (issue 16)', function () {
     assert.equal(brackets.terminal.type, 'result', message(brackets));
     assert.equal((await c.request({ type: 'status' })).terminal.type, 'result');
     await c.close();
+  });
+
+  it('7: the depth pre-scan skips strings, escaped quotes included, and agrees with JSON.parse on the depth', () => {
+    const depthOf = (v: unknown): number => (Array.isArray(v) ? 1 + Math.max(0, ...v.map(depthOf)) : v && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v).map(depthOf)) : 0);
+    const cases = ['{"a":"[[[["}', '{"a":"x\\\\","b":[[[[1]]]]}', '{"a":"x\\"[[[[["}', '[[[[]]]]', '[{"k":[{}]}]', '{"p":"\\\\\\"]]]]{{{{"}'];
+    for (const text of cases) {
+      const depth = depthOf(JSON.parse(text));
+      assert.equal(nestingDepthOver(text, depth), undefined, text);
+      assert.equal(nestingDepthOver(text, depth - 1), depth, text);
+    }
   });
 
   it('8: a folder flipped between a directory and a symlink never lets a fetch read outside the output folder', async () => {
