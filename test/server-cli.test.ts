@@ -94,4 +94,13 @@ describe('server: heed serve command', function () {
     assert.notEqual(code, 0);
     assert.match(stderr, /refusing to listen on 0\.0\.0\.0 without a token you chose.*--token-file/s);
   });
+
+  it('--token shorter than 16 characters is a user error: exit 2 naming the fix, not an internal error', async () => {
+    const p = run(['--port', '0', '--out', join(dir, 'd'), '--token', 'short']);
+    p.firstLine.catch(() => undefined);
+    const { code, stderr } = await p.exit;
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /at least 16 characters/);
+    assert.doesNotMatch(stderr, /internal error/);
+  });
 });

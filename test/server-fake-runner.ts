@@ -1,9 +1,10 @@
 // A test-only job runner for the server's queue/cancel/crash tests: no models, behaviour chosen by words in the
 // prompt. `ms=N` makes each step take N ms, `block` makes it a synchronous busy-wait (like ORT's session.run, which
 // holds the thread), `crash-at=K` kills the worker with an uncaught exception at step K, `exit-at=K` calls
-// process.exit in the worker, `fail-at=K` ends the job with an engine error. Files go to the job folder as the real
+// process.exit in the worker, `fail-at=K` ends the job with an engine error; a `latents` file is read as text and
+// echoed in the report. Files go to the job folder as the real
 // runner's would, so the server's bookkeeping is exercised as well.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { ProtocolError } from '../engine/server/errors.js';
@@ -53,7 +54,8 @@ export function createRunner(): JobRunner {
         image: { file: { path: file, bytes: Buffer.byteLength(content) }, width: 8, height: 8 },
         maps: [],
         files: [{ path: file, bytes: Buffer.byteLength(content) }],
-        report: { prompt, threadId },
+        // What the worker was given to read as latents (the server's checked copy), so tests can see it.
+        report: { prompt, threadId, ...(job.latentsPath ? { latentsPath: job.latentsPath, latentsText: readFileSync(job.latentsPath, 'utf8') } : {}) },
         timingsMs: { total: performance.now() - t0 },
       };
     },

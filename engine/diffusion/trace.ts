@@ -1,5 +1,6 @@
 // `--trace DIR`: the tensors of one generation as .npy files numpy users can compare against diffusers/DAAM/A&E
 // runs, plus manifest.json describing each file. Names and layouts follow the reference outputs.
+import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { encodeNpy } from '../io/npy.js';
@@ -25,9 +26,24 @@ export interface TraceManifest {
   warnings: string[];
 }
 
-/** File-name-safe form of a word (lower case; anything but letters, digits, '-' and '_' becomes '_'). */
+/** Longest stem in UTF-8 bytes: with an index prefix and suffixes such as `-steps.npy` it stays far below NAME_MAX. */
+export const WORD_STEM_MAX_BYTES = 96;
+
+/**
+ * File-name-safe form of a word (lower case; anything but letters, digits, '-' and '_' becomes '_'), at most
+ * WORD_STEM_MAX_BYTES bytes: a longer word is cut and gets a hash of the whole word, so two long words sharing a
+ * beginning keep distinct files (a 250-byte word once failed the job with ENAMETOOLONG after the image was made).
+ */
 export function wordFileStem(word: string): string {
-  return word.toLowerCase().replace(/[^\p{L}\p{N}_-]+/gu, '_');
+  const safe = word.toLowerCase().replace(/[^\p{L}\p{N}_-]+/gu, '_');
+  if (Buffer.byteLength(safe) <= WORD_STEM_MAX_BYTES) return safe;
+  const hash = createHash('sha256').update(word).digest('hex').slice(0, 8);
+  let cut = '';
+  for (const ch of safe) {
+    if (Buffer.byteLength(cut + ch) > WORD_STEM_MAX_BYTES - hash.length - 1) break;
+    cut += ch;
+  }
+  return `${cut}-${hash}`;
 }
 
 /**

@@ -2,8 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { startServer, type HeedServer } from './server.js';
+import { MIN_TOKEN_LENGTH, startServer, type HeedServer } from './server.js';
 import { PROTOCOL_VERSION } from './protocol.js';
+import { isLoopbackHost } from './auth.js';
+import { DEFAULT_LIMITS } from './limits.js';
+import { parseKeepJobs, type RetentionPolicy } from './retention.js';
 
 export interface ServeCliOptions {
   host: string;
@@ -19,6 +22,22 @@ export interface ServeCliOptions {
   infoFile?: string;
   json?: boolean;
   isolation: 'process' | 'thread';
+  maxConnections: number;
+  authTimeout: number;
+  maxJsonDepth: number;
+  maxFetches: number;
+  keepJobs?: RetentionPolicy;
+  maxOutMb: number;
+  cancelGrace: number;
+  jobTimeout: number;
+}
+
+function keepJobs(v: string, previous: RetentionPolicy | undefined): RetentionPolicy {
+  try {
+    return parseKeepJobs(v, previous);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function int(name: string, min: number, max: number) {
@@ -48,6 +67,14 @@ export function registerServe(program: Command): Command {
     .option('--queue-limit <n>', 'queued jobs per model before requests are refused with queue_full', int('--queue-limit', 1, 10_000), 16)
     .option('--max-message-mb <n>', 'largest message a client may send, in MiB', int('--max-message-mb', 1, 1024), 16)
     .option('--cache-mb <n>', 'model cache per worker, in MiB (default: 40% of RAM / workers)', int('--cache-mb', 1, 1 << 24))
+    .option('--max-connections <n>', 'WebSocket connections at once; more are refused with HTTP 503', int('--max-connections', 1, 100_000), DEFAULT_LIMITS.maxConnections)
+    .option('--auth-timeout <s>', 'seconds a new connection has to authenticate before it is closed', int('--auth-timeout', 1, 3600), DEFAULT_LIMITS.authDeadlineMs / 1000)
+    .option('--max-json-depth <n>', 'deepest nesting of arrays/objects in a client message', int('--max-json-depth', 8, 10_000), DEFAULT_LIMITS.maxJsonDepth)
+    .option('--max-fetches <n>', 'fetches one connection may have in flight', int('--max-fetches', 1, 1024), DEFAULT_LIMITS.maxFetchesInFlight)
+    .option('--keep-jobs <count|age>', 'remove finished job folders beyond the N newest (e.g. 200) and/or older than an age (30m, 12h, 7d); repeatable; default: keep all', keepJobs)
+    .option('--max-out-mb <n>', 'jobs folder size in MiB past which new jobs are refused with quota_exceeded', int('--max-out-mb', 1, 1 << 30), DEFAULT_LIMITS.maxOutBytes / 1024 / 1024)
+    .option('--cancel-grace <s>', 'seconds a cancelled job has to reach a step boundary before its worker process is terminated', int('--cancel-grace', 1, 86_400), 30)
+    .option('--job-timeout <min>', 'minutes a job may run before its worker is terminated and the job fails (0 = no limit)', int('--job-timeout', 0, 525_600), 0)
     .option('--info-file <file>', 'where to write {url, token, pid} (mode 0600; default <out>/server.json)')
     .option('--json', 'print one JSON line {url, token, pid, outDir} on stdout once listening (for programs that start the engine)')
     .action(async (opts: ServeCliOptions) => {
@@ -66,7 +93,18 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
     } catch (e) {
       throw new InvalidArgumentError(`--token-file ${opts.tokenFile}: ${(e as Error).message}`);
     }
-    if (!token) throw new InvalidArgumentError(`--token-file ${opts.tokenFile} is empty; put a random secret of 16+ characters in it`);
+    if (!token) throw new InvalidArgumentError(`--token-file ${opts.tokenFile} is empty; put a random secret of ${MIN_TOKEN_LENGTH}+ characters in it`);
+  }
+  // User errors (exit 2, the fix named), checked here rather than surfacing as the server's internal errors.
+  if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
+    throw new InvalidArgumentError(
+      `the token must be at least ${MIN_TOKEN_LENGTH} characters, got ${token.length}; use a random secret (e.g. \`openssl rand -base64 32\`), or omit --token to have one generated`,
+    );
+  }
+  if (!isLoopbackHost(opts.host) && !token) {
+    throw new InvalidArgumentError(
+      `refusing to listen on ${opts.host} without a token you chose: a non-loopback address exposes the engine to the network. Pass --token-file F (a secret you share with the client) or bind 127.0.0.1`,
+    );
   }
   const workers = Math.min(opts.workers, Math.max(1, cpus().length));
   const cacheBytes = opts.cacheMb !== undefined ? opts.cacheMb * 1024 * 1024 : Math.floor((0.4 * totalmem()) / workers);
@@ -82,6 +120,14 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
     queueLimit: opts.queueLimit,
     maxMessageBytes: opts.maxMessageMb * 1024 * 1024,
     cacheBytes,
+    maxConnections: opts.maxConnections,
+    authDeadlineMs: opts.authTimeout * 1000,
+    maxJsonDepth: opts.maxJsonDepth,
+    maxFetchesInFlight: opts.maxFetches,
+    ...(opts.keepJobs ? { keepJobs: opts.keepJobs } : {}),
+    maxOutBytes: opts.maxOutMb * 1024 * 1024,
+    cancelGraceMs: opts.cancelGrace * 1000,
+    ...(opts.jobTimeout > 0 ? { jobTimeoutMs: opts.jobTimeout * 60_000 } : {}),
   });
   const { url, pid, outDir } = server.info;
   if (opts.json) process.stdout.write(JSON.stringify({ url, token: server.token, pid, outDir, protocol: PROTOCOL_VERSION }) + '\n');

@@ -16,6 +16,16 @@ export interface PoolOptions {
   queueLimit: number;
   /** Child processes (default) or worker threads. */
   isolation?: Isolation;
+  /** The Node binary for worker processes (default: the server's own). */
+  execPath?: string;
+  /**
+   * After a cancel, how long a running job has to reach a step boundary before its worker process is terminated
+   * (a step stuck in native code, or a read that never returns). Default 30 s. Threads cannot be terminated safely
+   * (see worker-handle.ts), so with thread isolation the cancel only waits.
+   */
+  cancelGraceMs?: number;
+  /** Longest a job may run before its worker is terminated and the job fails (0 = no limit). Default 0. */
+  jobTimeoutMs?: number;
   log?: (message: string) => void;
 }
 
@@ -33,6 +43,10 @@ interface PoolJob {
   handlers: JobHandlers;
   state: 'queued' | 'running' | 'finished';
   worker?: Slot;
+  /** The cancel grace and the watchdog. */
+  timers: NodeJS.Timeout[];
+  /** Set when the pool terminated the job's worker on purpose: what the job's end is then reported as. */
+  forcedEnd?: ErrorInfo;
 }
 
 interface Slot {
@@ -46,6 +60,11 @@ interface Slot {
   /** Consecutive exits before becoming ready. */
   failedStarts: number;
 }
+
+/** Consecutive failed starts of every worker after which jobs are refused instead of queued (retries go on). */
+const FAILED_STARTS_BEFORE_REFUSING = 3;
+
+export const DEFAULT_CANCEL_GRACE_MS = 30_000;
 
 export class WorkerPool {
   private readonly slots: Slot[] = [];
@@ -73,7 +92,7 @@ export class WorkerPool {
       },
       output: (text) => this.log(`worker ${index}: ${text}`),
       exit: (description) => this.onExit(slot, description),
-    });
+    }, { ...(this.options.execPath ? { execPath: this.options.execPath } : {}) });
     return slot;
   }
 
@@ -81,6 +100,8 @@ export class WorkerPool {
     switch (msg.type) {
       case 'ready':
         slot.ready = true;
+        // A start that worked ends the run of failed ones: the count only measures consecutive failures.
+        slot.failedStarts = 0;
         this.dispatch();
         return;
       case 'log':
@@ -117,7 +138,10 @@ export class WorkerPool {
     if (this.closed) return;
     const why = slot.lastError ? `: ${slot.lastError.split('\n')[0]}` : '';
     this.log(`worker ${slot.index} stopped (${description})${why}; restarting it`);
-    if (job) {
+    if (job?.forcedEnd) {
+      this.finish(job);
+      job.handlers.onError(job.forcedEnd);
+    } else if (job) {
       this.finish(job);
       job.handlers.onError({
         code: 'worker_crashed',
@@ -127,7 +151,7 @@ export class WorkerPool {
     // A worker that dies before becoming ready would loop: back off, growing with consecutive failed starts, and
     // once no worker can start at all, fail the waiting jobs with the reason instead of letting them wait forever.
     const failedStarts = wasReady || job ? 0 : slot.failedStarts + 1;
-    if (failedStarts >= 3 && !this.slots.some((s) => s.ready)) {
+    if (failedStarts >= FAILED_STARTS_BEFORE_REFUSING && !this.slots.some((s) => s.ready)) {
       for (const q of this.queues.values()) {
         for (const waiting of q) {
           this.finish(waiting);
@@ -141,11 +165,14 @@ export class WorkerPool {
       if (this.closed) return;
       const next = this.spawn(slot.index, slot.restarts + 1);
       next.failedStarts = failedStarts;
+      next.lastError = slot.lastError;
       this.slots[slot.index] = next;
     }, delay).unref();
   }
 
   private finish(job: PoolJob): void {
+    for (const t of job.timers) clearTimeout(t);
+    job.timers = [];
     job.state = 'finished';
     job.worker = undefined;
     this.jobs.delete(job.job.jobId);
@@ -154,16 +181,18 @@ export class WorkerPool {
   /** Queues a job; throws ProtocolError('queue_full') at the bound. Returns the number of jobs ahead of it. */
   submit(job: WorkerJob, handlers: JobHandlers): { position: number; started: boolean } {
     if (this.closed) throw new ProtocolError('shutting_down', 'the server is shutting down');
-    if (this.slots.every((s) => s.failedStarts >= 3)) {
-      const why = this.slots[0]?.lastError?.split('\n')[0] ?? 'unknown reason';
-      throw new ProtocolError('internal', `no worker can start (${why}); check the engine installation (heed serve logs the details)`);
+    // Refused only while no worker is up and every one has failed to start several times in a row; the pool keeps
+    // retrying with back-off, so this clears by itself once a worker starts.
+    if (!this.slots.some((s) => s.ready) && this.slots.every((s) => s.failedStarts >= FAILED_STARTS_BEFORE_REFUSING)) {
+      const why = this.slots.find((s) => s.lastError)?.lastError?.split('\n')[0] ?? 'unknown reason';
+      throw new ProtocolError('internal', `no worker can start (${why}); the server keeps retrying — check the engine installation (heed serve logs the details)`);
     }
     const modelKey = job.modelDir;
     const queue = this.queues.get(modelKey) ?? [];
     if (queue.length >= this.options.queueLimit) {
       throw new ProtocolError('queue_full', `${queue.length} jobs already wait for ${modelKey} (the limit is ${this.options.queueLimit}); wait for one to finish or cancel one`);
     }
-    const entry: PoolJob = { seq: ++this.seq, job, modelKey, handlers, state: 'queued' };
+    const entry: PoolJob = { seq: ++this.seq, job, modelKey, handlers, state: 'queued', timers: [] };
     queue.push(entry);
     this.queues.set(modelKey, queue);
     this.jobs.set(job.jobId, entry);
@@ -188,9 +217,36 @@ export class WorkerPool {
     if (job.state === 'running' && job.worker) {
       if (job.worker.worker.cancelSlot) Atomics.store(job.worker.worker.cancelSlot, 0, job.seq);
       job.worker.worker.post({ type: 'cancel', seq: job.seq });
+      const grace = this.options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
+      this.arm(job, grace, {
+        code: 'cancelled',
+        message: `the job was cancelled; it did not reach a step boundary within ${grace / 1000} s, so its worker was terminated (and has been restarted)`,
+      });
       return 'running';
     }
     return undefined;
+  }
+
+  /**
+   * After `ms`, if the job still runs, terminates its worker process and ends the job with `end`. Worker threads are
+   * not terminated (that can abort the whole server while ORT runs); they get a cancel instead.
+   */
+  private arm(job: PoolJob, ms: number, end: ErrorInfo): void {
+    const timer = setTimeout(() => {
+      const slot = job.worker;
+      if (job.state !== 'running' || !slot || job.forcedEnd) return;
+      if ((this.options.isolation ?? 'process') !== 'process') {
+        this.log(`job ${job.job.jobId}: ${end.message.split(';')[0]}; worker threads cannot be terminated safely, so it runs on until its next step boundary`);
+        if (slot.worker.cancelSlot) Atomics.store(slot.worker.cancelSlot, 0, job.seq);
+        slot.worker.post({ type: 'cancel', seq: job.seq });
+        return;
+      }
+      job.forcedEnd = end;
+      this.log(`job ${job.job.jobId}: ${end.message}`);
+      void slot.worker.kill();
+    }, ms);
+    timer.unref();
+    job.timers.push(timer);
   }
 
   /** Terminates the worker running a job, as a crash would (tests; also a last resort for a stuck job). */
@@ -218,6 +274,13 @@ export class WorkerPool {
       next.worker = slot;
       slot.job = next;
       slot.worker.post({ type: 'run', seq: next.seq, job: next.job });
+      const limit = this.options.jobTimeoutMs ?? 0;
+      if (limit > 0) {
+        this.arm(next, limit, {
+          code: 'job_failed',
+          message: `the job ran longer than the server's limit of ${Math.round(limit / 60_000)} min (--job-timeout); its worker was terminated (and has been restarted)`,
+        });
+      }
       next.handlers.onStart?.();
     }
   }

@@ -228,6 +228,8 @@ export const ErrorCode = z.enum([
   'invalid_input', // the engine rejected an option (e.g. unknown scheduler, subject not in prompt); `field` names it
   'job_failed', // the engine failed for another reason (message says why)
   'shutting_down',
+  'too_many_fetches', // this connection already has the allowed number of fetches in flight; wait for one to end
+  'quota_exceeded', // the output folder holds more than the server's --max-out-mb; free space or set --keep-jobs
   'internal',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;

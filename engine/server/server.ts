@@ -5,9 +5,11 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { extname, join, resolve } from 'node:path';
+import type { Socket } from 'node:net';
+import { basename, extname, join, resolve } from 'node:path';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { checkUpgradeAuth, generateToken, isLoopbackHost } from './auth.js';
 import { ProtocolError, toErrorInfo, type ErrorInfo } from './errors.js';
@@ -30,6 +32,10 @@ import {
 } from './protocol.js';
 import type { WorkerJob } from './runner.js';
 import { TokenizerService } from './tokenize.js';
+import { JobFolders, type RetentionPolicy } from './retention.js';
+import { DEFAULT_LIMITS, RateLimitedLog, nestingDepthOver } from './limits.js';
+import { Outbox, openConfined } from './fetch.js';
+import { copyVerifiedInput } from './job-inputs.js';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -59,6 +65,26 @@ export interface ServerOptions {
   runnerModule?: string;
   /** Workers as child processes (default: a killed or crashed worker cannot take the server down) or threads. */
   isolation?: Isolation;
+  /** The Node binary that runs worker processes (default: this one). */
+  workerExecPath?: string;
+  /** WebSocket connections at once before new ones are refused with HTTP 503 (TCP sockets: twice this). Default 64. */
+  maxConnections?: number;
+  /** A connection must complete an authenticated WebSocket upgrade within this time or it is closed. Default 10 s. */
+  authDeadlineMs?: number;
+  /** Deepest nesting of arrays/objects in a client message, checked before parsing. Default 64. */
+  maxJsonDepth?: number;
+  /** Fetches one connection may have opened and not yet sent completely. Default 4. */
+  maxFetchesInFlight?: number;
+  /** A fetch stops reading its file while the socket holds more than this many unsent bytes. Default 1 MiB. */
+  fetchHighWaterBytes?: number;
+  /** Job retention: keep at most `count` finished job folders and/or none older than `ageMs`. Default: keep all. */
+  keepJobs?: RetentionPolicy;
+  /** Bytes the jobs folder may hold before new jobs are refused with quota_exceeded. Default 20 GiB. */
+  maxOutBytes?: number;
+  /** After a cancel, time a running job has to stop before its worker process is terminated. Default 30 s. */
+  cancelGraceMs?: number;
+  /** Longest a job may run before its worker is terminated and the job fails; 0 = no limit (default). */
+  jobTimeoutMs?: number;
   log?: (message: string) => void;
 }
 
@@ -85,7 +111,18 @@ interface Connection {
   chain: Promise<void>;
   /** Answered the last ping (half-open TCP connections are dropped after one silent interval). */
   alive: boolean;
+  /** Every message to this client goes through here (ordering, and backpressure for fetched files). */
+  outbox: Outbox;
+  /** Fetches opened and not yet completely sent. */
+  fetches: number;
 }
+
+type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath' | 'cancelGraceMs' | 'jobTimeoutMs'>> & {
+  infoFile: string | false;
+  workerExecPath?: string;
+  cancelGraceMs?: number;
+  jobTimeoutMs?: number;
+};
 
 const DEFAULT_RUNNER = new URL('./engine-runner.js', import.meta.url).href;
 
@@ -95,12 +132,30 @@ function newJobId(): string {
   return `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Where an explain's uploaded image is kept while its job runs. */
+const UPLOAD_NAME = 'input.png';
+
+/** Shortest token accepted from the user (a generated one has 43 characters). */
+export const MIN_TOKEN_LENGTH = 16;
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${value}`);
+  return value;
+}
+
 const MIME: Record<string, string> = { '.png': 'image/png', '.json': 'application/json', '.npy': 'application/octet-stream', '.txt': 'text/plain' };
 
 export class HeedServer {
   readonly pool: WorkerPool;
   readonly info: ServerInfo;
   private readonly connections = new Set<Connection>();
+  /** TCP sockets that have not completed an authenticated upgrade yet → their deadline timers. */
+  private readonly pendingSockets = new Map<Socket, NodeJS.Timeout>();
+  private readonly refusals: RateLimitedLog;
+  /** Job folders of queued or running jobs (retention leaves them alone). */
+  private readonly activeJobs = new Set<string>();
+  readonly jobFolders: JobFolders;
   private readonly tokenizers = new TokenizerService();
   private readonly startedAt = Date.now();
   private closing = false;
@@ -112,7 +167,7 @@ export class HeedServer {
   private constructor(
     private readonly http: Server,
     private readonly wss: WebSocketServer,
-    private readonly opts: Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs'>> & { infoFile: string | false },
+    private readonly opts: ResolvedOptions,
     private readonly modelPolicy: PathPolicy,
     private readonly filePolicy: PathPolicy,
     private readonly fetchPolicy: PathPolicy,
@@ -120,7 +175,14 @@ export class HeedServer {
     info: ServerInfo,
   ) {
     this.info = info;
-    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation, log });
+    this.refusals = new RateLimitedLog(log, 'refused connections');
+    this.jobFolders = new JobFolders(join(opts.outDir, 'jobs'), opts.keepJobs, opts.maxOutBytes, (name) => this.activeJobs.has(name), log);
+    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation,
+      ...(opts.workerExecPath ? { execPath: opts.workerExecPath } : {}),
+      ...(opts.cancelGraceMs !== undefined ? { cancelGraceMs: opts.cancelGraceMs } : {}),
+      ...(opts.jobTimeoutMs !== undefined ? { jobTimeoutMs: opts.jobTimeoutMs } : {}),
+      log,
+    });
   }
 
   get url(): string {
@@ -138,7 +200,7 @@ export class HeedServer {
         `refusing to listen on ${host} without a token you chose: a non-loopback address exposes the engine to the network. Pass --token-file F (a secret you share with the client) or bind 127.0.0.1`,
       );
     }
-    if (options.token !== undefined && options.token.length < 16) throw new Error('the token must be at least 16 characters (use a random secret)');
+    if (options.token !== undefined && options.token.length < MIN_TOKEN_LENGTH) throw new Error(`the token must be at least ${MIN_TOKEN_LENGTH} characters (use a random secret)`);
     const log = options.log ?? ((m: string) => process.stderr.write(`[heed serve ${new Date().toISOString()}] ${m}\n`));
     const outDir = resolve(options.outDir ?? join(homedir(), '.heed'));
     await mkdir(join(outDir, 'jobs'), { recursive: true, mode: 0o700 });
@@ -146,7 +208,7 @@ export class HeedServer {
     const filePolicy = modelPolicy.restricted ? await PathPolicy.create([...modelPolicy.roots, outDir]) : modelPolicy;
     const fetchPolicy = await PathPolicy.create([outDir]);
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    const opts = {
+    const opts: ResolvedOptions = {
       host,
       port: options.port ?? 0,
       workers: options.workers ?? 1,
@@ -158,9 +220,21 @@ export class HeedServer {
       cacheBytes: options.cacheBytes ?? 4 * 1024 ** 3,
       runnerModule: options.runnerModule ?? DEFAULT_RUNNER,
       isolation: options.isolation ?? 'process',
+      ...(options.workerExecPath ? { workerExecPath: options.workerExecPath } : {}),
+      maxConnections: positive(options.maxConnections, DEFAULT_LIMITS.maxConnections, 'maxConnections'),
+      authDeadlineMs: positive(options.authDeadlineMs, DEFAULT_LIMITS.authDeadlineMs, 'authDeadlineMs'),
+      maxJsonDepth: positive(options.maxJsonDepth, DEFAULT_LIMITS.maxJsonDepth, 'maxJsonDepth'),
+      maxFetchesInFlight: positive(options.maxFetchesInFlight, DEFAULT_LIMITS.maxFetchesInFlight, 'maxFetchesInFlight'),
+      fetchHighWaterBytes: positive(options.fetchHighWaterBytes, DEFAULT_LIMITS.fetchHighWaterBytes, 'fetchHighWaterBytes'),
+      maxOutBytes: positive(options.maxOutBytes, DEFAULT_LIMITS.maxOutBytes, 'maxOutBytes'),
+      keepJobs: options.keepJobs ?? {},
+      ...(options.cancelGraceMs !== undefined ? { cancelGraceMs: positive(options.cancelGraceMs, 0, 'cancelGraceMs') } : {}),
+      ...(options.jobTimeoutMs ? { jobTimeoutMs: positive(options.jobTimeoutMs, 0, 'jobTimeoutMs') } : {}),
     };
     const token = options.token ?? generateToken();
     const http = createServer();
+    // A hard cap on TCP sockets (handshakes in progress included); the WebSocket cap below answers with a reason.
+    http.maxConnections = opts.maxConnections * 2;
     // maxPayload makes ws refuse an oversized frame from its header, before buffering it, and close with 1009.
     const wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes });
     await new Promise<void>((res, rej) => {
@@ -172,6 +246,9 @@ export class HeedServer {
     const urlHost = host.includes(':') ? `[${host}]` : host;
     const info: ServerInfo = { url: `ws://${urlHost}:${port}/`, token, pid: process.pid, protocol: PROTOCOL_VERSION, host, port, outDir, startedAt: new Date().toISOString() };
     const server = new HeedServer(http, wss, opts, modelPolicy, filePolicy, fetchPolicy, log, info);
+    await server.jobFolders.start();
+    http.on('connection', (socket: Socket) => server.onSocket(socket));
+    http.on('drop', (d?: { remoteAddress?: string }) => server.refusals.write(`refused a connection from ${d?.remoteAddress ?? 'unknown'}: over ${opts.maxConnections * 2} open sockets`));
     http.on('request', (req, res) => {
       if (req.method === 'GET' && new URL(req.url ?? '/', 'http://x').pathname === '/healthz') {
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -189,24 +266,55 @@ export class HeedServer {
     return server;
   }
 
+  /** Every new TCP socket gets the authentication deadline: an idle or half-sent handshake cannot hold it longer. */
+  private onSocket(socket: Socket): void {
+    const timer = setTimeout(() => {
+      this.pendingSockets.delete(socket);
+      this.refusals.write(`refused a connection from ${socket.remoteAddress}: no authenticated WebSocket upgrade within ${this.opts.authDeadlineMs} ms`);
+      socket.destroy();
+    }, this.opts.authDeadlineMs);
+    timer.unref();
+    this.pendingSockets.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(this.pendingSockets.get(socket));
+      this.pendingSockets.delete(socket);
+    });
+  }
+
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const auth = checkUpgradeAuth(req, this.info.token);
-    if (!auth.ok || this.closing) {
-      const reason = auth.ok ? 'the server is shutting down' : auth.reason;
+    const full = this.connections.size >= this.opts.maxConnections;
+    if (!auth.ok || this.closing || full) {
+      const reason = !auth.ok
+        ? auth.reason
+        : this.closing
+          ? 'the server is shutting down'
+          : `too many connections: this server allows ${this.opts.maxConnections} at once (--max-connections); close one or raise the limit`;
       const status = auth.ok ? '503 Service Unavailable' : '401 Unauthorized';
       const body = `${reason}\n`;
       socket.end(
         `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
           `${auth.ok ? '' : 'WWW-Authenticate: Bearer realm="heed"\r\n'}Connection: close\r\n\r\n${body}`,
       );
-      this.log(`refused a connection from ${req.socket.remoteAddress}: ${reason}`);
+      this.refusals.write(`refused a connection from ${req.socket.remoteAddress}: ${reason}`);
       return;
     }
+    clearTimeout(this.pendingSockets.get(req.socket));
+    this.pendingSockets.delete(req.socket);
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req));
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Connection = { ws, hello: false, open: new Map(), remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`, chain: Promise.resolve(), alive: true };
+    const conn: Connection = {
+      ws,
+      hello: false,
+      open: new Map(),
+      remote: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+      chain: Promise.resolve(),
+      alive: true,
+      outbox: new Outbox(ws, req.socket, this.opts.fetchHighWaterBytes),
+      fetches: 0,
+    };
     ws.on('pong', () => (conn.alive = true));
     this.connections.add(conn);
     ws.on('message', (data, isBinary) => {
@@ -236,10 +344,10 @@ export class HeedServer {
       // A bug on our side: tell the client plainly instead of sending something its schema would reject.
       const { message } = describeIssues(checked.error.issues);
       this.log(`BUG: outgoing ${event.type} event fails the schema: ${message}`);
-      conn.ws.send(JSON.stringify({ type: 'error', ...(event.id ? { id: event.id } : {}), code: 'internal', message: `internal error: the server built an invalid ${event.type} event (${message})` }));
+      conn.outbox.text(JSON.stringify({ type: 'error', ...(event.id ? { id: event.id } : {}), code: 'internal', message: `internal error: the server built an invalid ${event.type} event (${message})` }));
       return;
     }
-    conn.ws.send(JSON.stringify(event));
+    conn.outbox.text(JSON.stringify(event));
   }
 
   private sendError(conn: Connection, id: string | undefined, err: ErrorInfo): void {
@@ -256,6 +364,14 @@ export class HeedServer {
       return;
     }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    // JSON.parse of deeply nested input holds the main thread (8 MB of brackets: ~1.3 s): count before parsing.
+    if (nestingDepthOver(text, this.opts.maxJsonDepth) !== undefined) {
+      this.sendError(conn, undefined, {
+        code: 'bad_json',
+        message: `the message nests arrays/objects deeper than ${this.opts.maxJsonDepth} levels, the server's limit (checked before parsing; no request needs more)`,
+      });
+      return;
+    }
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -361,37 +477,82 @@ export class HeedServer {
     }
   }
 
+  /**
+   * Answers a fetch: the result event, then the file as one binary message streamed from the descriptor (fetch.ts).
+   * The stream runs on after this returns, so a large file does not hold up the connection's other requests.
+   */
   private async fetchFile(conn: Connection, req: FetchRequest): Promise<void> {
-    const path = await this.fetchPolicy.resolve(req.path, 'path', 'file');
-    const st = await stat(path);
-    if (!st.isFile()) throw new ProtocolError('file_not_found', `${req.path} is not a file`, 'path');
-    if (st.size > this.opts.maxFetchBytes) throw new ProtocolError('file_too_large', `${req.path} has ${st.size} bytes, over the fetch limit of ${this.opts.maxFetchBytes}`, 'path');
-    const bytes = await readFile(path);
-    const mime = MIME[extname(path).toLowerCase()] ?? 'application/octet-stream';
+    const max = this.opts.maxFetchesInFlight;
+    if (conn.fetches >= max) {
+      throw new ProtocolError('too_many_fetches', `this connection already has ${max} fetches in flight, the server's limit (--max-fetches); wait for one to arrive, then ask again`);
+    }
+    const checked = await this.fetchPolicy.resolve(req.path, 'path', 'file');
+    // The policy's answer is only a first filter: what is read is the descriptor opened and verified here.
+    const file = await openConfined(checked, this.fetchPolicy.roots, 'path', req.path);
+    if (file.size > this.opts.maxFetchBytes) {
+      await file.handle.close();
+      throw new ProtocolError('file_too_large', `${req.path} has ${file.size} bytes, over the fetch limit of ${this.opts.maxFetchBytes}`, 'path');
+    }
+    const header = { id: req.id, path: file.path, bytes: file.size, mime: MIME[extname(file.path).toLowerCase()] ?? 'application/octet-stream' };
+    conn.fetches++;
     conn.open.delete(req.id);
-    this.sendResult(conn, req.id, { kind: 'fetch', path, bytes: bytes.length, mime });
-    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(encodeBinaryFrame({ id: req.id, path, bytes: bytes.length, mime }, bytes), { binary: true });
+    this.sendResult(conn, req.id, { kind: 'fetch', path: header.path, bytes: header.bytes, mime: header.mime });
+    void conn.outbox
+      .file(encodeBinaryFrame(header, new Uint8Array(0)), file.handle, file.size)
+      .catch((e: unknown) => {
+        this.log(`connection ${conn.remote}: fetch of ${file.path} failed: ${(e as Error).message}`);
+        conn.ws.close(1011, 'a fetched file could not be read');
+      })
+      .finally(() => {
+        conn.fetches--;
+        void file.handle.close().catch(() => undefined);
+      });
   }
 
   private async submitJob(conn: Connection, req: GenerateRequest | ExplainRequest): Promise<void> {
     const modelDir = await this.modelPolicy.resolve(req.model, 'model', 'model');
+    const upload = req.type === 'explain' && 'data' in req.image ? Buffer.from(req.image.data, 'base64') : undefined;
+    this.jobFolders.checkRoom(upload?.length ?? 0);
     const jobId = newJobId();
     const outDir = join(this.opts.outDir, 'jobs', jobId);
+    // From here the folder is the job's: retention leaves it alone until the job has ended.
+    this.activeJobs.add(jobId);
+    const jobEnded = (): void => {
+      this.activeJobs.delete(jobId);
+      void Promise.all(copies.map(({ copy }) => rm(copy, { force: true })))
+        .then(() => this.jobFolders.ended(jobId))
+        .catch((e: unknown) => this.log(`job ${jobId}: cleaning up its folder: ${(e as Error).message}`));
+    };
     let job: WorkerJob;
-    if (req.type === 'generate') {
-      const latentsPath = req.latents ? await this.filePolicy.resolve(req.latents, 'latents', 'file') : undefined;
+    /** Copies of client-named input files (job-inputs.ts): the worker reads these, and they go when the job ends. */
+    const copies: Array<{ copy: string; given: string }> = [];
+    const copyInput = async (given: string, field: string, name: string): Promise<string> => {
+      const real = await this.filePolicy.resolve(given, field, 'file');
+      const dest = join(outDir, `${name}${extname(real).toLowerCase().replace(/[^.a-z0-9]/g, '')}`);
+      await copyVerifiedInput(real, this.filePolicy.roots, field, given, dest);
+      copies.push({ copy: dest, given });
+      return dest;
+    };
+    try {
       await mkdir(outDir, { recursive: true });
-      job = { kind: 'generate', jobId, request: req, modelDir, ...(latentsPath ? { latentsPath } : {}), outDir };
-    } else {
-      let imagePath: string;
-      if ('path' in req.image) imagePath = await this.filePolicy.resolve(req.image.path, 'image.path', 'file');
-      else {
-        await mkdir(outDir, { recursive: true });
-        imagePath = join(outDir, 'input.png');
-        await writeFile(imagePath, Buffer.from(req.image.data, 'base64'));
+      if (req.type === 'generate') {
+        const latentsPath = req.latents ? await copyInput(req.latents, 'latents', 'input-latents') : undefined;
+        job = { kind: 'generate', jobId, request: req, modelDir, ...(latentsPath ? { latentsPath } : {}), outDir };
+      } else {
+        let imagePath: string;
+        if (!upload && 'path' in req.image) imagePath = await copyInput(req.image.path, 'image.path', 'input-image');
+        else {
+          imagePath = join(outDir, UPLOAD_NAME);
+          await writeFile(imagePath, upload ?? Buffer.alloc(0));
+          this.jobFolders.add(jobId, upload?.length ?? 0);
+        }
+        job = { kind: 'explain', jobId, request: req, modelDir, imagePath, outDir };
       }
-      await mkdir(outDir, { recursive: true });
-      job = { kind: 'explain', jobId, request: req, modelDir, imagePath, outDir };
+    } catch (e) {
+      this.activeJobs.delete(jobId);
+      this.jobFolders.forget(jobId);
+      await rm(outDir, { recursive: true, force: true });
+      throw e;
     }
     // The request beside the results: a client that went away can still see what produced them.
     await writeFile(join(outDir, 'request.json'), JSON.stringify(req.type === 'explain' && 'data' in req.image ? { ...req, image: { path: 'input.png' } } : req, null, 2));
@@ -408,19 +569,27 @@ export class HeedServer {
           .then(() => {
             conn.open.delete(req.id);
             this.sendResult(conn, req.id, result);
+            jobEnded();
           });
       },
-      onError: (err) => {
+      onError: (raw) => {
+        // The engine names the file it read, the server's copy: say the path the client gave instead.
+        const err = { ...raw, message: copies.reduce((m, { copy, given }) => m.split(copy).join(given), raw.message) };
         this.log(`job ${jobId} ended: ${err.code}: ${err.message}`);
-        void writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2))
+        // The upload served only this job: a failed job keeps its record (request.json, error.json), not the bytes.
+        void (upload ? rm(join(outDir, UPLOAD_NAME), { force: true }) : Promise.resolve())
+          .then(() => writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2)))
           .catch(() => undefined)
           .then(() => {
             conn.open.delete(req.id);
             this.sendError(conn, req.id, err);
+            jobEnded();
           });
       },
     });
     } catch (e) {
+      this.activeJobs.delete(jobId);
+      this.jobFolders.forget(jobId);
       await rm(outDir, { recursive: true, force: true });
       throw e;
     }
@@ -454,6 +623,8 @@ export class HeedServer {
     if (this.closing) return;
     this.closing = true;
     clearInterval(this.heartbeat);
+    this.jobFolders.stop();
+    for (const timer of this.pendingSockets.values()) clearTimeout(timer);
     for (const c of this.connections) c.ws.close(CLOSE_CODES.goingAway, 'server shutting down');
     await this.pool.close();
     await this.tokenizers.close();
@@ -464,21 +635,31 @@ export class HeedServer {
     await new Promise<void>((res) => this.http.close(() => res()));
     this.http.closeAllConnections?.();
     if (this.opts.infoFile) await rm(this.opts.infoFile, { force: true });
+    this.refusals.flush();
     this.closedResolve();
   }
 }
 
-/** Writes server.json atomically with mode 0600 (it holds the token). */
+/**
+ * Writes server.json atomically with mode 0600 (it holds the token). The temporary file has an unguessable name and
+ * is created exclusively without following symlinks: a file or symlink planted beside it cannot receive the token or
+ * lend it wider permissions.
+ */
 async function writeInfoFile(path: string, info: ServerInfo): Promise<void> {
   await mkdir(resolve(path, '..'), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
+  const tmp = join(resolve(path, '..'), `.${basename(path)}.${randomBytes(12).toString('hex')}.tmp`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
-    await fh.writeFile(JSON.stringify(info, null, 2) + '\n');
-  } finally {
-    await fh.close();
+    try {
+      await fh.writeFile(JSON.stringify(info, null, 2) + '\n');
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
   }
-  await rename(tmp, path);
 }
 
 export function startServer(options: ServerOptions = {}): Promise<HeedServer> {

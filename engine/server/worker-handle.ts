@@ -36,25 +36,50 @@ export interface WorkerEvents {
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 export const INIT_ENV = 'HEED_WORKER_INIT';
 
-export function spawnWorker(isolation: Isolation, init: Omit<WorkerInit, 'cancelBuffer'>, on: WorkerEvents): WorkerHandle {
-  if (isolation === 'thread') {
-    const cancelBuffer = new SharedArrayBuffer(4);
-    const worker = new Worker(WORKER_URL, { workerData: { ...init, cancelBuffer } satisfies WorkerInit });
-    worker.on('message', (m: FromWorker) => on.message(m));
-    worker.on('error', (err) => on.error(err.stack ?? err.message));
-    worker.on('exit', (code) => on.exit(`exit code ${code}`));
-    return {
-      post: (msg) => worker.postMessage(msg),
-      cancelSlot: new Int32Array(cancelBuffer),
-      kill: async () => {
-        await worker.terminate();
-      },
-    };
+export interface SpawnOptions {
+  /** The Node binary for a worker process (default: the server's own). */
+  execPath?: string;
+}
+
+export function spawnWorker(isolation: Isolation, init: Omit<WorkerInit, 'cancelBuffer'>, on: WorkerEvents, spawnOptions: SpawnOptions = {}): WorkerHandle {
+  try {
+    return isolation === 'thread' ? spawnThread(init, on) : spawnProcess(init, on, spawnOptions);
+  } catch (e) {
+    // Thrown synchronously (a worker thread that cannot be created, an invalid spawn option): report it the way a
+    // failed start is reported, after the caller has its handle.
+    const text = e instanceof Error ? e.message : String(e);
+    const reported = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        on.error(text);
+        on.exit(`could not be started: ${text}`);
+        resolve();
+      }),
+    );
+    return { post: () => undefined, kill: () => reported };
   }
+}
+
+function spawnThread(init: Omit<WorkerInit, 'cancelBuffer'>, on: WorkerEvents): WorkerHandle {
+  const cancelBuffer = new SharedArrayBuffer(4);
+  const worker = new Worker(WORKER_URL, { workerData: { ...init, cancelBuffer } satisfies WorkerInit });
+  worker.on('message', (m: FromWorker) => on.message(m));
+  worker.on('error', (err) => on.error(err.stack ?? err.message));
+  worker.on('exit', (code) => on.exit(`exit code ${code}`));
+  return {
+    post: (msg) => worker.postMessage(msg),
+    cancelSlot: new Int32Array(cancelBuffer),
+    kill: async () => {
+      await worker.terminate();
+    },
+  };
+}
+
+function spawnProcess(init: Omit<WorkerInit, 'cancelBuffer'>, on: WorkerEvents, spawnOptions: SpawnOptions): WorkerHandle {
   const child: ChildProcess = fork(fileURLToPath(WORKER_URL), [], {
     serialization: 'advanced', // structured clone: typed arrays and nested objects cross as they are
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'], // keep the worker's output off the server's stdout (--json mode)
     env: { ...process.env, [INIT_ENV]: JSON.stringify(init) },
+    ...(spawnOptions.execPath ? { execPath: spawnOptions.execPath } : {}),
   });
   const forward = (chunk: Buffer): void => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) on.output(line);
@@ -62,20 +87,29 @@ export function spawnWorker(isolation: Isolation, init: Omit<WorkerInit, 'cancel
   child.stdout?.on('data', forward);
   child.stderr?.on('data', forward);
   child.on('message', (m) => on.message(m as FromWorker));
-  child.on('error', (err) => on.error(err.message));
-  const exited = new Promise<void>((resolve) => {
-    child.on('exit', (code, signal) => {
-      on.exit(signal ? `killed by ${signal}` : `exit code ${code}`);
-      resolve();
-    });
+  // A process that could not be spawned (EMFILE, ENOENT, EAGAIN…) reports `error` and never `exit`: it is an exit all
+  // the same, or its slot would never be replaced and kill() (shutdown) would wait for it forever.
+  let ended = false;
+  let endedResolve!: () => void;
+  const exited = new Promise<void>((resolve) => (endedResolve = resolve));
+  const end = (description: string): void => {
+    if (ended) return;
+    ended = true;
+    on.exit(description);
+    endedResolve();
+  };
+  child.on('error', (err) => {
+    on.error(err.message);
+    if (child.pid === undefined) end(`could not be started: ${err.message}`);
   });
+  child.on('exit', (code, signal) => end(signal ? `killed by ${signal}` : `exit code ${code}`));
   return {
     post: (msg) => {
       if (child.connected) child.send(msg);
     },
     pid: child.pid,
     kill: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (!ended && child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     },
   };

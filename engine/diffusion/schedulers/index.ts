@@ -60,6 +60,11 @@ const CLASS_NAMES: Record<string, SchedulerKind> = {
   LCMScheduler: 'lcm',
 };
 
+/** table[key] when it is the table's own entry (user-given keys must not reach Object.prototype). */
+function own<T>(table: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /** The scheduler names accepted by createScheduler (canonical ones; aliases and diffusers class names also work). */
 export function schedulerNames(): string[] {
   return Object.keys(NAMES);
@@ -85,7 +90,7 @@ export function createScheduler(name: string | undefined, configJson: Record<str
     if (typeof cls !== 'string') {
       throw new SchedulerConfigError(`${source} has no "_class_name"; choose a scheduler by name: ${schedulerNames().join(', ')}`);
     }
-    const kind = CLASS_NAMES[cls];
+    const kind = own(CLASS_NAMES, cls);
     if (!kind) {
       throw new SchedulerConfigError(
         `${source}: scheduler class "${cls}" is not supported; choose one of ${schedulerNames().join(', ')} ` +
@@ -96,7 +101,10 @@ export function createScheduler(name: string | undefined, configJson: Record<str
   } else {
     const key = name.trim();
     const lower = key.toLowerCase();
-    entry = NAMES[lower] ?? (ALIASES[lower] ? NAMES[ALIASES[lower]] : undefined) ?? (CLASS_NAMES[key] ? { kind: CLASS_NAMES[key] } : undefined);
+    // Own properties only: a name such as "constructor" or "__proto__" must be unknown, not Object.prototype's.
+    const alias = own(ALIASES, lower);
+    const cls = own(CLASS_NAMES, key);
+    entry = own(NAMES, lower) ?? (alias ? own(NAMES, alias) : undefined) ?? (cls ? { kind: cls } : undefined);
     if (!entry) {
       throw new SchedulerConfigError(
         `unknown scheduler "${name}"; valid names: ${schedulerNames().join(', ')} ` +
