@@ -1,7 +1,8 @@
 // Memory of a whole Attend-and-Excite generation (issue 17 §1) and what sharing the weights costs in step time.
 //  - peak proportional (Pss) and anonymous memory of a child process that runs an A&E generation (the plain UNet
 //    session plus the A&E forward and backward sessions), sampled from /proc/<pid>/smaps_rollup by this process
-//    every 100 ms; Pss, not VmRSS, because the three sessions map one weights file and VmRSS would count it per mapping;
+//    every 500 ms (each read walks every mapping: sampling more often costs real CPU); Pss, not VmRSS, because the
+//    three sessions map one weights file and VmRSS would count it once per mapping;
 //  - that peak divided by the bytes of the model's weight files (all ONNX files and external data of the folder);
 //  - the CFG step time with the weights shared (the default) vs each session's private prepacked copy, each in its
 //    own child process, in this one run.
@@ -53,7 +54,7 @@ function runSampled(args: string[]): Promise<{ line: string; peak: SmapsSample }
       if (!s) return;
       peak.pssMb = Math.max(peak.pssMb, s.pssMb);
       peak.anonMb = Math.max(peak.anonMb, s.anonMb);
-    }, 100);
+    }, 500);
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     child.on('error', reject);
