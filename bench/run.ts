@@ -1,7 +1,7 @@
 // `npm run bench`: runs each benchmark section in its own child process (so that each peak RSS is its own) and
 // writes one JSON file, `bench/results.json` by default (or the path given as the first argument).
 // Sections: diffusion (UNet hooks, generation, Attend-and-Excite), vjp, explain, server, sessions (memory of edited
-// models: staged vs buffers).
+// models: staged vs buffers), memory (peak Pss of an A&E generation vs the weights; step time with shared weights).
 // `node dist/bench/run.js [out.json] [--only diffusion,vjp]`.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, totalmem } from 'node:os';
 
-const SECTIONS = ['diffusion', 'vjp', 'explain', 'server', 'sessions'] as const;
+const SECTIONS = ['diffusion', 'vjp', 'explain', 'server', 'sessions', 'memory'] as const;
 type Section = (typeof SECTIONS)[number];
 
 async function runSection(name: Section): Promise<Record<string, unknown>> {
@@ -19,6 +19,7 @@ async function runSection(name: Section): Promise<Record<string, unknown>> {
     case 'explain': return (await import('./explain.js')).benchExplain();
     case 'server': return (await import('./server.js')).benchServer();
     case 'sessions': return (await import('./sessions.js')).benchSessions();
+    case 'memory': return (await import('./memory.js')).benchMemory();
   }
 }
 

@@ -25,8 +25,16 @@ export const MatMul: Rule = (ctx) => {
   let gA: string | undefined;
   let gB: string | undefined;
   if (ctx.needsGrad(0)) {
-    const prod = e.matmul(g2, e.transposeLast2(b2));
-    gA = e.reshape(e.reduceToShape(prod, ad), da);
+    if (db.length === 2) {
+      // Linear layer: dA = g·Bᵀ as one Gemm with transB over the flattened batch. It reads the weight in place; a
+      // Transpose(B) of an initializer would be constant-folded by onnxruntime into a private copy of the weight.
+      const rows = numel(gd.slice(0, -1));
+      const prod = e.gemm(e.reshape(g2, [rows, n]), b2, false, true);
+      gA = e.reshape(prod, da);
+    } else {
+      const prod = e.matmul(g2, e.transposeLast2(b2));
+      gA = e.reshape(e.reduceToShape(prod, ad), da);
+    }
   }
   if (ctx.needsGrad(1)) {
     if (bd.length === 2 && ad.length > 2) {
