@@ -10,7 +10,7 @@ import { ensureTinyModels } from '../models/cache.js';
 import { ModelCache } from '../engine/server/cache.js';
 import { HeedClient } from '../engine/server/client.js';
 import { createRunner } from '../engine/server/engine-runner.js';
-import { GenerateRequest } from '../engine/server/protocol.js';
+import { GenerateRequest } from '../engine/protocol/index.js';
 import type { WorkerJob } from '../engine/server/runner.js';
 import { startServer } from '../engine/server/server.js';
 

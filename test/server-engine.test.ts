@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
-import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/server/protocol.js';
+import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/protocol/index.js';
 import { explainImage, explainJson, writeExplainOutputs, type ExplainOptions } from '../engine/explain/index.js';
 import { readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 

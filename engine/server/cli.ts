@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { startServer, type HeedServer } from './server.js';
-import { PROTOCOL_VERSION } from './protocol.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
 
 export interface ServeCliOptions {
   host: string;

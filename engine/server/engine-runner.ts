@@ -14,7 +14,7 @@ import type { ExciteCliOptions } from '../cli/excite.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
-import type { ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from './protocol.js';
+import type { ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from '../protocol/index.js';
 import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
 /** ORT threads per session in a worker; the server runs `--workers` of these side by side. */

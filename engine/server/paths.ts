@@ -5,7 +5,7 @@ import { realpath, readdir, stat, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ProtocolError } from './errors.js';
-import type { ModelInfo, ModelKind } from './protocol.js';
+import type { ModelInfo, ModelKind } from '../protocol/index.js';
 
 /** True when `child` is `parent` or inside it (both already absolute and normalised). */
 export function isInside(parent: string, child: string): boolean {

@@ -27,7 +27,7 @@ import {
   type FetchRequest,
   type GenerateRequest,
   type ResultPayload,
-} from './protocol.js';
+} from '../protocol/index.js';
 import type { WorkerJob } from './runner.js';
 import { TokenizerService } from './tokenize.js';
 
