@@ -1,6 +1,6 @@
 // What a generation collects and writes for each combination of map options (CLI flags and the protocol's `maps`).
 import assert from 'node:assert/strict';
-import { planMaps } from '../engine/cli/maps-options.js';
+import { planMaps } from '../engine/jobs/maps.js';
 
 describe('map options → what the pipeline collects and the writer writes', () => {
   it('nothing asked: no attention collected at all', () => {

@@ -12,7 +12,8 @@ import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
 import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/protocol/index.js';
-import { explainImage, explainJson, writeExplainOutputs, type ExplainOptions } from '../engine/explain/index.js';
+import { explainImage, type ExplainOptions } from '../engine/explain/index.js';
+import { explainJson, writeExplainOutputs } from '../engine/jobs/explain-outputs.js';
 import { readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 
 function progressSteps(x: Exchange): number[] {
@@ -225,6 +226,26 @@ describe('server: real engine on the tiny models', function () {
     assert.equal(x.terminal.type === 'error' && x.terminal.code, 'worker_crashed');
     const next = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 2, seed: 3, width: 128, height: 128 });
     generateResult(next);
+    await c.close();
+  });
+
+  it('Attend-and-Excite subjects stay the list the client sent: a comma inside a subject never splits it', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const base = { type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 2, seed: 3, width: 128, height: 128 } as const;
+    // "cat, frog" is ONE subject; joined into "cat, frog" and split on commas it became two words of the prompt and
+    // the job excited both. As one subject it is not a word of the prompt: the request's fault, said as such.
+    const joined = await c.request({ ...base, excite: { subjects: ['cat, frog'] } });
+    assert.equal(joined.terminal.type, 'error', `a subject with a comma must not run as two subjects: ${JSON.stringify(joined.terminal).slice(0, 300)}`);
+    assert.equal(joined.terminal.type === 'error' && joined.terminal.code, 'invalid_input');
+    assert.equal(joined.terminal.type === 'error' && joined.terminal.field, 'excite.subjects');
+    assert.match(joined.terminal.type === 'error' ? joined.terminal.message : '', /'cat, frog' is not a word of the prompt/);
+    // The same for a string of token positions: "2,4" is not the two positions 2 and 4.
+    const positions = await c.request({ ...base, excite: { subjects: ['2,4'] } });
+    assert.equal(positions.terminal.type === 'error' && positions.terminal.field, 'excite.subjects');
+    // A list of words and positions runs as given, in order.
+    const ok = generateResult(await c.request({ ...base, excite: { subjects: ['frog', 2] } }));
+    const subjects = (ok.excite as { subjects: { word: string; tokenIndex: number }[] }).subjects;
+    assert.deepEqual(subjects.map((s) => s.word), ['frog', '#2']);
     await c.close();
   });
 

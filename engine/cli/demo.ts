@@ -9,6 +9,7 @@ import { outputDir, say, type OutputMode } from './common.js';
 import { runGenerate } from './generate.js';
 import { runExplain } from './explain.js';
 import { parseSize, positiveInt, type ImageSize } from './options.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 
 export interface DemoCliOptions extends OutputMode {
   out: string;
@@ -43,7 +44,7 @@ export function registerDemo(program: Command): Command {
     .option('--prompt <text>', 'prompt', DEMO_PROMPT)
     .option('--no-excite', 'skip Attend-and-Excite (one plain run instead of plain vs guided side by side)')
     .option('--no-explain', 'skip the ViT/CLIP explanation part')
-    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (opts: DemoCliOptions) => {

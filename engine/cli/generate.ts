@@ -6,10 +6,11 @@ import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
 import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
 import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
-import type { WrittenGenerate } from './outputs.js';
+import type { WrittenGenerate } from '../jobs/outputs.js';
 import { stepProgress, type StepProgress } from './progress.js';
-import { addExciteOptions, validateExciteFlags, type ExciteCliOptions } from './excite.js';
-import { runGenerateJob } from './generate-job.js';
+import { addExciteOptions, exciteOptionsFromFlags, validateExciteFlags, type ExciteCliOptions } from './excite.js';
+import { runGenerateJob } from '../jobs/generate.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 
 export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   model: string;
@@ -63,7 +64,7 @@ export function registerGenerate(program: Command): Command {
     .option('--trace <dir>', 'write the run\'s tensors as .npy + manifest.json (latents, embeddings, noise predictions, attention, DAAM maps)')
     .option('--colormap <name>', `heat-map colormap: ${COLORMAP_NAMES.join(', ')}`, oneOf('--colormap', COLORMAP_NAMES), 'turbo')
     .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
-    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print report.json (plus file paths) on stdout; no progress bar');
   return addExciteOptions(cmd).action(async (_opts: GenerateCliOptions, c: Command) => {
@@ -111,6 +112,7 @@ const BAR_LABELS = { plain: 'plain     ', guided: 'A&E       ' } as const;
 export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   const paths = validateGenerate(o);
   validateExciteFlags(o);
+  const exciteOptions = exciteOptionsFromFlags(o);
   const mode: OutputMode = { quiet: o.quiet, json: o.json };
   say(mode, `loading ${paths.model}`);
   // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
@@ -131,7 +133,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
       ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
       maps: { maps: !!o.maps, perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) },
-      ...(o.excite !== undefined ? { excite: o } : {}),
+      ...(exciteOptions ? { excite: exciteOptions } : {}),
       outDir: paths.out,
       ...(paths.trace !== undefined ? { traceDir: paths.trace } : {}),
       model: paths.model, colormap: o.colormap, opacity: o.opacity,

@@ -17,6 +17,7 @@ import { latentShape, loadLatents, seededLatents, validateLatentData, LatentsErr
 import { TorchGenerator } from './random.js';
 import { createScheduler, schedulerNames, SchedulerConfigError, type Scheduler } from './schedulers/index.js';
 import type { SessionOptions } from '../onnx/session.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 import type { AttentionSite } from '../attention/discover.js';
 import { AttentionStore } from '../attention/store.js';
 import { siteGrid } from '../attention/aggregate.js';
@@ -157,7 +158,7 @@ export interface GenerateResult {
 }
 
 export interface PipelineLoadOptions {
-  /** Threads per ORT op (default 2). */
+  /** Threads per ORT op (default DEFAULT_THREADS). */
   threads?: number;
   /** Extra ORT session options for all three models. */
   session?: SessionOptions;
@@ -183,12 +184,15 @@ export class StableDiffusionPipeline {
     readonly textEncoder: TextEncoder,
     readonly unet: Unet,
     readonly vae: VaeDecoder,
+    /** ORT intra-op threads of its sessions; sessions opened later for this pipeline (A&E's gradient) use as many. */
+    readonly threads: number,
   ) {}
 
   /** Opens a model folder: checks the layout, loads the tokenizer and opens the text encoder and VAE sessions. */
   static async load(dir: string, options: PipelineLoadOptions = {}): Promise<StableDiffusionPipeline> {
     const folder = resolveModelFolder(dir);
-    const session: SessionOptions = { intraOpThreads: options.threads ?? 2, memArena: false, ...options.session };
+    const threads = options.threads ?? DEFAULT_THREADS;
+    const session: SessionOptions = { intraOpThreads: threads, memArena: false, ...options.session };
     const tokenizer = await ClipTokenizer.fromFolder(folder.tokenizer);
     const unet = Unet.open(folder.unet, session);
     const textEncoder = await TextEncoder.open(folder.textEncoder, session);
@@ -199,7 +203,7 @@ export class StableDiffusionPipeline {
       await textEncoder.dispose();
       throw e;
     }
-    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae);
+    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae, session.intraOpThreads ?? threads);
   }
 
   /** Tokenises and encodes [negative, prompt]. */

@@ -4,8 +4,6 @@ export type {
   ExplainMethod, ExplainOptions, ExplainResult, ClassScore, TextScore, RolloutResult, GradRolloutResult, CheferResult,
   HeadsResult, DistanceResult, GradRolloutVariant,
 } from './api.js';
-export { writeExplainOutputs, explainJson, formatRatio } from './outputs.js';
-export type { WrittenFiles } from './outputs.js';
 export { ExplainModel } from './model.js';
 export type { ForwardResult, TokenizedTexts, TokenLayout, ModelLoadOptions } from './model.js';
 export { GradientEngine } from './gradients.js';

@@ -126,7 +126,7 @@ export class AttendExcite {
         [io.timestep.name]: timestepDims,
         [io.encoderHiddenStates.name]: [1, contextLength, encoderHidden(pipeline)],
       },
-      session: { intraOpThreads: 2, memArena: false },
+      session: { intraOpThreads: pipeline.threads, memArena: false },
     });
     return new AttendExcite(pipeline, runner, sites, options, latentShape, keys);
   }

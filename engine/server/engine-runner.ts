@@ -2,15 +2,15 @@
 // worker's LRU cache (a second job on the same model reuses the open ORT sessions), turns pipeline callbacks into
 // progress events (with latent previews), writes the same files as the CLI into the job folder, and maps the
 // engine's error classes to protocol error codes so clients can point at the offending field.
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 // The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
 // not load the diffusion code (nor the other way round).
 import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
-import type { GenerateJobSpec, RunLabel } from '../cli/generate-job.js';
+import type { GenerateJobSpec, RunLabel } from '../jobs/generate.js';
 import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
-import type { ExciteCliOptions } from '../cli/excite.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
@@ -18,7 +18,7 @@ import type { ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap 
 import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
 /** ORT threads per session in a worker; the server runs `--workers` of these side by side. */
-const THREADS = Math.max(1, Number(process.env.HEED_THREADS ?? 2) || 2);
+const THREADS = Math.max(1, Number(process.env.HEED_THREADS ?? DEFAULT_THREADS) || DEFAULT_THREADS);
 
 function fileRef(path: string): FileRef {
   return { path, bytes: statSync(path).size };
@@ -75,24 +75,6 @@ function explainField(msg: string): string | undefined {
   return /image/i.test(msg) ? 'image' : undefined;
 }
 
-/** The protocol's excite options in the CLI's terms, so planExcite resolves them exactly as `--excite …` would. */
-function exciteCliOptions(req: GenerateRequest): ExciteCliOptions {
-  const e = req.excite!;
-  return {
-    excite: e.subjects === 'auto' ? 'auto' : e.subjects.join(','),
-    ...(e.maxIterToAlter !== undefined ? { aeMaxIterToAlter: e.maxIterToAlter } : {}),
-    ...(e.thresholds ? { aeThresholds: Object.fromEntries(Object.entries(e.thresholds).map(([k, v]) => [Number(k), v])) } : {}),
-    ...(e.scaleFactor !== undefined ? { aeScaleFactor: e.scaleFactor } : {}),
-    ...(e.maxRefinement !== undefined ? { aeMaxRefinement: e.maxRefinement } : {}),
-    ...(e.res !== undefined ? { aeRes: e.res } : {}),
-    ...(e.smoothing === false ? { aeNoSmoothing: true } : {}),
-    ...(e.sigma !== undefined ? { aeSigma: e.sigma } : {}),
-    ...(e.kernel !== undefined ? { aeKernel: e.kernel } : {}),
-    ...(e.sd2 ? { aeSd2: true } : {}),
-    ...(e.compare ? { compare: true } : {}),
-  };
-}
-
 /** The request's `maps` in planMaps' terms (the CLI's --maps / --maps-per-step / --maps-per-layer / --maps-res). */
 function mapsRequest(req: GenerateRequest): GenerateJobSpec['maps'] {
   const m = req.maps;
@@ -124,8 +106,8 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   let tDen = performance.now();
   let tWrite = performance.now();
   let lastLoss: { loss: number; scores?: Record<string, number> } | undefined;
-  const { runGenerateJob } = await import('../cli/generate-job.js');
-  // The CLI's job: a job folder holds exactly what `heed generate --out` writes.
+  const { runGenerateJob } = await import('../jobs/generate.js');
+  // The same job as the CLI's: a job folder holds exactly what `heed generate --out` writes.
   const { result, written, excite: ae } = await runGenerateJob(pipeline, {
     prompt: req.prompt,
     ...(req.negativePrompt !== undefined ? { negativePrompt: req.negativePrompt } : {}),
@@ -137,7 +119,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(req.width !== undefined ? { width: req.width } : {}),
     ...(req.height !== undefined ? { height: req.height } : {}),
     maps: mapsRequest(req),
-    ...(req.excite ? { excite: exciteCliOptions(req) } : {}),
+    ...(req.excite ? { excite: req.excite } : {}),
     outDir: job.outDir,
     ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
     model: job.modelDir,
@@ -177,7 +159,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
       tWrite = performance.now();
     },
   });
-  const excite = ae ? JSON.parse(readFileSync(ae.json, 'utf8')) as unknown : undefined;
+  const excite = ae?.document;
   const writeMs = performance.now() - tWrite;
   const maps: TokenMap[] = written.maps.map((m) => ({
     word: m.word,
@@ -220,7 +202,8 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
   const req = job.request;
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
-  const { ExplainModel, GradientEngine, explainWithModel, explainJson, writeExplainOutputs } = await import('../explain/index.js');
+  const { ExplainModel, GradientEngine, explainWithModel } = await import('../explain/index.js');
+  const { explainJson, writeExplainOutputs } = await import('../jobs/explain-outputs.js');
   const loaded = await ctx.cache.get<LoadedExplain>(`explain:${job.modelDir}`, async () => {
     const model = await ExplainModel.load(job.modelDir);
     const gradients = new GradientEngine(model);

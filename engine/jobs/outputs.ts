@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import type { GenerateResult } from '../diffusion/pipeline.js';
-import { distinctWords, wordFileStem, writeTrace } from '../diffusion/trace.js';
+import { distinctWords, wordFileStem, writeTrace } from './trace.js';
 import { encodeNpy } from '../io/npy.js';
 import { encodePng, floatHwcToRgb, mapStats, overlayHeatmap, renderGrid, resizeRgb, type ColormapName, type GridTile } from '../render/index.js';
 
