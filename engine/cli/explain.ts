@@ -7,6 +7,7 @@ import type {
 } from '../explain/index.js';
 import { existingDir, existingFile, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
+import { HeedError } from '../errors.js';
 import { collect, collectNumbers, integer, oneOf, positiveInt, nonNegativeInt } from './options.js';
 import type { WrittenFiles } from '../jobs/explain-outputs.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
@@ -113,7 +114,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
   const { writeExplainOutputs } = await import('../jobs/explain-outputs.js');
   const result = await explainImage(model, image, options).catch((e: unknown) => {
     // The engine names its API options; say the flag the user typed instead.
-    if (e instanceof Error && (e.name === 'ExplainError' || e.name === 'MethodNotApplicableError')) {
+    if (e instanceof HeedError && e.kind === 'invalid_input') {
       e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text')
         .replace(/\bcheferStart\b/g, '--chefer-start').replace(/^heads layer\b|\bheadsLayer\b/g, '--heads-layer');
     }

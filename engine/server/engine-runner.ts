@@ -11,10 +11,11 @@ import type { GenerateJobSpec, RunLabel } from '../jobs/generate.js';
 import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
+import { errorKind, HeedError, type HeedErrorKind } from '../errors.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
-import type { ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from '../protocol/index.js';
+import type { ErrorCode, ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from '../protocol/index.js';
 import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
 /** ORT threads per session in a worker; the server runs `--workers` of these side by side. */
@@ -24,55 +25,22 @@ function fileRef(path: string): FileRef {
   return { path, bytes: statSync(path).size };
 }
 
-/** Engine error → protocol error (code + field), by the engine's error classes. */
-export function classifyEngineError(e: unknown, job: WorkerJob): unknown {
-  const kind = job.kind;
-  if (!(e instanceof Error) || e instanceof ProtocolError) return e;
-  const msg = e.message;
-  switch (e.name) {
-    case 'CancelledError':
-      return Object.assign(new Error(msg), { name: 'AbortError' });
-    case 'SchedulerConfigError':
-      // An unknown name, or a scheduler the client chose that the folder's config cannot drive, is the request's
-      // fault; a broken scheduler_config.json alone is the model's.
-      if (/^unknown scheduler/.test(msg) || (job.kind === 'generate' && job.request.scheduler !== undefined)) return new ProtocolError('invalid_input', msg, 'scheduler');
-      return new ProtocolError('model_invalid', msg, 'model');
-    case 'ModelFolderError':
-    case 'TokenizerLoadError':
-    case 'OnnxLoadError':
-      return new ProtocolError('model_invalid', msg, 'model');
-    case 'SchedulerChoiceError':
-      return new ProtocolError('invalid_input', msg, 'scheduler');
-    case 'LatentsError':
-      return new ProtocolError('invalid_input', msg, 'latents');
-    case 'ImageSizeError':
-      return new ProtocolError('invalid_input', msg, /height/i.test(msg) && !/width/i.test(msg) ? 'height' : 'width');
-    case 'GenerationOptionsError': {
-      const field = ['prompt', 'steps', 'guidance', 'seed', 'width', 'height'].find((f) => msg.startsWith(f) || msg.includes(`the ${f}`));
-      return new ProtocolError('invalid_input', msg, field);
-    }
-    case 'SubjectError':
-      return new ProtocolError('invalid_input', msg, 'excite.subjects');
-    case 'AttendExciteError':
-      return new ProtocolError('invalid_input', msg, /subject/i.test(msg) ? 'excite.subjects' : /--ae-res|resolution|\bat \d+x\d+/i.test(msg) ? 'excite.res' : 'excite');
-    case 'AttentionMapsError':
-      return new ProtocolError('invalid_input', msg, 'maps');
-    case 'ExplainError':
-    case 'MethodNotApplicableError':
-    case 'ImageError':
-      return new ProtocolError('invalid_input', msg, kind === 'explain' ? explainField(msg) : undefined);
-    default:
-      return e;
-  }
-}
+/** Protocol error code of each kind of engine fault: the server's one classification table (the CLI's is
+ *  EXIT_CODE_OF_KIND in engine/cli/errors.ts). */
+export const PROTOCOL_CODE_OF_KIND: Readonly<Record<HeedErrorKind, ErrorCode>> = {
+  invalid_input: 'invalid_input',
+  model_invalid: 'model_invalid',
+  cancelled: 'cancelled',
+  internal: 'job_failed',
+};
 
-/** The explain request field an engine message is about (the engine's messages start with the option's name). */
-function explainField(msg: string): string | undefined {
-  if (/^cheferStart/.test(msg)) return 'cheferStart';
-  if (/^heads ?layer/i.test(msg)) return 'headsLayer';
-  if (/^class(Index)? /.test(msg)) return 'classIndex';
-  if (/^texts /.test(msg)) return 'texts';
-  return /image/i.test(msg) ? 'image' : undefined;
+/** Engine error → protocol error (code + the field the engine set where it found the fault). */
+export function classifyEngineError(e: unknown): unknown {
+  if (!(e instanceof Error) || e instanceof ProtocolError) return e;
+  const kind = errorKind(e);
+  // The pool reports an aborted job as `cancelled` from its AbortError (a cancel can also land outside the engine).
+  if (kind === 'cancelled') return Object.assign(new Error(e.message), { name: 'AbortError' });
+  return new ProtocolError(PROTOCOL_CODE_OF_KIND[kind], e.message || e.name, e instanceof HeedError ? e.field : undefined);
 }
 
 /** The request's `maps` in planMaps' terms (the CLI's --maps / --maps-per-step / --maps-per-layer / --maps-res). */
@@ -230,7 +198,10 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     ...(req.cheferStart !== undefined ? { cheferStart: req.cheferStart } : {}),
     ...(req.headsLayer !== undefined ? { headsLayer: req.headsLayer } : {}),
   };
-  const prepared = await loaded.model.prepareImage(job.imagePath);
+  // A fault in preparing the request's image that names no option is the `image` field's.
+  const prepared = await loaded.model.prepareImage(job.imagePath).catch((e: unknown) => {
+    throw e instanceof HeedError && e.kind === 'invalid_input' && e.field === undefined ? new HeedError('invalid_input', e.message, { field: 'image', cause: e }) : e;
+  });
   const result = await explainWithModel(loaded.model, loaded.gradients, prepared, options);
   ctx.signal.throwIfAborted();
   ctx.progress({ phase: 'writing', step: 1, total: 1 });
@@ -252,7 +223,7 @@ export function createRunner(): JobRunner {
       try {
         return job.kind === 'generate' ? await runGenerate(job, ctx) : await runExplain(job, ctx);
       } catch (e) {
-        throw classifyEngineError(e, job);
+        throw classifyEngineError(e);
       }
     },
   };
