@@ -2,7 +2,7 @@
 // be what the engine gives when called directly / through the CLI — same image for the same seed, same maps, same
 // explanation files — plus progress for every step, cancel, two clients and a killed worker on real jobs.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -259,6 +259,11 @@ describe('server: real engine on the tiny models', function () {
     const notModel = await c.request({ type: 'generate', model: dir, prompt: 'a cat', steps: 2 });
     assert.equal(notModel.terminal.type === 'error' && notModel.terminal.code, 'model_invalid');
     assert.equal(notModel.terminal.type === 'error' && notModel.terminal.field, 'model');
+    // A latents file that is not a .npy: the request's `latents` (the CLI exits 2 for the same file: cli-generate).
+    const badLatents = join(dir, 'not-latents.npy');
+    writeFileSync(badLatents, 'this is not a numpy file');
+    const latents = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 2, width: 128, height: 128, latents: badLatents });
+    assert.deepEqual(latents.terminal.type === 'error' ? [latents.terminal.code, latents.terminal.field] : latents.terminal, ['invalid_input', 'latents']);
     await c.close();
   });
 
