@@ -45,7 +45,7 @@ describe('generate job: one flow for the CLI and the server', function () {
     const outDir = join(tmp, 'compare');
     // No seed: the job must draw one and use it for both runs. A threshold at step 0 forces refinements there.
     const job = await runGenerateJob(pipe, {
-      prompt: 'a cat and a frog', steps: 3, width: 128, height: 128, maps: {}, outDir, model: models.sd,
+      prompt: 'a cat and a frog', steps: 3, width: 128, height: 128, outDir, model: models.sd,
       excite: { subjects: ['cat', 'frog'], compare: true, thresholds: { 0: 0.999 }, maxRefinement: 2 },
     }, {
       onPlan: (p) => log.push(`plan ${p.subjects.map((s) => s.word).join(',')}`),
@@ -93,7 +93,7 @@ describe('generate job: one flow for the CLI and the server', function () {
 
   it('a failed run goes through mapError with the job\'s size, and ends no run', async function () {
     const log: string[] = [];
-    const failing = runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 120, height: 128, maps: {}, outDir: join(tmp, 'odd'), model: models.sd }, {
+    const failing = runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 120, height: 128, outDir: join(tmp, 'odd'), model: models.sd }, {
       onRunStart: (run) => log.push(`start ${run}`),
       onRunEnd: (run) => log.push(`end ${run}`),
       mapError: (e, size) => new Error(`mapped ${size.width}x${size.height}: ${e instanceof Error ? e.name : typeof e}`),

@@ -2,6 +2,7 @@
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { GenerateResult } from '../diffusion/pipeline.js';
+import type { MapsOptions } from '../protocol/index.js';
 import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
 import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
@@ -99,6 +100,13 @@ function explainSizeFailure(e: unknown, size: ImageSize): unknown {
   return e;
 }
 
+/** --maps, --maps-per-step, --maps-per-layer and --maps-res as the protocol's `maps` option (the job's spec). */
+export function mapsFromFlags(o: Pick<GenerateCliOptions, 'maps' | 'mapsPerStep' | 'mapsPerLayer' | 'mapsRes'>): { maps?: MapsOptions } {
+  if (!o.maps && !o.mapsPerStep && !o.mapsPerLayer) return {};
+  if (!o.mapsPerStep && !o.mapsPerLayer) return { maps: true };
+  return { maps: { perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) } };
+}
+
 export interface GenerateRun {
   result: GenerateResult;
   written: WrittenGenerate;
@@ -132,7 +140,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
       ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
       ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
-      maps: { maps: !!o.maps, perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) },
+      ...mapsFromFlags(o),
       ...(exciteOptions ? { excite: exciteOptions } : {}),
       outDir: paths.out,
       ...(paths.trace !== undefined ? { traceDir: paths.trace } : {}),

@@ -9,7 +9,8 @@ import type { BeforeStepContext, GenerateOptions, GenerateResult, StableDiffusio
 import type { AeEvent, AttendExcite } from '../guidance/attend-excite.js';
 import type { ColormapName } from '../render/colormap.js';
 import { planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteOptions, type ExcitePlan, type SubjectScores } from './excite.js';
-import { planMaps, type MapsRequest } from './maps.js';
+import { mapsRequest, planMaps } from './maps.js';
+import type { MapsOptions } from '../protocol/index.js';
 import type { WriteGenerateOptions, WrittenGenerate } from './outputs.js';
 
 /** Which run a step belongs to: `plain` is --compare's unguided run, `guided` the Attend-and-Excite one; a job
@@ -28,8 +29,9 @@ export interface GenerateJobSpec {
   /** Image size; default the model's. */
   width?: number;
   height?: number;
-  /** What maps to write; the trace's own need for attention comes from `traceDir`. */
-  maps: Omit<MapsRequest, 'trace'>;
+  /** What maps to write, as the protocol's `maps` option (omitted: none); a trace's own need for attention comes
+   *  from `traceDir`. */
+  maps?: MapsOptions;
   /** Attend-and-Excite: the protocol's excite options as they are (`compare`: also the unguided run). */
   excite?: ExciteOptions;
   outDir: string;
@@ -99,7 +101,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
   const seed = spec.seed ?? (compare && spec.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
   // A&E runs also keep the per-step maps at the A&E resolution: report.json compares subject scores from them.
   // A trace needs the attention too (attn<r>_step0.npy, DAAM heat maps) even without maps.
-  const mapsPlan = planMaps({ ...spec.maps, trace: spec.traceDir !== undefined }, plan ? plan.options.resolution : null);
+  const mapsPlan = planMaps({ ...mapsRequest(spec.maps), trace: spec.traceDir !== undefined }, plan ? plan.options.resolution : null);
   const traceOpt = spec.traceDir !== undefined ? { traceDir: spec.traceDir } : {};
   const outputOptions = (extra: Record<string, unknown>): WriteGenerateOptions => ({
     ...mapsPlan.write,

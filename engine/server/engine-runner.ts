@@ -7,7 +7,7 @@ import { join } from 'node:path';
 // The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
 // not load the diffusion code (nor the other way round).
 import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
-import type { GenerateJobSpec, RunLabel } from '../jobs/generate.js';
+import type { RunLabel } from '../jobs/generate.js';
 import type { ExplainModel, GradientEngine } from '../explain/index.js';
 import type { ExplainOptions } from '../explain/api.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
@@ -15,7 +15,7 @@ import { errorKind, HeedError, type HeedErrorKind } from '../errors.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
-import type { ErrorCode, ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from '../protocol/index.js';
+import type { ErrorCode, ExplainResult, FileRef, GenerateResult, TokenMap } from '../protocol/index.js';
 import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
 /** ORT threads per session in a worker; the server runs `--workers` of these side by side. */
@@ -41,19 +41,6 @@ export function classifyEngineError(e: unknown): unknown {
   // The pool reports an aborted job as `cancelled` from its AbortError (a cancel can also land outside the engine).
   if (kind === 'cancelled') return Object.assign(new Error(e.message), { name: 'AbortError' });
   return new ProtocolError(PROTOCOL_CODE_OF_KIND[kind], e.message || e.name, e instanceof HeedError ? e.field : undefined);
-}
-
-/** The request's `maps` in planMaps' terms (the CLI's --maps / --maps-per-step / --maps-per-layer / --maps-res). */
-function mapsRequest(req: GenerateRequest): GenerateJobSpec['maps'] {
-  const m = req.maps;
-  if (!m) return {};
-  if (m === true) return { maps: true };
-  return {
-    maps: true,
-    ...(m.perStep !== undefined ? { perStep: m.perStep } : {}),
-    ...(m.perLayer !== undefined ? { perLayer: m.perLayer } : {}),
-    ...(m.resolutions ? { resolutions: m.resolutions } : {}),
-  };
 }
 
 async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: JobContext): Promise<GenerateResult> {
@@ -86,7 +73,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),
     ...(req.width !== undefined ? { width: req.width } : {}),
     ...(req.height !== undefined ? { height: req.height } : {}),
-    maps: mapsRequest(req),
+    ...(req.maps !== undefined ? { maps: req.maps } : {}),
     ...(req.excite ? { excite: req.excite } : {}),
     outDir: job.outDir,
     ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
