@@ -110,9 +110,17 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
     load: { intraOpThreads: o.threads },
   };
   say(mode, `explaining ${image} with ${model}`);
-  const { explainImage } = await import('../explain/index.js');
-  const { writeExplainOutputs } = await import('../jobs/explain-outputs.js');
-  const result = await explainImage(model, image, options).catch((e: unknown) => {
+  const { validateExplainOptions } = await import('../explain/index.js');
+  const { openExplainModels, runExplainJob } = await import('../jobs/explain.js');
+  const job = await (async () => {
+    validateExplainOptions(options); // before loading the model: a mistake fails in milliseconds
+    const models = await openExplainModels(model, options.load);
+    try {
+      return await runExplainJob(models, { image, options, outDir: out, ...(trace !== undefined ? { traceDir: trace } : {}) });
+    } finally {
+      await models.release();
+    }
+  })().catch((e: unknown) => {
     // The engine names its API options; say the flag the user typed instead.
     if (e instanceof HeedError && e.kind === 'invalid_input') {
       e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text')
@@ -120,7 +128,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
     }
     throw e;
   });
-  const written = await writeExplainOutputs(result, out, trace);
+  const { result, written } = job;
   reportExplain(mode, result, written);
   return { result, written };
 }

@@ -160,7 +160,7 @@ function clsProblem(layout: TokenLayout): string | undefined {
   return undefined;
 }
 
-function validateOptions(options: ExplainOptions): void {
+export function validateOptions(options: ExplainOptions): void {
   for (const m of options.methods ?? []) {
     if (!EXPLAIN_METHODS.includes(m)) throw new ExplainError(`unknown method '${m}' (choose from ${EXPLAIN_METHODS.join(', ')})`, { field: 'methods' });
   }

@@ -1,5 +1,5 @@
 // Public surface of the explain engine (ViT / DeiT / DINO / CLIP explanations).
-export { explainImage, explainWithModel, EXPLAIN_METHODS } from './api.js';
+export { explainImage, explainWithModel, validateOptions as validateExplainOptions, EXPLAIN_METHODS } from './api.js';
 export type {
   ExplainMethod, ExplainOptions, ExplainResult, ClassScore, TextScore, RolloutResult, GradRolloutResult, CheferResult,
   HeadsResult, DistanceResult, GradRolloutVariant,

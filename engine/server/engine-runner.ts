@@ -8,7 +8,7 @@ import { join } from 'node:path';
 // not load the diffusion code (nor the other way round).
 import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { RunLabel } from '../jobs/generate.js';
-import type { ExplainModel, GradientEngine } from '../explain/index.js';
+import type { ExplainModels } from '../jobs/explain.js';
 import type { ExplainOptions } from '../explain/api.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
 import { errorKind, HeedError, type HeedErrorKind } from '../errors.js';
@@ -148,28 +148,17 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   };
 }
 
-interface LoadedExplain {
-  model: ExplainModel;
-  gradients: GradientEngine;
-}
+type LoadedExplain = ExplainModels;
 
 async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: JobContext): Promise<ExplainResult> {
   const req = job.request;
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
-  const { ExplainModel, GradientEngine, explainWithModel } = await import('../explain/index.js');
-  const { explainJson, writeExplainOutputs } = await import('../jobs/explain-outputs.js');
+  const { openExplainModels, runExplainJob } = await import('../jobs/explain.js');
+  const { explainJson } = await import('../jobs/explain-outputs.js');
   const loaded = await ctx.cache.get<LoadedExplain>(`explain:${job.modelDir}`, async () => {
-    const model = await ExplainModel.load(job.modelDir);
-    const gradients = new GradientEngine(model);
-    return {
-      value: { model, gradients },
-      bytes: await folderBytes(job.modelDir),
-      dispose: async () => {
-        await gradients.release();
-        await model.release();
-      },
-    };
+    const opened = await openExplainModels(job.modelDir);
+    return { value: opened, bytes: await folderBytes(job.modelDir), dispose: () => opened.release() };
   });
   ctx.signal.throwIfAborted();
   ctx.progress({ phase: 'explaining', step: 0, total: 1 });
@@ -185,15 +174,12 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     ...(req.cheferStart !== undefined ? { cheferStart: req.cheferStart } : {}),
     ...(req.headsLayer !== undefined ? { headsLayer: req.headsLayer } : {}),
   };
-  // A fault in preparing the request's image that names no option is the `image` field's.
-  const prepared = await loaded.model.prepareImage(job.imagePath).catch((e: unknown) => {
-    throw e instanceof HeedError && e.kind === 'invalid_input' && e.field === undefined ? new HeedError('invalid_input', e.message, { field: 'image', cause: e }) : e;
+  const { result, files } = await runExplainJob(loaded, {
+    image: job.imagePath, options, outDir: job.outDir, ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
+  }, {
+    signal: ctx.signal,
+    onWriting: () => ctx.progress({ phase: 'writing', step: 1, total: 1 }),
   });
-  const result = await explainWithModel(loaded.model, loaded.gradients, prepared, options);
-  ctx.signal.throwIfAborted();
-  ctx.progress({ phase: 'writing', step: 1, total: 1 });
-  const written = await writeExplainOutputs(result, job.outDir, req.trace ? join(job.outDir, 'trace') : undefined);
-  const files = [...written.files.map((f) => join(written.outDir, f)), ...written.traceFiles.map((f) => (f.startsWith('/') ? f : join(job.outDir, 'trace', f)))];
   return {
     kind: 'explain',
     jobId: job.jobId,
