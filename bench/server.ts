@@ -10,7 +10,7 @@ import { ensureTinyModels } from '../models/cache.js';
 import { ModelCache } from '../engine/server/cache.js';
 import { HeedClient } from '../engine/server/client.js';
 import { createRunner } from '../engine/server/engine-runner.js';
-import { GenerateRequest } from '../engine/server/protocol.js';
+import { GenerateRequest } from '../engine/protocol/index.js';
 import type { WorkerJob } from '../engine/server/runner.js';
 import { startServer } from '../engine/server/server.js';
 
@@ -48,7 +48,8 @@ export async function benchServer(): Promise<Record<string, number>> {
   const models = await ensureTinyModels();
   const dir = mkdtempSync(join(tmpdir(), 'heed-bench-server-'));
   // 128×128 (16×16 latents): UNet steps long enough to measure lateness against, short enough for the whole
-  // benchmark to take a minute or two. 512×512 on the tiny UNet is memory-bound (DESIGN §4).
+  // benchmark to take a minute or two. (At 512×512 the tiny UNet's step time is dominated by memory traffic of its
+  // activations, not compute, so it would measure the memory system rather than the server.)
   const steps = 6;
   const size = 128;
   const reps = 3;

@@ -61,7 +61,8 @@ if (withEngine) {
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const skip = (src) => src.endsWith('.map') || src.endsWith('.d.ts');
-  for (const part of ['engine', 'models']) {
+  // Only the engine: it imports nothing from models/ (the test/demo model builders stay out of the .vsix).
+  for (const part of ['engine']) {
     cpSync(join(root, 'dist', part), join(out, 'dist', part), { recursive: true, filter: (s) => !skip(s) });
   }
   writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'heed-engine', private: true, type: 'module' }, null, 2) + '\n');

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { classifyError, UsageError } from '../engine/cli/errors.js';
 import { parseSize } from '../engine/cli/options.js';
+import { ModelFolderError } from '../engine/diffusion/folder.js';
+import { CancelledError } from '../engine/diffusion/pipeline.js';
 import { requireReference } from './helpers/reference.js';
 import { assertUserError, heed, REPO } from './cli-helpers.js';
 
@@ -104,14 +106,14 @@ describe('cli: basics (child process)', function () {
   it('classification: engine user errors → 2 without stack; internal errors → 1, stack only with --verbose', function () {
     const user = classifyError(new UsageError('bad\nthing'), true);
     assert.deepEqual(user, { exitCode: 2, message: 'heed: bad thing' });
-    const folder = Object.assign(new Error('unet/model.onnx is missing'), { name: 'ModelFolderError' });
+    const folder = new ModelFolderError('unet/model.onnx is missing');
     assert.equal(classifyError(folder, false).exitCode, 2);
     const internal = classifyError(new TypeError('x is undefined'), false);
     assert.equal(internal.exitCode, 1);
     assert.match(internal.message, /internal error: x is undefined/);
     assert.doesNotMatch(internal.message, /\n\s+at /);
     assert.match(classifyError(new TypeError('x is undefined'), true).message, /\n\s+at /);
-    assert.equal(classifyError(Object.assign(new Error('stop'), { name: 'CancelledError' }), false).exitCode, 130);
+    assert.equal(classifyError(new CancelledError(0, 3), false).exitCode, 130);
   });
 
   it('size parser accepts WxH, W×H and N', function () {

@@ -9,7 +9,8 @@ import sharp from 'sharp';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
-import { explainImage, explainJson, type ExplainOptions } from '../engine/explain/index.js';
+import { explainImage, type ExplainOptions } from '../engine/explain/index.js';
+import { explainJson } from '../engine/jobs/explain-outputs.js';
 import { assertUserError, heed } from './cli-helpers.js';
 
 type Nested = number[][];

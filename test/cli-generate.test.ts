@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
+import { defaultDemoDir, ensureDemoModels } from '../models/demo.js';
 import { encodeNpy, readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 import { torchRandn } from '../engine/diffusion/random.js';
 import { assertUserError, CLI, heed } from './cli-helpers.js';
@@ -298,10 +299,12 @@ describe('cli: few-step runs without classifier-free guidance (child process)', 
 });
 
 describe('cli: demo (child process)', function () {
-  it('builds/reuses the tiny models and writes plain vs A&E generation + explain outputs, printing where they are', async function () {
+  it('runs on the demo models folder and writes plain vs A&E generation + explain outputs, printing where they are', async function () {
     const tmp = mkdtempSync(join(tmpdir(), 'heed-cli-demo-'));
     try {
-      const r = await heed(['demo', '--out', tmp, '--steps', '2', '--size', '64x64']);
+      // What `npm run demo` does first: build the tiny models into the demo folder (the engine cannot build them).
+      const models = ensureDemoModels(defaultDemoDir());
+      const r = await heed(['demo', '--models', models, '--out', tmp, '--steps', '2', '--size', '64x64']);
       assert.equal(r.code, 0, r.stderr);
       for (const f of ['generate/image.png', 'generate/maps.png', 'generate/report.json', 'generate/trace/manifest.json',
         'generate/compare.png', 'generate/excite.json', 'generate/excite_loss.png', 'generate/plain/image.png',
@@ -313,6 +316,8 @@ describe('cli: demo (child process)', function () {
       assert.deepEqual(rep.maps.map((m) => m.word), ['a', 'cat', 'and', 'frog']);
       const clip = JSON.parse(readFileSync(join(tmp, 'explain-clip/explain.json'), 'utf8')) as { similarities: { text: string }[] };
       assert.deepEqual(clip.similarities.map((s) => s.text), ['a cat', 'a frog']);
+      // A folder without the models: a user error that says how to get them.
+      assertUserError(await heed(['demo', '--models', join(tmp, 'generate'), '--out', join(tmp, 'again')]), /npm run demo/);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

@@ -10,7 +10,8 @@ import {
 import { cheferRelevanceMatrix, cheferRelevanceRow } from '../engine/explain/chefer.js';
 import { HeadFuser } from '../engine/explain/fuser.js';
 import { meanAttentionDistance, patchDistanceMatrix } from '../engine/explain/distance.js';
-import { explainImage, writeExplainOutputs } from '../engine/explain/index.js';
+import { explainImage } from '../engine/explain/index.js';
+import { writeExplainOutputs } from '../engine/jobs/explain-outputs.js';
 import { readNpy } from '../engine/io/npy.js';
 import type { LayerTensor } from '../engine/explain/tensor.js';
 import { buildForcedVit, writeTestImage, FORCED_GRID } from './explain-fixtures.js';

@@ -14,7 +14,7 @@ import { hoverMarkdown, overflowFinding, wordAtOffset, wordAttentions } from '..
 import { ClipTokenizer } from '../engine/diffusion/tokenizer.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
-import type { ProgressEvent } from '../engine/server/protocol.js';
+import type { ProgressEvent } from '../engine/protocol/index.js';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 
 const factory = (url: string): WebSocketLike => new WebSocket(url) as unknown as WebSocketLike;

@@ -1,7 +1,7 @@
 // The explain panel's Options → request fields, and the server's schema accepting exactly what the panel sends.
 import assert from 'node:assert/strict';
 import { explainOptionFields } from '../extension/src/core/explainOptions.js';
-import { ExplainRequest } from '../engine/server/protocol.js';
+import { ExplainRequest } from '../engine/protocol/index.js';
 
 describe('extension: explain panel options', () => {
   it('blank fields keep the defaults (ViT top 5; nothing else sent)', () => {

@@ -9,7 +9,7 @@ import {
   textRangeToLineRanges,
 } from '../extension/src/core/promptFile.js';
 import { attentionBadge, lossTraceFromExcite, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
-import type { TokenizeResult } from '../engine/server/protocol.js';
+import type { TokenizeResult } from '../engine/protocol/index.js';
 
 const SAMPLE = [
   '# demo prompts', //            0

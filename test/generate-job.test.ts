@@ -1,4 +1,4 @@
-// The generate flow shared by `heed generate` and the server (engine/cli/generate-job.ts) on the tiny SD pipeline:
+// The generate flow shared by `heed generate` and the server (engine/jobs/generate.ts) on the tiny SD pipeline:
 // the order in which its hooks fire (plan, plain run, guided run with the A&E events of each step, writing), that
 // --compare's two runs share one seed, that report.json's comparison is computed from the runs' own scores, that a
 // failed run goes through mapError, and that the server's progress events (run labels, refinement iterations,
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { StableDiffusionPipeline } from '../engine/diffusion/pipeline.js';
 import type { AeEvent } from '../engine/guidance/attend-excite.js';
-import { runGenerateJob, type RunLabel } from '../engine/cli/generate-job.js';
+import { runGenerateJob, type RunLabel } from '../engine/jobs/generate.js';
 import { runGenerate } from '../engine/cli/generate.js';
 import { createRunner } from '../engine/server/engine-runner.js';
 import { ModelCache } from '../engine/server/cache.js';
@@ -45,8 +45,8 @@ describe('generate job: one flow for the CLI and the server', function () {
     const outDir = join(tmp, 'compare');
     // No seed: the job must draw one and use it for both runs. A threshold at step 0 forces refinements there.
     const job = await runGenerateJob(pipe, {
-      prompt: 'a cat and a frog', steps: 3, width: 128, height: 128, maps: {}, outDir, model: models.sd,
-      excite: { excite: 'cat,frog', compare: true, aeThresholds: { 0: 0.999 }, aeMaxRefinement: 2 },
+      prompt: 'a cat and a frog', steps: 3, width: 128, height: 128, outDir, model: models.sd,
+      excite: { subjects: ['cat', 'frog'], compare: true, thresholds: { 0: 0.999 }, maxRefinement: 2 },
     }, {
       onPlan: (p) => log.push(`plan ${p.subjects.map((s) => s.word).join(',')}`),
       onRunStart: (run) => log.push(`start ${run}`),
@@ -93,7 +93,7 @@ describe('generate job: one flow for the CLI and the server', function () {
 
   it('a failed run goes through mapError with the job\'s size, and ends no run', async function () {
     const log: string[] = [];
-    const failing = runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 120, height: 128, maps: {}, outDir: join(tmp, 'odd'), model: models.sd }, {
+    const failing = runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 120, height: 128, outDir: join(tmp, 'odd'), model: models.sd }, {
       onRunStart: (run) => log.push(`start ${run}`),
       onRunEnd: (run) => log.push(`end ${run}`),
       mapError: (e, size) => new Error(`mapped ${size.width}x${size.height}: ${e instanceof Error ? e.name : typeof e}`),

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 import { StableDiffusionPipeline, type GenerateResult } from '../engine/diffusion/pipeline.js';
 import { seededLatents } from '../engine/diffusion/latents.js';
-import { writeTrace, type TraceManifest } from '../engine/diffusion/trace.js';
+import { writeTrace, type TraceManifest } from '../engine/jobs/trace.js';
 import { aeAggregate } from '../engine/attention/aggregate.js';
-import { writeGenerateOutputs } from '../engine/cli/outputs.js';
+import { writeGenerateOutputs } from '../engine/jobs/outputs.js';
 import { requireReference } from './helpers/reference.js';
 import { assertClose } from './pipeline-helpers.js';
 

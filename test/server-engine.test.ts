@@ -2,7 +2,7 @@
 // be what the engine gives when called directly / through the CLI — same image for the same seed, same maps, same
 // explanation files — plus progress for every step, cancel, two clients and a killed worker on real jobs.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -11,8 +11,9 @@ import sharp from 'sharp';
 import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
-import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/server/protocol.js';
-import { explainImage, explainJson, writeExplainOutputs, type ExplainOptions } from '../engine/explain/index.js';
+import type { ServerEvent, GenerateResult, ExplainResult } from '../engine/protocol/index.js';
+import { explainImage, type ExplainOptions } from '../engine/explain/index.js';
+import { explainJson, writeExplainOutputs } from '../engine/jobs/explain-outputs.js';
 import { readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 
 function progressSteps(x: Exchange): number[] {
@@ -228,6 +229,26 @@ describe('server: real engine on the tiny models', function () {
     await c.close();
   });
 
+  it('Attend-and-Excite subjects stay the list the client sent: a comma inside a subject never splits it', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const base = { type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 2, seed: 3, width: 128, height: 128 } as const;
+    // "cat, frog" is ONE subject; joined into "cat, frog" and split on commas it became two words of the prompt and
+    // the job excited both. As one subject it is not a word of the prompt: the request's fault, said as such.
+    const joined = await c.request({ ...base, excite: { subjects: ['cat, frog'] } });
+    assert.equal(joined.terminal.type, 'error', `a subject with a comma must not run as two subjects: ${JSON.stringify(joined.terminal).slice(0, 300)}`);
+    assert.equal(joined.terminal.type === 'error' && joined.terminal.code, 'invalid_input');
+    assert.equal(joined.terminal.type === 'error' && joined.terminal.field, 'excite.subjects');
+    assert.match(joined.terminal.type === 'error' ? joined.terminal.message : '', /'cat, frog' is not a word of the prompt/);
+    // The same for a string of token positions: "2,4" is not the two positions 2 and 4.
+    const positions = await c.request({ ...base, excite: { subjects: ['2,4'] } });
+    assert.equal(positions.terminal.type === 'error' && positions.terminal.field, 'excite.subjects');
+    // A list of words and positions runs as given, in order.
+    const ok = generateResult(await c.request({ ...base, excite: { subjects: ['frog', 2] } }));
+    const subjects = (ok.excite as { subjects: { word: string; tokenIndex: number }[] }).subjects;
+    assert.deepEqual(subjects.map((s) => s.word), ['frog', '#2']);
+    await c.close();
+  });
+
   it('engine errors come back with their code and field', async () => {
     const c = await HeedClient.connect(server.url, { token: server.token });
     const bad = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 2, width: 128, height: 128, scheduler: 'no-such-scheduler' });
@@ -238,6 +259,11 @@ describe('server: real engine on the tiny models', function () {
     const notModel = await c.request({ type: 'generate', model: dir, prompt: 'a cat', steps: 2 });
     assert.equal(notModel.terminal.type === 'error' && notModel.terminal.code, 'model_invalid');
     assert.equal(notModel.terminal.type === 'error' && notModel.terminal.field, 'model');
+    // A latents file that is not a .npy: the request's `latents` (the CLI exits 2 for the same file: cli-generate).
+    const badLatents = join(dir, 'not-latents.npy');
+    writeFileSync(badLatents, 'this is not a numpy file');
+    const latents = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat', steps: 2, width: 128, height: 128, latents: badLatents });
+    assert.deepEqual(latents.terminal.type === 'error' ? [latents.terminal.code, latents.terminal.field] : latents.terminal, ['invalid_input', 'latents']);
     await c.close();
   });
 

@@ -27,9 +27,8 @@ import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer, type ServerOptions } from '../engine/server/server.js';
 import { classifyEngineError } from '../engine/server/engine-runner.js';
 import { ProtocolError } from '../engine/server/errors.js';
-import type { WorkerJob } from '../engine/server/runner.js';
 import { createScheduler } from '../engine/diffusion/schedulers/index.js';
-import { WORD_STEM_MAX_BYTES, wordFileStem } from '../engine/diffusion/trace.js';
+import { WORD_STEM_MAX_BYTES, wordFileStem } from '../engine/jobs/trace.js';
 import { nestingDepthOver } from '../engine/server/limits.js';
 
 const FAKE_RUNNER = new URL('./server-fake-runner.js', import.meta.url).href;
@@ -395,7 +394,6 @@ describe('server hardening (issue 16)', function () {
   });
 
   it('10: scheduler names such as constructor/__proto__/toString are unknown names → invalid_input on field scheduler', () => {
-    const job = { kind: 'generate', jobId: 'j', request: { type: 'generate', id: 'r', model: 'm', prompt: 'p', scheduler: 'x' }, modelDir: '/m', outDir: '/o' } as unknown as WorkerJob;
     for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
       let thrown: unknown;
       try {
@@ -404,7 +402,7 @@ describe('server hardening (issue 16)', function () {
         thrown = e;
       }
       assert.ok(thrown instanceof Error && thrown.name === 'SchedulerConfigError', `${name}: ${String(thrown)}`);
-      const mapped = classifyEngineError(thrown, job);
+      const mapped = classifyEngineError(thrown);
       assert.ok(mapped instanceof ProtocolError, name);
       assert.deepEqual([mapped.code, mapped.field], ['invalid_input', 'scheduler'], name);
       assert.match(mapped.message, /unknown scheduler.*valid names: pndm/);

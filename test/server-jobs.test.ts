@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeedClient, type Exchange } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
-import type { ServerEvent } from '../engine/server/protocol.js';
+import type { ServerEvent } from '../engine/protocol/index.js';
 import { ModelCache } from '../engine/server/cache.js';
 
 const FAKE_RUNNER = new URL('./server-fake-runner.js', import.meta.url).href;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeedClient } from '../engine/server/client.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
-import { describeIssues, GenerateRequest, PROTOCOL_VERSION, Request, encodeBinaryFrame, decodeBinaryFrame } from '../engine/server/protocol.js';
+import { describeIssues, GenerateRequest, PROTOCOL_VERSION, Request, encodeBinaryFrame, decodeBinaryFrame } from '../engine/protocol/index.js';
 import { isLoopbackHost, tokenMatches } from '../engine/server/auth.js';
 import { requireReference } from './helpers/reference.js';
 import { latentPreview, latentsToRgb } from '../engine/server/preview.js';

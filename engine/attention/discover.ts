@@ -7,6 +7,7 @@ import type { NodeProto } from 'onnx-buf';
 import { Graph, attrInt } from '../onnx/graph.js';
 import type { TensorInfo } from '../onnx/shapes.js';
 import { cloneModel, type OnnxModel } from '../onnx/model.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export type AttentionKind = 'cross' | 'self';
 export type AttentionLayout = 'bh,q,k' | 'b,h,q,k';
@@ -32,9 +33,10 @@ export interface AttentionSite {
   dims: number[];
 }
 
-export class AttentionDiscoveryError extends Error {
-  constructor(message: string) {
-    super(message);
+/** No attention layer Heed can expose in the model's graph: the model is at fault. */
+export class AttentionDiscoveryError extends HeedError {
+  constructor(message: string, field: string | undefined = 'model', kind: HeedErrorKind = 'model_invalid') {
+    super(kind, message, { field });
     this.name = 'AttentionDiscoveryError';
   }
 }

@@ -1,18 +1,23 @@
-// `heed demo` (`npm run demo`): the main job end to end on tiny models built with seeded random weights — no
-// download, no real model. It builds the models into the cache when missing, generates with per-word attention maps
-// on the tiny SD pipeline, then explains the generated image with the tiny ViT and CLIP. The weights are random, so
-// the image is structured noise and the maps are not meaningful: the point is that every stage runs and what the
-// outputs look like. Point `heed generate --model` at a real SD ONNX export for real pictures.
+// `heed demo` (`npm run demo`): the main job end to end on the default models of a folder (<dir>/sd, vit, clip) — no
+// download. It generates with per-word attention maps on the SD pipeline, then explains the generated image with the
+// ViT and CLIP. The folder is models/shapes/ when the trained models are there, else the tiny seeded random-weight
+// models that `npm run demo` builds first (models/demo.ts; the engine does not import the builders). With random
+// weights the image is structured noise and the maps are not meaningful: the point is that every stage runs and
+// what the outputs look like. Point `heed generate --model` at a real SD ONNX export for real pictures.
+import { existsSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { outputDir, say, type OutputMode } from './common.js';
+import { UsageError } from './errors.js';
 import { runGenerate } from './generate.js';
 import { runExplain } from './explain.js';
 import { parseSize, positiveInt, type ImageSize } from './options.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 
 export interface DemoCliOptions extends OutputMode {
   out: string;
-  cache?: string;
+  models?: string;
   steps: number;
   size: ImageSize;
   prompt: string;
@@ -35,15 +40,15 @@ export function contentWords(words: readonly string[]): string[] {
 export function registerDemo(program: Command): Command {
   return program
     .command('demo')
-    .description('run Heed end to end on tiny random-weight models (built into a cache on first use): generate with maps, then explain the image')
+    .description('run Heed end to end on the demo models (npm run demo builds tiny random-weight ones first): generate with maps, then explain the image')
     .option('--out <dir>', 'output folder', join('out', 'demo'))
-    .option('--cache <dir>', 'where the tiny models are built (default <repo>/.cache/models)')
+    .option('--models <dir>', 'folder with the demo models sd/, vit/, clip/ (default <repo>/models/shapes when present, else <repo>/.cache/models/demo, built by npm run demo)')
     .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 10)
     .addOption(new Option('--size <WxH>', 'image size (multiples of 64 for SD UNets)').argParser(parseSize).default({ width: 256, height: 256 }, '256x256'))
     .option('--prompt <text>', 'prompt', DEMO_PROMPT)
     .option('--no-excite', 'skip Attend-and-Excite (one plain run instead of plain vs guided side by side)')
     .option('--no-explain', 'skip the ViT/CLIP explanation part')
-    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print a JSON summary on stdout')
     .action(async (opts: DemoCliOptions) => {
@@ -58,13 +63,27 @@ export interface DemoSummary {
   explain: { vit: string; clip: string } | null;
 }
 
+/** The repository root (this file is compiled to <repo>/dist/engine/cli/demo.js). */
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** The demo's model folders: --models, else the committed models/shapes/, else the tiny models npm run demo builds. */
+export function demoModels(dirOption: string | undefined): { dir: string; sd: string; vit: string; clip: string } {
+  const shapes = resolve(REPO, 'models', 'shapes');
+  const dir = resolve(dirOption ?? (existsSync(join(shapes, 'sd')) ? shapes : resolve(REPO, '.cache', 'models', 'demo')));
+  const parts = { sd: join(dir, 'sd'), vit: join(dir, 'vit'), clip: join(dir, 'clip') };
+  const missing = Object.entries(parts).filter(([, p]) => !existsSync(p)).map(([k]) => `${k}/`);
+  if (missing.length > 0) {
+    throw new UsageError(`the demo models are not in ${dir} (missing ${missing.join(', ')}): run \`npm run demo\`, which builds tiny ones ` +
+      '(or `node dist/models/demo.js DIR`), or pass --models DIR holding sd/, vit/ and clip/', 'models');
+  }
+  return { dir, ...parts };
+}
+
 export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
   const mode: OutputMode = { quiet: o.quiet, json: o.json };
   const out = outputDir(o.out, '--out');
-  const { defaultCacheDir, ensureTinyModels } = await import('../../models/cache.js');
-  const cache = resolve(o.cache ?? defaultCacheDir());
-  say(mode, `tiny models (seeded random weights) in ${cache} — built on first use; the whole demo takes a minute or a few on 2 cores`);
-  const models = await ensureTinyModels(cache);
+  const models = demoModels(o.models);
+  say(mode, `demo models in ${models.dir}; the whole demo takes a minute or a few on 2 cores`);
   const sub: OutputMode = { quiet: true };
 
   say(mode, `\n[1/3] generate "${o.prompt}" on the tiny SD pipeline: ${o.size.width}x${o.size.height}, ${o.steps} steps, seed 1234, per-word maps` +

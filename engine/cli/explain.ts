@@ -3,11 +3,14 @@
 import { relative } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import type {
-  ExplainMethod, ExplainOptions, ExplainResult, WrittenFiles, HeadFusion, RolloutNormalization, GradRolloutVariant, StartLayer,
+  ExplainMethod, ExplainOptions, ExplainResult, HeadFusion, RolloutNormalization, GradRolloutVariant, StartLayer,
 } from '../explain/index.js';
 import { existingDir, existingFile, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
+import { HeedError } from '../errors.js';
 import { collect, collectNumbers, integer, oneOf, positiveInt, nonNegativeInt } from './options.js';
+import type { WrittenFiles } from '../jobs/explain-outputs.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 
 const FUSIONS: readonly HeadFusion[] = ['mean', 'max', 'min'];
 // The engine's choices (engine/explain/api.ts), repeated so that parsing flags loads no model code.
@@ -75,7 +78,7 @@ export function registerExplain(program: Command): Command {
     .option('--heads-layer <n>', 'layer of the per-head CLS attention maps (heads method); negative counts from the end (default -1, the last)', integer('--heads-layer', -MAX_LAYER - 1, MAX_LAYER))
     .requiredOption('--out <dir>', 'output folder: PNG overlays, explain.json')
     .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')
-    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print a JSON summary on stdout: files, top classes or similarities, skipped methods, timings')
     .action(async (opts: ExplainCliOptions) => {
@@ -107,16 +110,25 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
     load: { intraOpThreads: o.threads },
   };
   say(mode, `explaining ${image} with ${model}`);
-  const { explainImage, writeExplainOutputs } = await import('../explain/index.js');
-  const result = await explainImage(model, image, options).catch((e: unknown) => {
+  const { validateExplainOptions } = await import('../explain/index.js');
+  const { openExplainModels, runExplainJob } = await import('../jobs/explain.js');
+  const job = await (async () => {
+    validateExplainOptions(options); // before loading the model: a mistake fails in milliseconds
+    const models = await openExplainModels(model, options.load);
+    try {
+      return await runExplainJob(models, { image, options, outDir: out, ...(trace !== undefined ? { traceDir: trace } : {}) });
+    } finally {
+      await models.release();
+    }
+  })().catch((e: unknown) => {
     // The engine names its API options; say the flag the user typed instead.
-    if (e instanceof Error && (e.name === 'ExplainError' || e.name === 'MethodNotApplicableError')) {
+    if (e instanceof HeedError && e.kind === 'invalid_input') {
       e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text')
         .replace(/\bcheferStart\b/g, '--chefer-start').replace(/^heads layer\b|\bheadsLayer\b/g, '--heads-layer');
     }
     throw e;
   });
-  const written = await writeExplainOutputs(result, out, trace);
+  const { result, written } = job;
   reportExplain(mode, result, written);
   return { result, written };
 }

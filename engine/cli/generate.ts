@@ -2,14 +2,16 @@
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { GenerateResult } from '../diffusion/pipeline.js';
+import type { MapsOptions } from '../protocol/index.js';
 import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
 import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
 import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
-import type { WrittenGenerate } from './outputs.js';
+import type { WrittenGenerate } from '../jobs/outputs.js';
 import { stepProgress, type StepProgress } from './progress.js';
-import { addExciteOptions, validateExciteFlags, type ExciteCliOptions } from './excite.js';
-import { runGenerateJob } from './generate-job.js';
+import { addExciteOptions, exciteOptionsFromFlags, validateExciteFlags, type ExciteCliOptions } from './excite.js';
+import { runGenerateJob } from '../jobs/generate.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 
 export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   model: string;
@@ -63,7 +65,7 @@ export function registerGenerate(program: Command): Command {
     .option('--trace <dir>', 'write the run\'s tensors as .npy + manifest.json (latents, embeddings, noise predictions, attention, DAAM maps)')
     .option('--colormap <name>', `heat-map colormap: ${COLORMAP_NAMES.join(', ')}`, oneOf('--colormap', COLORMAP_NAMES), 'turbo')
     .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
-    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), 2)
+    .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print report.json (plus file paths) on stdout; no progress bar');
   return addExciteOptions(cmd).action(async (_opts: GenerateCliOptions, c: Command) => {
@@ -98,6 +100,13 @@ function explainSizeFailure(e: unknown, size: ImageSize): unknown {
   return e;
 }
 
+/** --maps, --maps-per-step, --maps-per-layer and --maps-res as the protocol's `maps` option (the job's spec). */
+export function mapsFromFlags(o: Pick<GenerateCliOptions, 'maps' | 'mapsPerStep' | 'mapsPerLayer' | 'mapsRes'>): { maps?: MapsOptions } {
+  if (!o.maps && !o.mapsPerStep && !o.mapsPerLayer) return {};
+  if (!o.mapsPerStep && !o.mapsPerLayer) return { maps: true };
+  return { maps: { perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) } };
+}
+
 export interface GenerateRun {
   result: GenerateResult;
   written: WrittenGenerate;
@@ -111,6 +120,7 @@ const BAR_LABELS = { plain: 'plain     ', guided: 'A&E       ' } as const;
 export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   const paths = validateGenerate(o);
   validateExciteFlags(o);
+  const exciteOptions = exciteOptionsFromFlags(o);
   const mode: OutputMode = { quiet: o.quiet, json: o.json };
   say(mode, `loading ${paths.model}`);
   // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
@@ -130,8 +140,8 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
       ...(paths.latents !== undefined ? { latents: paths.latents } : {}),
       ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
-      maps: { maps: !!o.maps, perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) },
-      ...(o.excite !== undefined ? { excite: o } : {}),
+      ...mapsFromFlags(o),
+      ...(exciteOptions ? { excite: exciteOptions } : {}),
       outDir: paths.out,
       ...(paths.trace !== undefined ? { traceDir: paths.trace } : {}),
       model: paths.model, colormap: o.colormap, opacity: o.opacity,

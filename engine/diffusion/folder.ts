@@ -4,10 +4,12 @@
 // types, fixed dims) is read later from the models, not here.
 import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
-export class ModelFolderError extends Error {
-  constructor(message: string) {
-    super(message);
+/** The SD model folder is missing a part or holds one Heed cannot read: the model is at fault. */
+export class ModelFolderError extends HeedError {
+  constructor(message: string, field: string | undefined = 'model', kind: HeedErrorKind = 'model_invalid') {
+    super(kind, message, { field });
     this.name = 'ModelFolderError';
   }
 }

@@ -2,17 +2,20 @@
 // user gets from `torch.Generator('cpu').manual_seed(S)`), or from a .npy file, validated before any model runs.
 import { readNpy, toFloat32, NpyError } from '../io/npy.js';
 import { TorchGenerator } from './random.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
-export class LatentsError extends Error {
-  constructor(message: string) {
-    super(message);
+/** The initial latents file (or seed) the caller gave does not fit this generation. */
+export class LatentsError extends HeedError {
+  constructor(message: string, field: string | undefined = 'latents', kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'LatentsError';
   }
 }
 
-export class ImageSizeError extends Error {
-  constructor(message: string) {
-    super(message);
+/** An image width/height the UNet and VAE cannot take; the field says which side. */
+export class ImageSizeError extends HeedError {
+  constructor(message: string, field?: string, kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'ImageSizeError';
   }
 }
@@ -25,11 +28,11 @@ export type LatentShape = [number, number, number, number];
 /** Latent shape [1, C, H/8, W/8] for an image size; both sides must be positive multiples of 8. */
 export function latentShape(width: number, height: number, channels = 4): LatentShape {
   for (const [name, v] of [['width', width], ['height', height]] as const) {
-    if (!Number.isInteger(v) || v <= 0) throw new ImageSizeError(`image ${name} must be a positive integer (got ${v})`);
+    if (!Number.isInteger(v) || v <= 0) throw new ImageSizeError(`image ${name} must be a positive integer (got ${v})`, name);
     if (v % VAE_SCALE_FACTOR !== 0) {
       const lo = Math.max(VAE_SCALE_FACTOR, v - (v % VAE_SCALE_FACTOR));
       throw new ImageSizeError(`image ${name} ${v} is not a multiple of ${VAE_SCALE_FACTOR} (the VAE downsamples by 8): ` +
-        `use ${lo} or ${lo + VAE_SCALE_FACTOR}`);
+        `use ${lo} or ${lo + VAE_SCALE_FACTOR}`, name);
     }
   }
   return [1, channels, height / VAE_SCALE_FACTOR, width / VAE_SCALE_FACTOR];
@@ -42,7 +45,7 @@ export function latentShape(width: number, height: number, channels = 4): Latent
  */
 export function seededLatents(seed: number, shape: LatentShape): { latents: Float32Array; generator: TorchGenerator } {
   if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new LatentsError(`seed must be a non-negative integer (got ${seed})`);
+    throw new LatentsError(`seed must be a non-negative integer (got ${seed})`, 'seed');
   }
   const generator = new TorchGenerator(seed);
   return { latents: generator.randn(shape), generator };

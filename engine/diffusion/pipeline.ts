@@ -17,32 +17,34 @@ import { latentShape, loadLatents, seededLatents, validateLatentData, LatentsErr
 import { TorchGenerator } from './random.js';
 import { createScheduler, schedulerNames, SchedulerConfigError, type Scheduler } from './schedulers/index.js';
 import type { SessionOptions } from '../onnx/session.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
 import type { AttentionSite } from '../attention/discover.js';
 import { AttentionStore } from '../attention/store.js';
 import { siteGrid } from '../attention/aggregate.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export { schedulerNames, SchedulerConfigError };
 
 /** Thrown when a generation is cancelled through its AbortSignal (checked between steps). */
-export class CancelledError extends Error {
+export class CancelledError extends HeedError {
   constructor(readonly step: number, readonly total: number) {
-    super(`generation cancelled before step ${step + 1} of ${total}`);
+    super('cancelled', `generation cancelled before step ${step + 1} of ${total}`);
     this.name = 'CancelledError';
   }
 }
 
-/** The UNet's attention probabilities cannot be located (e.g. a fused-attention export). */
-export class AttentionMapsError extends Error {
-  constructor(message: string) {
-    super(message);
+/** Maps were asked for but this UNet's attention cannot be collected (generation works without maps). */
+export class AttentionMapsError extends HeedError {
+  constructor(message: string, field: string | undefined = 'maps', kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'AttentionMapsError';
   }
 }
 
-/** Invalid generation options (the message names the option and the fix). */
-export class GenerationOptionsError extends Error {
-  constructor(message: string) {
-    super(message);
+/** A generate option out of range; the field names it. */
+export class GenerationOptionsError extends HeedError {
+  constructor(message: string, field?: string, kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'GenerationOptionsError';
   }
 }
@@ -157,14 +159,14 @@ export interface GenerateResult {
 }
 
 export interface PipelineLoadOptions {
-  /** Threads per ORT op (default 2). */
+  /** Threads per ORT op (default DEFAULT_THREADS). */
   threads?: number;
   /** Extra ORT session options for all three models. */
   session?: SessionOptions;
 }
 
 function positiveInt(v: number, name: string, hint: string): number {
-  if (!Number.isInteger(v) || v < 1) throw new GenerationOptionsError(`${name} must be a positive integer (got ${v}); ${hint}`);
+  if (!Number.isInteger(v) || v < 1) throw new GenerationOptionsError(`${name} must be a positive integer (got ${v}); ${hint}`, name);
   return v;
 }
 
@@ -183,12 +185,15 @@ export class StableDiffusionPipeline {
     readonly textEncoder: TextEncoder,
     readonly unet: Unet,
     readonly vae: VaeDecoder,
+    /** ORT intra-op threads of its sessions; sessions opened later for this pipeline (A&E's gradient) use as many. */
+    readonly threads: number,
   ) {}
 
   /** Opens a model folder: checks the layout, loads the tokenizer and opens the text encoder and VAE sessions. */
   static async load(dir: string, options: PipelineLoadOptions = {}): Promise<StableDiffusionPipeline> {
     const folder = resolveModelFolder(dir);
-    const session: SessionOptions = { intraOpThreads: options.threads ?? 2, memArena: false, ...options.session };
+    const threads = options.threads ?? DEFAULT_THREADS;
+    const session: SessionOptions = { intraOpThreads: threads, memArena: false, ...options.session };
     const tokenizer = await ClipTokenizer.fromFolder(folder.tokenizer);
     const unet = Unet.open(folder.unet, session);
     const textEncoder = await TextEncoder.open(folder.textEncoder, session);
@@ -199,7 +204,7 @@ export class StableDiffusionPipeline {
       await textEncoder.dispose();
       throw e;
     }
-    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae);
+    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae, session.intraOpThreads ?? threads);
   }
 
   /** Tokenises and encodes [negative, prompt]. */
@@ -239,27 +244,27 @@ export class StableDiffusionPipeline {
     const t0 = performance.now();
     const warnings = [...this.folder.warnings];
     const { signal } = options;
-    if (typeof options.prompt !== 'string') throw new GenerationOptionsError('prompt must be a string');
+    if (typeof options.prompt !== 'string') throw new GenerationOptionsError('prompt must be a string', 'prompt');
     if (options.prompt.trim() === '') {
-      throw new GenerationOptionsError('the prompt is empty: give a prompt to generate from (maps are computed per prompt word)');
+      throw new GenerationOptionsError('the prompt is empty: give a prompt to generate from (maps are computed per prompt word)', 'prompt');
     }
     const steps = positiveInt(options.steps ?? 50, 'steps', 'e.g. 20-50');
     const guidance = options.guidance ?? 7.5;
-    if (!Number.isFinite(guidance) || guidance < 0) throw new GenerationOptionsError(`guidance must be a finite number >= 0 (got ${guidance}); SD's usual value is 7.5`);
+    if (!Number.isFinite(guidance) || guidance < 0) throw new GenerationOptionsError(`guidance must be a finite number >= 0 (got ${guidance}); SD's usual value is 7.5`, 'guidance');
     const width = options.width ?? this.folder.defaultImageSize;
     const height = options.height ?? this.folder.defaultImageSize;
     const shape = (() => {
       try {
         return latentShape(width, height, this.unet.io.channels);
       } catch (e) {
-        throw new GenerationOptionsError((e as Error).message);
+        throw new GenerationOptionsError((e as Error).message, e instanceof HeedError ? e.field : undefined);
       }
     })();
     const keepNoise = options.keepNoisePredictions ?? 2;
 
     // Validate everything cheap before running any model.
     let seed: number | null = options.seed ?? null;
-    if (seed !== null && (!Number.isSafeInteger(seed) || seed < 0)) throw new GenerationOptionsError(`seed must be a non-negative integer (got ${seed})`);
+    if (seed !== null && (!Number.isSafeInteger(seed) || seed < 0)) throw new GenerationOptionsError(`seed must be a non-negative integer (got ${seed})`, 'seed');
     let initLatents: Float32Array;
     let generator: TorchGenerator;
     if (options.latents !== undefined) {
@@ -273,14 +278,23 @@ export class StableDiffusionPipeline {
       initLatents = drawn.latents;
       generator = drawn.generator;
     }
-    const scheduler: Scheduler = createScheduler(options.scheduler, options.schedulerConfig ?? this.folder.schedulerConfig, {
-      eta: options.eta, source: options.schedulerConfig ? 'the given scheduler config' : this.folder.schedulerConfigPath,
-    });
+    const scheduler: Scheduler = (() => {
+      try {
+        return createScheduler(options.scheduler, options.schedulerConfig ?? this.folder.schedulerConfig, {
+          eta: options.eta, source: options.schedulerConfig ? 'the given scheduler config' : this.folder.schedulerConfigPath,
+        });
+      } catch (e) {
+        // A scheduler the caller chose that the folder's config cannot drive is the caller's choice to change; with
+        // no choice made, the folder's own scheduler config is at fault (the error's default).
+        if (e instanceof SchedulerConfigError && options.scheduler !== undefined) throw new SchedulerConfigError(e.message, 'scheduler', 'invalid_input');
+        throw e;
+      }
+    })();
     try {
       scheduler.setTimesteps(steps);
     } catch (e) {
       // e.g. LCM above its original_inference_steps, PNDM's Runge-Kutta warm-up below 4 steps: the caller's step count.
-      if (e instanceof RangeError) throw new GenerationOptionsError(`steps ${steps} do not fit the ${scheduler.kind} scheduler: ${e.message}`);
+      if (e instanceof RangeError) throw new GenerationOptionsError(`steps ${steps} do not fit the ${scheduler.kind} scheduler: ${e.message}`, 'steps');
       throw e;
     }
     const cfg = guidance > 1;

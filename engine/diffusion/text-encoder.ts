@@ -4,10 +4,12 @@
 import type * as ortTypes from 'onnxruntime-node';
 import { openSessionFromPath, runSession, type SessionOptions } from '../onnx/session.js';
 import { describeSpecs, fixedDim, fromModelTensor, isFeedType, sessionValues, toModelTensor, type FeedType, type ValueSpec } from './boundary.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
-export class ModelInputError extends Error {
-  constructor(message: string) {
-    super(message);
+/** An ONNX model of the folder does not have the inputs/outputs Heed feeds: the model is at fault. */
+export class ModelInputError extends HeedError {
+  constructor(message: string, field: string | undefined = 'model', kind: HeedErrorKind = 'model_invalid') {
+    super(kind, message, { field });
     this.name = 'ModelInputError';
   }
 }

@@ -9,6 +9,7 @@ import { access, readFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 /** A pre-tokenizer piece of the prompt ("word", or a run of punctuation) and the token positions it became. */
 export interface WordAlignment {
@@ -49,10 +50,10 @@ export interface EncodeOptions {
   padTokenId?: number;
 }
 
-/** Error for a tokenizer folder that cannot be used; the message names the folder, the problem and the fix. */
-export class TokenizerLoadError extends Error {
-  constructor(message: string) {
-    super(message);
+/** The model folder's tokenizer files are missing or unreadable. */
+export class TokenizerLoadError extends HeedError {
+  constructor(message: string, field: string | undefined = 'model', kind: HeedErrorKind = 'model_invalid') {
+    super(kind, message, { field });
     this.name = 'TokenizerLoadError';
   }
 }

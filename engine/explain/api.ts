@@ -160,36 +160,36 @@ function clsProblem(layout: TokenLayout): string | undefined {
   return undefined;
 }
 
-function validateOptions(options: ExplainOptions): void {
+export function validateOptions(options: ExplainOptions): void {
   for (const m of options.methods ?? []) {
-    if (!EXPLAIN_METHODS.includes(m)) throw new ExplainError(`unknown method '${m}' (choose from ${EXPLAIN_METHODS.join(', ')})`);
+    if (!EXPLAIN_METHODS.includes(m)) throw new ExplainError(`unknown method '${m}' (choose from ${EXPLAIN_METHODS.join(', ')})`, { field: 'methods' });
   }
   for (const f of asList<HeadFusion>(options.headFusion, 'max')) {
-    if (!HEAD_FUSIONS.includes(f)) throw new ExplainError(`unknown head fusion '${f}' (choose mean, max or min)`);
+    if (!HEAD_FUSIONS.includes(f)) throw new ExplainError(`unknown head fusion '${f}' (choose mean, max or min)`, { field: 'headFusion' });
   }
   for (const d of asList(options.discard, 0.9)) {
     try {
       checkDiscardRatio(d);
     } catch (e) {
-      throw new ExplainError((e as Error).message);
+      throw new ExplainError((e as Error).message, { field: 'discard' });
     }
   }
   if (options.topK !== undefined && (!Number.isInteger(options.topK) || options.topK < 1)) {
-    throw new ExplainError(`topK must be a positive integer (got ${options.topK})`);
+    throw new ExplainError(`topK must be a positive integer (got ${options.topK})`, { field: 'top' });
   }
   // The two string options select a branch with `=== 'vit-explain'`: an unchecked typo would silently run the other one.
   if (options.rolloutNormalization !== undefined && !ROLLOUT_NORMALIZATIONS.includes(options.rolloutNormalization)) {
-    throw new ExplainError(`unknown rolloutNormalization '${options.rolloutNormalization}' (choose ${ROLLOUT_NORMALIZATIONS.join(' or ')})`);
+    throw new ExplainError(`unknown rolloutNormalization '${options.rolloutNormalization}' (choose ${ROLLOUT_NORMALIZATIONS.join(' or ')})`, { field: 'rolloutNormalization' });
   }
   if (options.gradRollout !== undefined && !GRAD_ROLLOUT_VARIANTS.includes(options.gradRollout)) {
-    throw new ExplainError(`unknown gradRollout variant '${options.gradRollout}' (choose ${GRAD_ROLLOUT_VARIANTS.join(' or ')})`);
+    throw new ExplainError(`unknown gradRollout variant '${options.gradRollout}' (choose ${GRAD_ROLLOUT_VARIANTS.join(' or ')})`, { field: 'gradRollout' });
   }
   const start = options.cheferStart;
   if (start !== undefined && start !== 'last' && start !== 'all' && !(Number.isInteger(start) && start >= 0)) {
-    throw new ExplainError(`cheferStart must be 'last', 'all' or a layer index from 0 (got ${JSON.stringify(start)})`);
+    throw new ExplainError(`cheferStart must be 'last', 'all' or a layer index from 0 (got ${JSON.stringify(start)})`, { field: 'cheferStart' });
   }
   if (options.headsLayer !== undefined && !Number.isInteger(options.headsLayer)) {
-    throw new ExplainError(`headsLayer must be an integer (got ${options.headsLayer}); negative counts from the last layer`);
+    throw new ExplainError(`headsLayer must be an integer (got ${options.headsLayer}); negative counts from the last layer`, { field: 'headsLayer' });
   }
 }
 
@@ -199,7 +199,7 @@ function checkCheferStart(start: StartLayer, encoders: { name: string; layers: n
   for (const e of encoders) {
     if (start >= e.layers) {
       const which = encoders.length > 1 ? `the ${e.name} encoder has` : 'the model has';
-      throw new ExplainError(`cheferStart ${start} is out of range: ${which} ${e.layers} layers (use 0..${e.layers - 1}, 'last' or 'all')`);
+      throw new ExplainError(`cheferStart ${start} is out of range: ${which} ${e.layers} layers (use 0..${e.layers - 1}, 'last' or 'all')`, { field: 'cheferStart' });
     }
   }
 }
@@ -211,14 +211,14 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   const explicit = options.methods !== undefined;
   const methods = new Set<ExplainMethod>(options.methods ?? EXPLAIN_METHODS);
   const texts = options.texts ?? [];
-  if (family === 'vit' && texts.length > 0) throw new ExplainError(`texts are only used with CLIP models; ${model.info.dir} is a ${model.info.modelType} image model`);
-  if (family === 'clip' && options.classIndex !== undefined) throw new ExplainError('classIndex applies to image classifiers; for CLIP pass texts');
+  if (family === 'vit' && texts.length > 0) throw new ExplainError(`texts are only used with CLIP models; ${model.info.dir} is a ${model.info.modelType} image model`, { field: 'texts' });
+  if (family === 'clip' && options.classIndex !== undefined) throw new ExplainError('classIndex applies to image classifiers; for CLIP pass texts', { field: 'classIndex' });
   const tokenized: TokenizedTexts | undefined = family === 'clip' && texts.length > 0 ? model.tokenize(texts) : undefined;
 
   // Refuse a bad class before any (possibly slow) graph building or inference.
   const classCount = model.staticClassCount;
   if (options.classIndex !== undefined && classCount !== undefined && (!Number.isInteger(options.classIndex) || options.classIndex < 0 || options.classIndex >= classCount)) {
-    throw new ExplainError(`class ${options.classIndex} is out of range: ${model.info.dir} has ${classCount} classes (0..${classCount - 1})`);
+    throw new ExplainError(`class ${options.classIndex} is out of range: ${model.info.dir} has ${classCount} classes (0..${classCount - 1})`, { field: 'classIndex' });
   }
 
   const timings: Record<string, number> = {};
@@ -276,7 +276,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   // Scores.
   let explainClasses: number[] = [];
   if (family === 'vit' && !fwd.logits && options.classIndex !== undefined) {
-    throw new ExplainError(`classIndex ${options.classIndex} was given but ${model.info.onnxPath} has no 'logits' output (no classification head)`);
+    throw new ExplainError(`classIndex ${options.classIndex} was given but ${model.info.onnxPath} has no 'logits' output (no classification head)`, { field: 'classIndex' });
   }
   if (fwd.logits) {
     const probs = softmax(fwd.logits);
@@ -288,7 +288,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     if (options.classIndex !== undefined) {
       const c = options.classIndex;
       if (!Number.isInteger(c) || c < 0 || c >= fwd.logits.length) {
-        throw new ExplainError(`class ${c} is out of range: ${model.info.dir} has ${fwd.logits.length} classes (0..${fwd.logits.length - 1})`);
+        throw new ExplainError(`class ${c} is out of range: ${model.info.dir} has ${fwd.logits.length} classes (0..${fwd.logits.length - 1})`, { field: 'classIndex' });
       }
       explainClasses = [c];
     } else {
@@ -306,7 +306,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     const L = vision.length;
     const requested = options.headsLayer ?? -1;
     const layer = requested < 0 ? L + requested : requested;
-    if (!Number.isInteger(layer) || layer < 0 || layer >= L) throw new ExplainError(`heads layer ${requested} is out of range: the model has ${L} layers (use 0..${L - 1}, or -${L}..-1 from the end)`);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= L) throw new ExplainError(`heads layer ${requested} is out of range: the model has ${L} layers (use 0..${L - 1}, or -${L}..-1 from the end)`, { field: 'headsLayer' });
     result.heads = { layer, maps: clsAttentionMaps(vision[layer], layout.grid, layout.prefixTokens) };
     timings.heads = performance.now() - t0;
   }
@@ -334,7 +334,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
 
   const wantGrad = methods.has('grad-rollout') || methods.has('chefer');
   if (wantGrad && family === 'vit') {
-    if (!fwd.logits) throw new ExplainError('internal: no logits');
+    if (!fwd.logits) throw new ExplainError('internal: no logits', { kind: 'internal' });
     t0 = performance.now();
     const grads: AttentionGradients[] = [];
     if (classForward) for (const c of explainClasses) grads.push(await classForward.gradients(c));

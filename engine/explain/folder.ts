@@ -4,7 +4,7 @@
 // or image_size when they are 32 / 224), the default of transformers' config class is used.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ExplainError } from './errors.js';
+import { ExplainError, MODEL_INVALID } from './errors.js';
 import type { PatchSize } from './distance.js';
 
 export type ModelFamily = 'vit' | 'clip';
@@ -41,14 +41,14 @@ function readJson(path: string): Json {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ExplainError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new ExplainError(`cannot read ${path}: ${(e as Error).message}`, MODEL_INVALID);
   }
   try {
     const v: unknown = JSON.parse(text);
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Json;
   } catch (e) {
-    throw new ExplainError(`${path} is not valid JSON (${(e as Error).message}); restore the file from the model export`);
+    throw new ExplainError(`${path} is not valid JSON (${(e as Error).message}); restore the file from the model export`, MODEL_INVALID);
   }
 }
 
@@ -58,7 +58,7 @@ function pair(v: unknown, fallback: number, what: string): { height: number; wid
   if (Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isInteger(x) && x > 0)) {
     return { height: v[0] as number, width: v[1] as number };
   }
-  throw new ExplainError(`config.json ${what} must be a positive integer or [height, width] (got ${JSON.stringify(v)})`);
+  throw new ExplainError(`config.json ${what} must be a positive integer or [height, width] (got ${JSON.stringify(v)})`, MODEL_INVALID);
 }
 
 function labelsOf(config: Json): string[] | undefined {
@@ -83,18 +83,18 @@ export function findOnnxFile(dir: string): string {
     if (existsSync(p)) return p;
   }
   throw new ExplainError(`no ONNX model in ${dir}: expected onnx/model.onnx (transformers.js layout) or model.onnx (Optimum layout). ` +
-    'Export the model with `optimum-cli export onnx --model <id> <dir>` or copy the whole transformers.js folder.');
+    'Export the model with `optimum-cli export onnx --model <id> <dir>` or copy the whole transformers.js folder.', MODEL_INVALID);
 }
 
 export function readModelFolder(dirIn: string): ExplainModelInfo {
   const dir = resolve(dirIn);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new ExplainError(`model folder not found: ${dir} (pass the folder holding config.json and model.onnx)`);
+    throw new ExplainError(`model folder not found: ${dir} (pass the folder holding config.json and model.onnx)`, MODEL_INVALID);
   }
   const configPath = join(dir, 'config.json');
-  if (!existsSync(configPath)) throw new ExplainError(`${dir} has no config.json: pass a transformers.js / Optimum model folder`);
+  if (!existsSync(configPath)) throw new ExplainError(`${dir} has no config.json: pass a transformers.js / Optimum model folder`, MODEL_INVALID);
   if (!existsSync(join(dir, 'preprocessor_config.json'))) {
-    throw new ExplainError(`${dir} has no preprocessor_config.json, so the image preprocessing is unknown: copy it from the original model repository`);
+    throw new ExplainError(`${dir} has no preprocessor_config.json, so the image preprocessing is unknown: copy it from the original model repository`, MODEL_INVALID);
   }
   const config = readJson(configPath);
   const processorSize = fixedProcessorSize(readJson(join(dir, 'preprocessor_config.json')));
@@ -105,7 +105,7 @@ export function readModelFolder(dirIn: string): ExplainModelInfo {
     const text = (config.text_config ?? {}) as Json;
     const maxLen = text.max_position_embeddings ?? CLIP_TEXT_DEFAULTS.max_position_embeddings;
     if (typeof maxLen !== 'number' || !Number.isInteger(maxLen) || maxLen < 2) {
-      throw new ExplainError(`config.json text_config.max_position_embeddings must be an integer ≥ 2 (got ${JSON.stringify(maxLen)})`);
+      throw new ExplainError(`config.json text_config.max_position_embeddings must be an integer ≥ 2 (got ${JSON.stringify(maxLen)})`, MODEL_INVALID);
     }
     return {
       dir, onnxPath, family: 'clip', modelType: modelType || 'clip',

@@ -115,7 +115,7 @@ export class GradientEngine {
       logits, vision,
       gradients: async (classIndex: number): Promise<AttentionGradients> => {
         if (!Number.isInteger(classIndex) || classIndex < 0 || classIndex >= numClasses) {
-          throw new ExplainError(`class ${classIndex} is out of range: the model has ${numClasses} classes (0..${numClasses - 1})`);
+          throw new ExplainError(`class ${classIndex} is out of range: the model has ${numClasses} classes (0..${numClasses - 1})`, { field: 'classIndex' });
         }
         const cot = new Float32Array(numClasses);
         cot[classIndex] = 1;
@@ -155,7 +155,7 @@ export class GradientEngine {
     const cot = new Float32Array(k * numClasses);
     classes.forEach((cls, i) => {
       if (!Number.isInteger(cls) || cls < 0 || cls >= numClasses) {
-        throw new ExplainError(`class ${cls} is out of range: the model has ${numClasses} classes (0..${numClasses - 1})`);
+        throw new ExplainError(`class ${cls} is out of range: the model has ${numClasses} classes (0..${numClasses - 1})`, { field: 'classIndex' });
       }
       cot[i * numClasses + cls] = 1;
     });
@@ -173,7 +173,7 @@ export class GradientEngine {
   async forTexts(image: PreparedImage, texts: TokenizedTexts): Promise<AttentionGradients[]> {
     if (this.model.family !== 'clip') throw new ExplainError('image–text gradients need a CLIP model');
     const t = texts.texts.length;
-    if (t === 0) throw new ExplainError('Chefer relevance for CLIP needs at least one text (--text "...")');
+    if (t === 0) throw new ExplainError('Chefer relevance for CLIP needs at least one text (--text "...")', { field: 'texts' });
     if (this.batchable || t === 1) return this.textRun(image, texts);
     // Fixed batch 1: one (image, text) pair per run; logits_per_image[0, 0] is that pair's score.
     const out: AttentionGradients[] = [];

@@ -1,11 +1,9 @@
 // Public surface of the explain engine (ViT / DeiT / DINO / CLIP explanations).
-export { explainImage, explainWithModel, EXPLAIN_METHODS } from './api.js';
+export { explainImage, explainWithModel, validateOptions as validateExplainOptions, EXPLAIN_METHODS } from './api.js';
 export type {
   ExplainMethod, ExplainOptions, ExplainResult, ClassScore, TextScore, RolloutResult, GradRolloutResult, CheferResult,
   HeadsResult, DistanceResult, GradRolloutVariant,
 } from './api.js';
-export { writeExplainOutputs, explainJson, formatRatio } from './outputs.js';
-export type { WrittenFiles } from './outputs.js';
 export { ExplainModel } from './model.js';
 export type { ForwardResult, TokenizedTexts, TokenLayout, ModelLoadOptions } from './model.js';
 export { GradientEngine } from './gradients.js';

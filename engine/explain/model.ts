@@ -12,7 +12,7 @@ import { findAttentionSites, exposeAttention, AttentionDiscoveryError, type Atte
 import { ClipTokenizer } from '../diffusion/tokenizer.js';
 import { readModelFolder, type ExplainModelInfo } from './folder.js';
 import { ImagePreprocessor, type PreparedImage } from './preprocess.js';
-import { ExplainError } from './errors.js';
+import { ExplainError, MODEL_INVALID } from './errors.js';
 import { sliceBatch, type LayerTensor } from './tensor.js';
 import type { Grid, HeadFusion } from './rollout.js';
 import { HeadFuser } from './fuser.js';
@@ -91,8 +91,8 @@ export class ExplainModel {
       const infos = inferShapes(graph, { inputDims });
       sites = findAttentionSites(graph, infos, { batch: 1 });
     } catch (e) {
-      if (e instanceof AttentionDiscoveryError) throw new ExplainError(e.message);
-      throw new ExplainError(`cannot analyse the graph of ${info.onnxPath}: ${(e as Error).message}`);
+      if (e instanceof AttentionDiscoveryError) throw new ExplainError(e.message, MODEL_INVALID);
+      throw new ExplainError(`cannot analyse the graph of ${info.onnxPath}: ${(e as Error).message}`, MODEL_INVALID);
     }
     const self = sites.filter((s) => s.kind === 'self' && s.queryLength === s.keyLength);
     const vision = self.filter((s) => !isTextSite(s));
@@ -100,7 +100,7 @@ export class ExplainModel {
     if (vision.length === 0) {
       throw new ExplainError(`no self-attention layers found in ${info.onnxPath}: no Softmax sits between a MatMul(Q, Kᵀ) and a MatMul with V. ` +
         'Heed explains transformer models exported without fused attention (the plain Optimum / torch.onnx export); ' +
-        'a CNN or an ORT-fused export has no attention probabilities to show.');
+        'a CNN or an ORT-fused export has no attention probabilities to show.', MODEL_INVALID);
     }
     const preprocessor = await ImagePreprocessor.fromFolder(info.dir);
     const tokenizer = info.family === 'clip' ? await ClipTokenizer.fromFolder(info.dir) : undefined;
@@ -121,10 +121,10 @@ export class ExplainModel {
       } else if (v.name === 'input_ids' || v.name === 'attention_mask') {
         dims[v.name] = [1, info.maxTextLength ?? 77];
       } else {
-        throw new ExplainError(`${info.onnxPath} has an input '${v.name}' Heed does not know how to feed (expected pixel_values${info.family === 'clip' ? ', input_ids, attention_mask' : ''})`);
+        throw new ExplainError(`${info.onnxPath} has an input '${v.name}' Heed does not know how to feed (expected pixel_values${info.family === 'clip' ? ', input_ids, attention_mask' : ''})`, MODEL_INVALID);
       }
     }
-    if (!dims.pixel_values) throw new ExplainError(`${info.onnxPath} has no 'pixel_values' input: it is not an image model Heed can explain`);
+    if (!dims.pixel_values) throw new ExplainError(`${info.onnxPath} has no 'pixel_values' input: it is not an image model Heed can explain`, MODEL_INVALID);
     return dims;
   }
 
@@ -176,7 +176,7 @@ export class ExplainModel {
 
   /** CLIP tokenisation: SOT, tokens, EOT, padding with the pad token to the context length; over-long texts are refused. */
   tokenize(texts: readonly string[]): TokenizedTexts {
-    if (!this.tokenizer) throw new ExplainError('texts are only used with CLIP models');
+    if (!this.tokenizer) throw new ExplainError('texts are only used with CLIP models', { field: 'texts' });
     const length = this.info.maxTextLength ?? 77;
     const ids = new BigInt64Array(texts.length * length);
     const mask = new BigInt64Array(texts.length * length);
@@ -186,7 +186,7 @@ export class ExplainModel {
       const enc = this.tokenizer!.encode(text, { maxLength: length });
       if (enc.truncated) {
         throw new ExplainError(`text ${t + 1} ("${text.length > 60 ? text.slice(0, 57) + '...' : text}") is ${enc.length - 2 + enc.droppedTokenCount} tokens, ` +
-          `but CLIP reads at most ${length - 2} (${length} with start/end tokens); explaining a truncated text would explain a different text. Shorten it.`);
+          `but CLIP reads at most ${length - 2} (${length} with start/end tokens); explaining a truncated text would explain a different text. Shorten it.`, { field: 'texts' });
       }
       for (let i = 0; i < length; i++) {
         ids[t * length + i] = BigInt(enc.ids[i]);

@@ -12,6 +12,7 @@ import { aeAggregate, type SiteProbs } from '../attention/aggregate.js';
 import { CancelledError, type BeforeStepContext, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import { toModelTensor, fromModelTensor } from '../diffusion/boundary.js';
 import { aeLoss, aeStepSizes, DEFAULT_AE_LOSS, type AeLossOptions } from './ae-loss.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export interface AttendExciteOptions {
   /** Token positions of the subjects in the 77-token sequence (SOT = 0). */
@@ -36,9 +37,10 @@ export const AE_DEFAULTS = {
   maxRefinementSteps: 20,
 } as const;
 
-export class AttendExciteError extends Error {
-  constructor(message: string) {
-    super(message);
+/** Attend-and-Excite options this model or prompt cannot honour; the field names the option. */
+export class AttendExciteError extends HeedError {
+  constructor(message: string, field: string | undefined = 'excite', kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'AttendExciteError';
   }
 }
@@ -102,17 +104,17 @@ export class AttendExcite {
       const available = [...new Set(all.filter((s) => s.kind === 'cross').map((s) => `${s.height ?? '?'}x${s.width ?? '?'}`))];
       throw new AttendExciteError(`this UNet has no cross-attention layer at ${res}x${res} for ${h}x${w} latents ` +
         `(cross-attention runs at ${available.join(', ') || 'no resolution'}). Pass --ae-res with one of those sides, ` +
-        `or generate at a size whose /32 is ${res}.`);
+        `or generate at a size whose /32 is ${res}.`, 'excite.res');
     }
     if (options.tokenIndices.length === 0) {
-      throw new AttendExciteError('no subject to excite: name at least one prompt word (--excite cat,frog) or use --excite auto');
+      throw new AttendExciteError('no subject to excite: name at least one prompt word (--excite cat,frog) or use --excite auto', 'excite.subjects');
     }
     const keys = sites[0].keyLength;
     const end = options.sliceEnd ?? keys - 1;
     for (const t of options.tokenIndices) {
       if (!Number.isInteger(t) || t < 1 || t >= end) {
         throw new AttendExciteError(`subject token index ${t} is outside the prompt's scored tokens 1..${end - 1} ` +
-          '(index 0 is the start token; the 77-token window ends at 76)');
+          '(index 0 is the start token; the 77-token window ends at 76)', 'excite.subjects');
       }
     }
     const io = pipeline.unet.io;
@@ -126,7 +128,7 @@ export class AttendExcite {
         [io.timestep.name]: timestepDims,
         [io.encoderHiddenStates.name]: [1, contextLength, encoderHidden(pipeline)],
       },
-      session: { intraOpThreads: 2, memArena: false },
+      session: { intraOpThreads: pipeline.threads, memArena: false },
     });
     return new AttendExcite(pipeline, runner, sites, options, latentShape, keys);
   }
@@ -195,7 +197,7 @@ export class AttendExcite {
         for (let j = 0; j < plane; j++) data[hd * plane + j] = ev.gradMaps[j] / count;
       }
       const spec = this.runner.specs[site.probs];
-      if (!spec) throw new AttendExciteError(`the VJP graph has no seed '${site.probs}'`);
+      if (!spec) throw new AttendExciteError(`the VJP graph has no seed '${site.probs}'`, undefined, 'internal');
       cot[site.probs] = toModelTensor(spec.elemType === 10 ? 'float16' : 'float32', data, spec.dims);
     }
     const t0 = performance.now();
@@ -244,5 +246,5 @@ export class AttendExcite {
 function encoderHidden(pipeline: StableDiffusionPipeline): number {
   const d = pipeline.unet.io.encoderHiddenStates.shape[2];
   if (typeof d === 'number' && d > 0) return d;
-  throw new AttendExciteError(`${pipeline.unet.path}: encoder_hidden_states has a symbolic hidden size`);
+  throw new AttendExciteError(`${pipeline.unet.path}: encoder_hidden_states has a symbolic hidden size`, 'model', 'model_invalid');
 }

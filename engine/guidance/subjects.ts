@@ -1,6 +1,7 @@
 // Turns the user's subjects (words, `auto`, or raw token indices) into the token positions Attend-and-Excite scores.
 import nlp from 'compromise';
 import type { TokenizedPrompt, WordAlignment } from '../diffusion/tokenizer.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export interface ResolvedSubject {
   /** The word as written in the prompt (or `#<index>` for a raw token index). */
@@ -13,9 +14,10 @@ export interface ResolvedSubject {
   note?: string;
 }
 
-export class SubjectError extends Error {
-  constructor(message: string) {
-    super(message);
+/** An Attend-and-Excite subject that is not in the prompt (or none found). */
+export class SubjectError extends HeedError {
+  constructor(message: string, field: string | undefined = 'excite.subjects', kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'SubjectError';
   }
 }

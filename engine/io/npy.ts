@@ -1,6 +1,7 @@
 // Reading and writing NumPy .npy files (format versions 1.0–3.0, little-endian, C order).
 // Writing is a header plus the raw buffer; reading supports the dtypes Heed exchanges with numpy users.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export type NpyDType = 'float32' | 'float64' | 'float16' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';
 
@@ -21,9 +22,10 @@ const DTYPE_TO_DESCR: Record<NpyDType, string> = {
 };
 const BYTES: Record<NpyDType, number> = { float32: 4, float64: 8, float16: 2, int32: 4, int64: 8, uint8: 1, int8: 1, bool: 1 };
 
-export class NpyError extends Error {
-  constructor(message: string) {
-    super(message);
+/** A .npy file Heed cannot read; callers that know which input it was rethrow with that field. */
+export class NpyError extends HeedError {
+  constructor(message: string, field?: string, kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'NpyError';
   }
 }

@@ -6,10 +6,12 @@ import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocatio
 import { readFileSync, existsSync, statSync, writeFileSync, mkdirSync, copyFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { dirname, resolve, join, basename } from 'node:path';
 import { isExternal, externalRef, tensorBytes } from './tensor.js';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
-export class OnnxLoadError extends Error {
-  constructor(message: string) {
-    super(message);
+/** An .onnx file that cannot be read or parsed: the model is at fault. */
+export class OnnxLoadError extends HeedError {
+  constructor(message: string, field: string | undefined = 'model', kind: HeedErrorKind = 'model_invalid') {
+    super(kind, message, { field });
     this.name = 'OnnxLoadError';
   }
 }

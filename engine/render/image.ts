@@ -4,6 +4,7 @@
 // clamp to [0,1], multiply by 255 in float32, numpy's `.round()` (half to even), so a PNG from Heed and one from
 // diffusers agree byte for byte given the same float image.
 import sharp from 'sharp';
+import { HeedError, type HeedErrorKind } from '../errors.js';
 
 /** Interleaved 8-bit RGB, row-major: `data[(y * width + x) * 3 + c]`. */
 export interface RgbImage {
@@ -12,9 +13,10 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-export class ImageError extends Error {
-  constructor(message: string) {
-    super(message);
+/** An input image that cannot be read or decoded. */
+export class ImageError extends HeedError {
+  constructor(message: string, field: string | undefined = 'image', kind: HeedErrorKind = 'invalid_input') {
+    super(kind, message, { field });
     this.name = 'ImageError';
   }
 }

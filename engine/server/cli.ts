@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MIN_TOKEN_LENGTH, startServer, type HeedServer } from './server.js';
-import { PROTOCOL_VERSION } from './protocol.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
 import { isLoopbackHost } from './auth.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { parseKeepJobs, type RetentionPolicy } from './retention.js';

@@ -9,7 +9,7 @@ import {
   type BinaryHeader,
   type ErrorEvent,
   type ResultEvent,
-} from './protocol.js';
+} from '../protocol/index.js';
 
 /** Any request without its id (the client assigns ids). Loosely typed on purpose: tests send invalid ones too. */
 export type Outgoing = { type: string; [k: string]: unknown };

@@ -2,108 +2,45 @@
 // worker's LRU cache (a second job on the same model reuses the open ORT sessions), turns pipeline callbacks into
 // progress events (with latent previews), writes the same files as the CLI into the job folder, and maps the
 // engine's error classes to protocol error codes so clients can point at the offending field.
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 // The engines are imported when a job first needs them: a worker starts fast, and an explain-only deployment does
 // not load the diffusion code (nor the other way round).
 import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
-import type { GenerateJobSpec, RunLabel } from '../cli/generate-job.js';
-import type { ExplainModel, GradientEngine } from '../explain/index.js';
+import type { RunLabel } from '../jobs/generate.js';
+import type { ExplainModels } from '../jobs/explain.js';
 import type { ExplainOptions } from '../explain/api.js';
-import type { ExciteCliOptions } from '../cli/excite.js';
+import { DEFAULT_THREADS } from '../onnx/threads.js';
+import { errorKind, HeedError, type HeedErrorKind } from '../errors.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
 import { imageThumbnail, latentPreview } from './preview.js';
-import type { ExplainResult, FileRef, GenerateRequest, GenerateResult, TokenMap } from './protocol.js';
+import type { ErrorCode, ExplainResult, FileRef, GenerateResult, TokenMap } from '../protocol/index.js';
 import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
 /** ORT threads per session in a worker; the server runs `--workers` of these side by side. */
-const THREADS = Math.max(1, Number(process.env.HEED_THREADS ?? 2) || 2);
+const THREADS = Math.max(1, Number(process.env.HEED_THREADS ?? DEFAULT_THREADS) || DEFAULT_THREADS);
 
 function fileRef(path: string): FileRef {
   return { path, bytes: statSync(path).size };
 }
 
-/** Engine error → protocol error (code + field), by the engine's error classes. */
-export function classifyEngineError(e: unknown, job: WorkerJob): unknown {
-  const kind = job.kind;
+/** Protocol error code of each kind of engine fault: the server's one classification table (the CLI's is
+ *  EXIT_CODE_OF_KIND in engine/cli/errors.ts). */
+export const PROTOCOL_CODE_OF_KIND: Readonly<Record<HeedErrorKind, ErrorCode>> = {
+  invalid_input: 'invalid_input',
+  model_invalid: 'model_invalid',
+  cancelled: 'cancelled',
+  internal: 'job_failed',
+};
+
+/** Engine error → protocol error (code + the field the engine set where it found the fault). */
+export function classifyEngineError(e: unknown): unknown {
   if (!(e instanceof Error) || e instanceof ProtocolError) return e;
-  const msg = e.message;
-  switch (e.name) {
-    case 'CancelledError':
-      return Object.assign(new Error(msg), { name: 'AbortError' });
-    case 'SchedulerConfigError':
-      // An unknown name, or a scheduler the client chose that the folder's config cannot drive, is the request's
-      // fault; a broken scheduler_config.json alone is the model's.
-      if (/^unknown scheduler/.test(msg) || (job.kind === 'generate' && job.request.scheduler !== undefined)) return new ProtocolError('invalid_input', msg, 'scheduler');
-      return new ProtocolError('model_invalid', msg, 'model');
-    case 'ModelFolderError':
-    case 'TokenizerLoadError':
-    case 'OnnxLoadError':
-      return new ProtocolError('model_invalid', msg, 'model');
-    case 'SchedulerChoiceError':
-      return new ProtocolError('invalid_input', msg, 'scheduler');
-    case 'LatentsError':
-      return new ProtocolError('invalid_input', msg, 'latents');
-    case 'ImageSizeError':
-      return new ProtocolError('invalid_input', msg, /height/i.test(msg) && !/width/i.test(msg) ? 'height' : 'width');
-    case 'GenerationOptionsError': {
-      const field = ['prompt', 'steps', 'guidance', 'seed', 'width', 'height'].find((f) => msg.startsWith(f) || msg.includes(`the ${f}`));
-      return new ProtocolError('invalid_input', msg, field);
-    }
-    case 'SubjectError':
-      return new ProtocolError('invalid_input', msg, 'excite.subjects');
-    case 'AttendExciteError':
-      return new ProtocolError('invalid_input', msg, /subject/i.test(msg) ? 'excite.subjects' : /--ae-res|resolution|\bat \d+x\d+/i.test(msg) ? 'excite.res' : 'excite');
-    case 'AttentionMapsError':
-      return new ProtocolError('invalid_input', msg, 'maps');
-    case 'ExplainError':
-    case 'MethodNotApplicableError':
-    case 'ImageError':
-      return new ProtocolError('invalid_input', msg, kind === 'explain' ? explainField(msg) : undefined);
-    default:
-      return e;
-  }
-}
-
-/** The explain request field an engine message is about (the engine's messages start with the option's name). */
-function explainField(msg: string): string | undefined {
-  if (/^cheferStart/.test(msg)) return 'cheferStart';
-  if (/^heads ?layer/i.test(msg)) return 'headsLayer';
-  if (/^class(Index)? /.test(msg)) return 'classIndex';
-  if (/^texts /.test(msg)) return 'texts';
-  return /image/i.test(msg) ? 'image' : undefined;
-}
-
-/** The protocol's excite options in the CLI's terms, so planExcite resolves them exactly as `--excite …` would. */
-function exciteCliOptions(req: GenerateRequest): ExciteCliOptions {
-  const e = req.excite!;
-  return {
-    excite: e.subjects === 'auto' ? 'auto' : e.subjects.join(','),
-    ...(e.maxIterToAlter !== undefined ? { aeMaxIterToAlter: e.maxIterToAlter } : {}),
-    ...(e.thresholds ? { aeThresholds: Object.fromEntries(Object.entries(e.thresholds).map(([k, v]) => [Number(k), v])) } : {}),
-    ...(e.scaleFactor !== undefined ? { aeScaleFactor: e.scaleFactor } : {}),
-    ...(e.maxRefinement !== undefined ? { aeMaxRefinement: e.maxRefinement } : {}),
-    ...(e.res !== undefined ? { aeRes: e.res } : {}),
-    ...(e.smoothing === false ? { aeNoSmoothing: true } : {}),
-    ...(e.sigma !== undefined ? { aeSigma: e.sigma } : {}),
-    ...(e.kernel !== undefined ? { aeKernel: e.kernel } : {}),
-    ...(e.sd2 ? { aeSd2: true } : {}),
-    ...(e.compare ? { compare: true } : {}),
-  };
-}
-
-/** The request's `maps` in planMaps' terms (the CLI's --maps / --maps-per-step / --maps-per-layer / --maps-res). */
-function mapsRequest(req: GenerateRequest): GenerateJobSpec['maps'] {
-  const m = req.maps;
-  if (!m) return {};
-  if (m === true) return { maps: true };
-  return {
-    maps: true,
-    ...(m.perStep !== undefined ? { perStep: m.perStep } : {}),
-    ...(m.perLayer !== undefined ? { perLayer: m.perLayer } : {}),
-    ...(m.resolutions ? { resolutions: m.resolutions } : {}),
-  };
+  const kind = errorKind(e);
+  // The pool reports an aborted job as `cancelled` from its AbortError (a cancel can also land outside the engine).
+  if (kind === 'cancelled') return Object.assign(new Error(e.message), { name: 'AbortError' });
+  return new ProtocolError(PROTOCOL_CODE_OF_KIND[kind], e.message || e.name, e instanceof HeedError ? e.field : undefined);
 }
 
 async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: JobContext): Promise<GenerateResult> {
@@ -124,8 +61,8 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   let tDen = performance.now();
   let tWrite = performance.now();
   let lastLoss: { loss: number; scores?: Record<string, number> } | undefined;
-  const { runGenerateJob } = await import('../cli/generate-job.js');
-  // The CLI's job: a job folder holds exactly what `heed generate --out` writes.
+  const { runGenerateJob } = await import('../jobs/generate.js');
+  // The same job as the CLI's: a job folder holds exactly what `heed generate --out` writes.
   const { result, written, excite: ae } = await runGenerateJob(pipeline, {
     prompt: req.prompt,
     ...(req.negativePrompt !== undefined ? { negativePrompt: req.negativePrompt } : {}),
@@ -136,8 +73,8 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),
     ...(req.width !== undefined ? { width: req.width } : {}),
     ...(req.height !== undefined ? { height: req.height } : {}),
-    maps: mapsRequest(req),
-    ...(req.excite ? { excite: exciteCliOptions(req) } : {}),
+    ...(req.maps !== undefined ? { maps: req.maps } : {}),
+    ...(req.excite ? { excite: req.excite } : {}),
     outDir: job.outDir,
     ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
     model: job.modelDir,
@@ -177,7 +114,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
       tWrite = performance.now();
     },
   });
-  const excite = ae ? JSON.parse(readFileSync(ae.json, 'utf8')) as unknown : undefined;
+  const excite = ae?.document;
   const writeMs = performance.now() - tWrite;
   const maps: TokenMap[] = written.maps.map((m) => ({
     word: m.word,
@@ -211,27 +148,17 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   };
 }
 
-interface LoadedExplain {
-  model: ExplainModel;
-  gradients: GradientEngine;
-}
+type LoadedExplain = ExplainModels;
 
 async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: JobContext): Promise<ExplainResult> {
   const req = job.request;
   const t0 = performance.now();
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
-  const { ExplainModel, GradientEngine, explainWithModel, explainJson, writeExplainOutputs } = await import('../explain/index.js');
+  const { openExplainModels, runExplainJob } = await import('../jobs/explain.js');
+  const { explainJson } = await import('../jobs/explain-outputs.js');
   const loaded = await ctx.cache.get<LoadedExplain>(`explain:${job.modelDir}`, async () => {
-    const model = await ExplainModel.load(job.modelDir);
-    const gradients = new GradientEngine(model);
-    return {
-      value: { model, gradients },
-      bytes: await folderBytes(job.modelDir),
-      dispose: async () => {
-        await gradients.release();
-        await model.release();
-      },
-    };
+    const opened = await openExplainModels(job.modelDir);
+    return { value: opened, bytes: await folderBytes(job.modelDir), dispose: () => opened.release() };
   });
   ctx.signal.throwIfAborted();
   ctx.progress({ phase: 'explaining', step: 0, total: 1 });
@@ -247,12 +174,12 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     ...(req.cheferStart !== undefined ? { cheferStart: req.cheferStart } : {}),
     ...(req.headsLayer !== undefined ? { headsLayer: req.headsLayer } : {}),
   };
-  const prepared = await loaded.model.prepareImage(job.imagePath);
-  const result = await explainWithModel(loaded.model, loaded.gradients, prepared, options);
-  ctx.signal.throwIfAborted();
-  ctx.progress({ phase: 'writing', step: 1, total: 1 });
-  const written = await writeExplainOutputs(result, job.outDir, req.trace ? join(job.outDir, 'trace') : undefined);
-  const files = [...written.files.map((f) => join(written.outDir, f)), ...written.traceFiles.map((f) => (f.startsWith('/') ? f : join(job.outDir, 'trace', f)))];
+  const { result, files } = await runExplainJob(loaded, {
+    image: job.imagePath, options, outDir: job.outDir, ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
+  }, {
+    signal: ctx.signal,
+    onWriting: () => ctx.progress({ phase: 'writing', step: 1, total: 1 }),
+  });
   return {
     kind: 'explain',
     jobId: job.jobId,
@@ -269,7 +196,7 @@ export function createRunner(): JobRunner {
       try {
         return job.kind === 'generate' ? await runGenerate(job, ctx) : await runExplain(job, ctx);
       } catch (e) {
-        throw classifyEngineError(e, job);
+        throw classifyEngineError(e);
       }
     },
   };

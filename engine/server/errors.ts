@@ -1,7 +1,7 @@
 // One error type for everything the server reports to a client: it carries the protocol's error code and the field
 // at fault, so every layer (path policy, queue, worker, engine runner) can throw it and the connection turns it into
 // an `error` event without guessing.
-import type { ErrorCode } from './protocol.js';
+import type { ErrorCode } from '../protocol/index.js';
 
 export class ProtocolError extends Error {
   constructor(

@@ -5,7 +5,7 @@ import { realpath, readdir, stat, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ProtocolError } from './errors.js';
-import type { ModelInfo, ModelKind } from './protocol.js';
+import type { ModelInfo, ModelKind } from '../protocol/index.js';
 
 /** True when `child` is `parent` or inside it (both already absolute and normalised). */
 export function isInside(parent: string, child: string): boolean {
@@ -101,7 +101,9 @@ export class PathPolicy {
   }
 }
 
-/** Recognises the layouts of DESIGN §2 from their marker files; undefined when the folder is not a model. */
+/** Recognises the model folder layouts Heed loads (a diffusers/Optimum SD folder: model_index.json + unet/; a
+ *  transformers.js/Optimum ViT or CLIP folder: config.json + model.onnx or onnx/) from their marker files; undefined
+ *  when the folder is not a model. */
 export async function detectModelKind(dir: string): Promise<ModelKind | undefined> {
   if (existsSync(join(dir, 'model_index.json')) && existsSync(join(dir, 'unet'))) return 'stable-diffusion';
   const cfgPath = join(dir, 'config.json');

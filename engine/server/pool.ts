@@ -6,7 +6,7 @@ import { ProtocolError, type ErrorInfo } from './errors.js';
 import type { JobResult, ProgressUpdate, WorkerJob } from './runner.js';
 import type { CacheReport, FromWorker } from './worker-messages.js';
 import { spawnWorker, type Isolation, type WorkerHandle } from './worker-handle.js';
-import type { WorkerStatus } from './protocol.js';
+import type { WorkerStatus } from '../protocol/index.js';
 
 export interface PoolOptions {
   workers: number;

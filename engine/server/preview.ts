@@ -3,7 +3,7 @@
 // step (a VAE decode would cost as much as a UNet step). The factors are the widely used SD 1.x approximation
 // (as in ComfyUI's latent previews); other channel counts get no preview.
 import sharp from 'sharp';
-import type { PngPreview } from './protocol.js';
+import type { PngPreview } from '../protocol/index.js';
 
 const SD1_LATENT_RGB: readonly (readonly [number, number, number])[] = [
   [0.3512, 0.2297, 0.3227],

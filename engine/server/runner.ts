@@ -1,7 +1,7 @@
 // The contract between the worker thread and whatever executes a job. The production runner
 // (engine-runner.ts) calls the diffusion pipeline / explain code; tests inject a small runner module to drive the
 // queue, cancel and crash paths without loading models. A runner module exports `createRunner(): JobRunner`.
-import type { ExplainRequest, ExplainResult, GenerateRequest, GenerateResult, ProgressEvent } from './protocol.js';
+import type { ExplainRequest, ExplainResult, GenerateRequest, GenerateResult, ProgressEvent } from '../protocol/index.js';
 import type { ModelCache } from './cache.js';
 
 /** What the main thread hands a worker: the validated request plus the paths the server resolved and allowed. */

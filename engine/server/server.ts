@@ -29,7 +29,7 @@ import {
   type FetchRequest,
   type GenerateRequest,
   type ResultPayload,
-} from './protocol.js';
+} from '../protocol/index.js';
 import type { WorkerJob } from './runner.js';
 import { TokenizerService } from './tokenize.js';
 import { JobFolders, type RetentionPolicy } from './retention.js';

@@ -3,7 +3,7 @@
 // enough here (see worker-handle.ts for why jobs use processes).
 import { parentPort } from 'node:worker_threads';
 import { ClipTokenizer } from '../diffusion/tokenizer.js';
-import type { TokenizeResult } from './protocol.js';
+import type { TokenizeResult } from '../protocol/index.js';
 
 export type TokenizeRequestMsg = { seq: number; dir: string; text: string };
 export type TokenizeReplyMsg = { seq: number; ok: true; result: TokenizeResult } | { seq: number; ok: false; name: string; message: string };

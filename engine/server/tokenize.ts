@@ -3,7 +3,7 @@
 // synchronous work, which on the main thread would stall every connection's events.
 import { Worker } from 'node:worker_threads';
 import { ProtocolError } from './errors.js';
-import type { TokenizeResult } from './protocol.js';
+import type { TokenizeResult } from '../protocol/index.js';
 import type { TokenizeReplyMsg, TokenizeRequestMsg } from './tokenize-worker.js';
 
 const WORKER_URL = new URL('./tokenize-worker.js', import.meta.url);

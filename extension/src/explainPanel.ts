@@ -5,7 +5,7 @@ import { explainOptionFields, type PanelExplainOptions } from './core/explainOpt
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { readFile } from 'node:fs/promises';
-import type { ExplainMethod } from '../../engine/server/protocol.js';
+import type { ExplainMethod } from '../../engine/protocol/index.js';
 import { missingModelMessage, readConfig } from './config.js';
 import type { EngineManager } from './engine.js';
 import { pngDataUri, readEngineFile, webviewHtml } from './webview.js';

@@ -1,7 +1,7 @@
 // Entry point: wires the engine connection, the prompt-file features, the panels and the commands together.
 import * as vscode from 'vscode';
 import * as path from 'node:path';
-import type { GenerateRequest, ProgressEvent } from '../../engine/server/protocol.js';
+import type { GenerateRequest, ProgressEvent } from '../../engine/protocol/index.js';
 import type { PromptBlock } from './core/promptFile.js';
 import { lossTraceFromExcite } from './core/tokens.js';
 import { missingModelMessage, readConfig } from './config.js';

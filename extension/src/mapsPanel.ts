@@ -3,7 +3,7 @@
 import * as vscode from 'vscode';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { GenerateResult, ProgressEvent } from '../../engine/server/protocol.js';
+import type { GenerateResult, ProgressEvent } from '../../engine/protocol/index.js';
 import { encodeNpyFloat32, parseNpyFloat } from './core/npy.js';
 import { selectPlane, splitStack, viewOptions, type LayerGroup, type PlaneStack, type StepGroup, type ViewOption, type WordMaps } from './core/mapViews.js';
 import { readConfig } from './config.js';

@@ -3,7 +3,7 @@
 // that adds a neglected word to the block's `excite:` line. The logic lives in core/ (tested without VS Code); this
 // file only turns its ranges and messages into VS Code objects.
 import * as vscode from 'vscode';
-import type { GenerateResult, TokenizeResult } from '../../engine/server/protocol.js';
+import type { GenerateResult, TokenizeResult } from '../../engine/protocol/index.js';
 import { addExciteEdit, blockAtLine, parsePromptFile, positionToTextOffset, type LineRange, type ParsedPromptFile, type Problem, type PromptBlock } from './core/promptFile.js';
 import { attentionBadge, hoverMarkdown, neglectFindings, overflowFinding, wordAtOffset, wordAttentions } from './core/tokens.js';
 import { readConfig } from './config.js';

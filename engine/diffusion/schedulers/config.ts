@@ -7,6 +7,7 @@
 // v0.21.4 lacks, as diffusers v0.22.0 added it).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { HeedError, type HeedErrorKind } from '../../errors.js';
 
 export type SchedulerKind = 'pndm' | 'ddim' | 'euler' | 'euler-ancestral' | 'dpm-solver' | 'lms' | 'lcm';
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
@@ -47,9 +48,10 @@ export interface SchedulerConfig {
   timestepScaling: number;
 }
 
-export class SchedulerConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+/** A scheduler config Heed cannot drive: the model's (default) or, where the caller named the scheduler, the request's. */
+export class SchedulerConfigError extends HeedError {
+  constructor(message: string, field: string | undefined = 'model', kind: HeedErrorKind = 'model_invalid') {
+    super(kind, message, { field });
     this.name = 'SchedulerConfigError';
   }
 }

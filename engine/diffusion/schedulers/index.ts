@@ -109,6 +109,7 @@ export function createScheduler(name: string | undefined, configJson: Record<str
       throw new SchedulerConfigError(
         `unknown scheduler "${name}"; valid names: ${schedulerNames().join(', ')} ` +
           `(aliases: ${Object.keys(ALIASES).join(', ')}; diffusers classes: ${Object.keys(CLASS_NAMES).join(', ')})`,
+        'scheduler', 'invalid_input',
       );
     }
   }

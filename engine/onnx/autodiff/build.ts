@@ -1,4 +1,5 @@
-// Reverse-mode differentiation of an ONNX graph, emitted as ONNX (DESIGN §2; the shape of tinygrad's gradient.py):
+// Reverse-mode differentiation of an ONNX graph, emitted as ONNX so the same runtime runs forward and backward (the
+// shape of tinygrad's gradient.py):
 //   1. fix the input dims and infer every shape (shape plumbing folds to constants),
 //   2. prune the forward to what the seeds need,
 //   3. mark the tensors on a path from a `wrt` tensor to a seed (float tensors only: Shape/int branches never

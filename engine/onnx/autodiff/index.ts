@@ -1,4 +1,4 @@
-// Reverse-mode gradients through ONNX graphs (DESIGN §2). See build.ts for the algorithm and rules/ for the ops.
+// Reverse-mode gradients through ONNX graphs, emitted as ONNX so onnxruntime runs them. See build.ts for the algorithm and rules/ for the ops.
 export { buildVjp, buildSplitVjp, COTANGENT_SUFFIX, GRADIENT_SUFFIX } from './build.js';
 export type { VjpOptions, VjpModel, SplitVjp, TensorSpec } from './build.js';
 export { VjpRunner } from './runner.js';

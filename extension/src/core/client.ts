@@ -1,4 +1,4 @@
-// WebSocket client of the Heed engine protocol (`heed/1`, engine/server/protocol.ts). Pure: it takes a WebSocket
+// WebSocket client of the Heed engine protocol (`heed/1`, engine/protocol/index.ts). Pure: it takes a WebSocket
 // factory, so the extension host passes `ws` and the tests pass the same, and nothing here imports 'vscode'.
 // Every event the server sends is validated with the protocol's own zod schema before it is trusted.
 import {
@@ -20,7 +20,7 @@ import {
   type ResultPayload,
   type StatusResult,
   type TokenizeResult,
-} from '../../../engine/server/protocol.js';
+} from '../../../engine/protocol/index.js';
 
 /** The subset of the WHATWG / `ws` WebSocket API the client uses. */
 export interface WebSocketLike {

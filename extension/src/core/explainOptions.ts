@@ -1,7 +1,7 @@
 // The explain panel's Options (head fusion, discard ratio, top-k, heads layer, Chefer start) as request fields. Pure:
 // the webview sends what its inputs hold (strings from number fields included); anything unset or blank keeps the
 // engine's default, and the engine validates the rest and names the field if a value is out of range.
-import type { ExplainRequest } from '../../../engine/server/protocol.js';
+import type { ExplainRequest } from '../../../engine/protocol/index.js';
 
 export interface PanelExplainOptions {
   top?: number | string;

@@ -1,6 +1,6 @@
 // What the editor shows from the engine's tokenization and from a run's maps, computed without 'vscode':
 // hover text for a word, the part of a prompt past CLIP's token window, per-word max attention, neglected subjects.
-import type { TokenMap, TokenizeResult, WordInfo } from '../../../engine/server/protocol.js';
+import type { TokenMap, TokenizeResult, WordInfo } from '../../../engine/protocol/index.js';
 import { findWord, textRangeToLineRanges, type LineRange, type Problem, type PromptBlock } from './promptFile.js';
 
 /** The word of a tokenization under `offset` of the prompt text (start inclusive, end inclusive for the cursor). */

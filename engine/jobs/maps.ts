@@ -1,7 +1,8 @@
-// What to collect during a generation and what to write afterwards, from the user's map options. One function for
-// both faces (`heed generate` flags and the server's `maps` request field), so they cannot disagree about which
-// resolutions a step slider or a layer filter gets.
+// What to collect during a generation and what to write afterwards, from the protocol's `maps` option (the CLI
+// builds it from its --maps* flags; the server passes the request's). One plan for both faces, so they cannot
+// disagree about which resolutions a step slider or a layer filter gets.
 import type { MapsOptions as PipelineMaps } from '../diffusion/pipeline.js';
+import type { MapsOptions } from '../protocol/index.js';
 
 export interface MapsRequest {
   /** Per-word DAAM maps (the CLI's --maps); implied by perStep/perLayer. */
@@ -46,4 +47,17 @@ export function planMaps(req: MapsRequest, aeResolution: number | null = null): 
     ...(perLayer ? { perLayerResolutions: res ?? 'all' } : {}),
   };
   return { pipeline, write };
+}
+
+/** The protocol's `maps` option (what a generate job's spec carries; the CLI builds it from --maps*) in planMaps'
+ *  terms: `true` is per-word maps, an object adds its per-step / per-layer stacks. */
+export function mapsRequest(m: MapsOptions | undefined): Omit<MapsRequest, 'trace'> {
+  if (!m) return {};
+  if (m === true) return { maps: true };
+  return {
+    maps: true,
+    ...(m.perStep !== undefined ? { perStep: m.perStep } : {}),
+    ...(m.perLayer !== undefined ? { perLayer: m.perLayer } : {}),
+    ...(m.resolutions ? { resolutions: m.resolutions } : {}),
+  };
 }

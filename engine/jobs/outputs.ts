@@ -1,5 +1,5 @@
-// The files of one generation, in the layout `heed generate --out DIR` documents (also used by the server's jobs so
-// that both faces write the same thing):
+// The files of one generation, in the layout `heed generate --out DIR` documents; the generate job writes them for
+// both faces, so a server job folder holds the same thing:
 //   image.png                  the generated image
 //   maps/<index>-<word>.png    the word's DAAM heat map over the image (<index> = the word's first token position)
 //   maps/<index>-<word>.npy    the same map, float32 [latent h, latent w], unnormalised, for numpy users
@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import type { GenerateResult } from '../diffusion/pipeline.js';
-import { distinctWords, wordFileStem, writeTrace } from '../diffusion/trace.js';
+import { distinctWords, wordFileStem, writeTrace } from './trace.js';
 import { encodeNpy } from '../io/npy.js';
 import { encodePng, floatHwcToRgb, mapStats, overlayHeatmap, renderGrid, resizeRgb, type ColormapName, type GridTile } from '../render/index.js';
 

@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { encodeNpy } from '../io/npy.js';
-import type { GenerateResult } from './pipeline.js';
-import type { TokenizedPrompt } from './tokenizer.js';
+import type { GenerateResult } from '../diffusion/pipeline.js';
+import type { TokenizedPrompt } from '../diffusion/tokenizer.js';
 
 export interface TraceFile {
   file: string;

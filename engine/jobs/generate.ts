@@ -1,5 +1,6 @@
-// One generate job, plain or with Attend-and-Excite, as both faces run it: `heed generate` and the server's worker
-// (engine/server/engine-runner.ts). The sequence — resolve subjects, fix a seed for --compare, plan the maps, the
+// One generate job, plain or with Attend-and-Excite, as both faces run it: `heed generate` (engine/cli/generate.ts
+// translates its flags into a GenerateJobSpec) and the server's worker (engine/server/engine-runner.ts passes the
+// request's fields through). The sequence — resolve subjects, fix a seed for --compare, plan the maps, the
 // optional unguided run into plain/, the guided run, subject scores, excite files, compare.png, report.json — lives
 // only here, so a job folder holds exactly what `heed generate --out` writes. The callers differ only in how they
 // show progress (bars vs protocol events), how they cancel and which errors they reword: those come in as hooks.
@@ -7,8 +8,9 @@ import { join, relative } from 'node:path';
 import type { BeforeStepContext, GenerateOptions, GenerateResult, StableDiffusionPipeline, StepInfo } from '../diffusion/pipeline.js';
 import type { AeEvent, AttendExcite } from '../guidance/attend-excite.js';
 import type { ColormapName } from '../render/colormap.js';
-import { planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteCliOptions, type ExcitePlan, type SubjectScores } from './excite.js';
-import { planMaps, type MapsRequest } from './maps-options.js';
+import { planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteOptions, type ExcitePlan, type SubjectScores } from './excite.js';
+import { mapsRequest, planMaps } from './maps.js';
+import type { MapsOptions } from '../protocol/index.js';
 import type { WriteGenerateOptions, WrittenGenerate } from './outputs.js';
 
 /** Which run a step belongs to: `plain` is --compare's unguided run, `guided` the Attend-and-Excite one; a job
@@ -27,10 +29,11 @@ export interface GenerateJobSpec {
   /** Image size; default the model's. */
   width?: number;
   height?: number;
-  /** What maps to write; the trace's own need for attention comes from `traceDir`. */
-  maps: Omit<MapsRequest, 'trace'>;
-  /** Attend-and-Excite in the CLI's terms (`excite` set: on; `compare`: also the unguided run). */
-  excite?: ExciteCliOptions;
+  /** What maps to write, as the protocol's `maps` option (omitted: none); a trace's own need for attention comes
+   *  from `traceDir`. */
+  maps?: MapsOptions;
+  /** Attend-and-Excite: the protocol's excite options as they are (`compare`: also the unguided run). */
+  excite?: ExciteOptions;
   outDir: string;
   traceDir?: string;
   /** report.json's `model`. */
@@ -81,6 +84,8 @@ export interface GenerateJobOutput {
     /** excite.json, excite_loss.png and the A&E trace files. */
     files: string[];
     json: string;
+    /** What excite.json holds, as JSON values (what a client reading the file would get). */
+    document: unknown;
     comparison?: SubjectComparison[];
   };
 }
@@ -90,13 +95,13 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
   const { writeGenerateOutputs } = await import('./outputs.js');
   const width = spec.width ?? pipe.folder.defaultImageSize;
   const height = spec.height ?? pipe.folder.defaultImageSize;
-  const plan = spec.excite?.excite !== undefined ? await planExcite(pipe, spec.prompt, height, spec.excite) : null;
+  const plan = spec.excite !== undefined ? await planExcite(pipe, spec.prompt, height, spec.excite) : null;
   const compare = plan !== null && spec.excite?.compare === true;
   // --compare runs twice from the same initial latents: fix the seed here when none was given.
   const seed = spec.seed ?? (compare && spec.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
   // A&E runs also keep the per-step maps at the A&E resolution: report.json compares subject scores from them.
   // A trace needs the attention too (attn<r>_step0.npy, DAAM heat maps) even without maps.
-  const mapsPlan = planMaps({ ...spec.maps, trace: spec.traceDir !== undefined }, plan ? plan.options.resolution : null);
+  const mapsPlan = planMaps({ ...mapsRequest(spec.maps), trace: spec.traceDir !== undefined }, plan ? plan.options.resolution : null);
   const traceOpt = spec.traceDir !== undefined ? { traceDir: spec.traceDir } : {};
   const outputOptions = (extra: Record<string, unknown>): WriteGenerateOptions => ({
     ...mapsPlan.write,
@@ -157,7 +162,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
     });
     hooks.onWriting?.();
     const scores = await subjectScores(result, plan);
-    const files = await writeExciteFiles(spec.outDir, spec.traceDir, plan, ae, result, scores);
+    const { files, document } = await writeExciteFiles(spec.outDir, spec.traceDir, plan, ae, result, scores);
     const comparison = plain ? compareScores(plain.scores, scores) : undefined;
     const comparePng = join(spec.outDir, 'compare.png');
     if (plain) await writeComparePng(comparePng, plain.result, result, plan.subjects.map((s) => s.word).join(', '));
@@ -176,7 +181,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
     return {
       result, written,
       ...(plain ? { plain } : {}),
-      excite: { plan, scores, files, json: join(spec.outDir, 'excite.json'), ...(comparison ? { comparison } : {}) },
+      excite: { plan, scores, files, json: join(spec.outDir, 'excite.json'), document, ...(comparison ? { comparison } : {}) },
     };
   } finally {
     await ae.dispose();

@@ -11,9 +11,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeNpy } from '../io/npy.js';
 import { overlayHeatmap, renderGrid, renderLineChart, encodePng, type RgbImage, type Normalization } from '../render/index.js';
-import type { ExplainResult } from './api.js';
-import { gridToNested, type GridMap } from './tensor.js';
-import { renderTokenRelevance } from './text-plot.js';
+import type { ExplainResult } from '../explain/api.js';
+import { gridToNested, type GridMap } from '../explain/tensor.js';
+import { renderTokenRelevance } from '../explain/text-plot.js';
 
 /** Python's str(float) for the ratios in file names: 0 → "0.0", 0.9 → "0.9". */
 export function formatRatio(r: number): string {
