@@ -103,4 +103,13 @@ describe('server: heed serve command', function () {
     assert.match(stderr, /at least 16 characters/);
     assert.doesNotMatch(stderr, /internal error/);
   });
+
+  it('--device that cannot open stops `heed serve` before any worker starts: exit 2 naming the fix', async () => {
+    const foreign = process.platform === 'darwin' ? 'dml' : 'coreml';
+    const p = run(['--port', '0', '--out', join(dir, 'e'), '--device', foreign]);
+    p.firstLine.catch(() => undefined);
+    const { code, stderr } = await p.exit;
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`cannot run on --device ${foreign}.*Fix:`));
+  });
 });

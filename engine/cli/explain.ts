@@ -11,6 +11,7 @@ import { HeedError } from '../errors.js';
 import { collect, collectNumbers, integer, oneOf, positiveInt, nonNegativeInt } from './options.js';
 import type { WrittenFiles } from '../jobs/explain-outputs.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
+import { defaultDevice, deviceOption, resolveCliDevice } from './device.js';
 
 const FUSIONS: readonly HeadFusion[] = ['mean', 'max', 'min'];
 // The engine's choices (engine/explain/api.ts), repeated so that parsing flags loads no model code.
@@ -37,6 +38,8 @@ export interface ExplainCliOptions extends OutputMode {
   out: string;
   trace?: string;
   threads: number;
+  /** --device (default HEED_DEVICE or cpu). */
+  device?: string;
 }
 
 /** `--method a,b --method c` → validated list. */
@@ -79,6 +82,7 @@ export function registerExplain(program: Command): Command {
     .requiredOption('--out <dir>', 'output folder: PNG overlays, explain.json')
     .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
+    .addOption(deviceOption())
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print a JSON summary on stdout: files, top classes or similarities, skipped methods, timings')
     .action(async (opts: ExplainCliOptions) => {
@@ -96,6 +100,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
   const out = outputDir(o.out, '--out');
   const trace = o.trace !== undefined ? outputDir(o.trace, '--trace') : undefined;
   const mode: OutputMode = { quiet: o.quiet, json: o.json };
+  const device = await resolveCliDevice(o.device ?? defaultDevice(), mode);
   const options: ExplainOptions = {
     ...(methods ? { methods } : {}),
     ...(o.class !== undefined ? { classIndex: o.class } : {}),
@@ -107,7 +112,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<{ result: Explai
     ...(o.gradRollout ? { gradRollout: o.gradRollout } : {}),
     ...(o.cheferStart !== undefined ? { cheferStart: o.cheferStart } : {}),
     ...(o.headsLayer !== undefined ? { headsLayer: o.headsLayer } : {}),
-    load: { intraOpThreads: o.threads },
+    load: { intraOpThreads: o.threads, device },
   };
   say(mode, `explaining ${image} with ${model}`);
   const { validateExplainOptions } = await import('../explain/index.js');

@@ -12,6 +12,7 @@ import { stepProgress, type StepProgress } from './progress.js';
 import { addExciteOptions, exciteOptionsFromFlags, validateExciteFlags, type ExciteCliOptions } from './excite.js';
 import { runGenerateJob } from '../jobs/generate.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
+import { defaultDevice, deviceOption, resolveCliDevice } from './device.js';
 
 export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   model: string;
@@ -32,6 +33,8 @@ export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   colormap: ColormapName;
   opacity: number;
   threads: number;
+  /** --device (default HEED_DEVICE or cpu). */
+  device?: string;
   /** Print the closing summary (file paths); callers composing several runs (demo) turn it off. Default true. */
   summary?: boolean;
   /** Global --verbose: also let onnxruntime print its own error log. */
@@ -66,6 +69,7 @@ export function registerGenerate(program: Command): Command {
     .option('--colormap <name>', `heat-map colormap: ${COLORMAP_NAMES.join(', ')}`, oneOf('--colormap', COLORMAP_NAMES), 'turbo')
     .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
+    .addOption(deviceOption())
     .option('--quiet', 'print nothing but errors')
     .option('--json', 'print report.json (plus file paths) on stdout; no progress bar');
   return addExciteOptions(cmd).action(async (_opts: GenerateCliOptions, c: Command) => {
@@ -122,13 +126,14 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   validateExciteFlags(o);
   const exciteOptions = exciteOptionsFromFlags(o);
   const mode: OutputMode = { quiet: o.quiet, json: o.json };
+  const device = await resolveCliDevice(o.device ?? defaultDevice(), mode);
   say(mode, `loading ${paths.model}`);
   // Loaded on demand: `heed tokenize` and `--help` should not pay for onnxruntime's start-up.
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
   const pipe = await StableDiffusionPipeline.load(paths.model, {
     threads: o.threads,
     // ORT logs failing kernels to stderr itself; the CLI reports the error once, in its own words.
-    session: { logSeverity: o.verbose ? 2 : 4 },
+    session: { logSeverity: o.verbose ? 2 : 4, device },
   });
   const interrupt = interruptSignal();
   const bars: StepProgress[] = [];

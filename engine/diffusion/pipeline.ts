@@ -185,9 +185,15 @@ export class StableDiffusionPipeline {
     readonly textEncoder: TextEncoder,
     readonly unet: Unet,
     readonly vae: VaeDecoder,
-    /** ORT intra-op threads of its sessions; sessions opened later for this pipeline (A&E's gradient) use as many. */
-    readonly threads: number,
+    /** Session options of its sessions (threads, device); sessions opened later for this pipeline (A&E's gradient) use
+     *  the same. */
+    readonly sessionOptions: SessionOptions,
   ) {}
+
+  /** ORT intra-op threads of its sessions. */
+  get threads(): number {
+    return this.sessionOptions.intraOpThreads ?? DEFAULT_THREADS;
+  }
 
   /** Opens a model folder: checks the layout, loads the tokenizer and opens the text encoder and VAE sessions. */
   static async load(dir: string, options: PipelineLoadOptions = {}): Promise<StableDiffusionPipeline> {
@@ -204,7 +210,7 @@ export class StableDiffusionPipeline {
       await textEncoder.dispose();
       throw e;
     }
-    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae, session.intraOpThreads ?? threads);
+    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae, session);
   }
 
   /** Tokenises and encodes [negative, prompt]. */

@@ -67,7 +67,7 @@ export class GradientEngine {
     }
     const graph = new Graph(vjp.model);
     for (const s of sites) graph.addOutput(s.probs);
-    const session = await openSession(vjp.model, { intraOpThreads: m.options.intraOpThreads ?? 1 });
+    const session = await openSession(vjp.model, { intraOpThreads: m.options.intraOpThreads ?? 1, device: m.options.device });
     return { vjp, session };
   }
 
@@ -78,7 +78,7 @@ export class GradientEngine {
       const m = this.model;
       p = VjpRunner.create(m.onnx, {
         seeds: [m.scoreOutput], wrt: m.visionSites.map((s) => s.probs), inputDims: { pixel_values: dims },
-        session: { intraOpThreads: m.options.intraOpThreads ?? 1 },
+        session: { intraOpThreads: m.options.intraOpThreads ?? 1, device: m.options.device },
       }).catch((e: unknown) => {
         this.runners.delete(key);
         throw new ExplainError(`cannot differentiate ${m.info.onnxPath} for the gradient methods (grad-rollout, chefer): ${(e as Error).message}. ` +

@@ -8,6 +8,7 @@ import { Graph, valueInfoType } from '../onnx/graph.js';
 import { DataType, hostTensor } from '../onnx/tensor.js';
 import { inferShapes } from '../onnx/shapes.js';
 import { openSession, runSession, ort, type Feeds } from '../onnx/session.js';
+import type { ConcreteDevice } from '../onnx/device.js';
 import { findAttentionSites, exposeAttention, AttentionDiscoveryError, type AttentionSite } from '../attention/discover.js';
 import { ClipTokenizer } from '../diffusion/tokenizer.js';
 import { readModelFolder, type ExplainModelInfo } from './folder.js';
@@ -54,6 +55,8 @@ export function fusedOutputName(probs: string, fusion: HeadFusion): string {
 
 export interface ModelLoadOptions {
   intraOpThreads?: number;
+  /** Execution provider of every session of this model (default cpu). */
+  device?: ConcreteDevice;
 }
 
 export interface TokenLayout {
@@ -217,7 +220,7 @@ export class ExplainModel {
     if (!this.session) {
       const exposed = exposeAttention(this.onnx, [...this.visionSites, ...this.textSites]);
       addHeadFusion(exposed, this.visionSites);
-      this.session = await openSession(exposed, { intraOpThreads: this.options.intraOpThreads ?? 1 });
+      this.session = await openSession(exposed, { intraOpThreads: this.options.intraOpThreads ?? 1, device: this.options.device });
     }
     return this.session;
   }

@@ -128,7 +128,7 @@ export class AttendExcite {
         [io.timestep.name]: timestepDims,
         [io.encoderHiddenStates.name]: [1, contextLength, encoderHidden(pipeline)],
       },
-      session: { intraOpThreads: pipeline.threads, memArena: false },
+      session: { ...pipeline.sessionOptions, memArena: false },
     });
     return new AttendExcite(pipeline, runner, sites, options, latentShape, keys);
   }

@@ -2,7 +2,12 @@
 // Linux, D3D12 on Windows, Metal on macOS), DirectML on Windows and CoreML on macOS; CUDA needs provider libraries that
 // its install step downloads only when asked. A device that cannot open fails fast with a native message that does not
 // say what to install; this module turns it into one that does, and resolves `auto` to the best device that opens.
-import * as ort from 'onnxruntime-node';
+// onnxruntime is imported only when a device is probed: the CLI's --help and the server's workers load this module
+// for its names and checks without paying for the runtime's start-up.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { HeedError } from '../errors.js';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   GraphProtoSchema, ModelProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema, TensorShapeProto_DimensionSchema,
@@ -14,9 +19,10 @@ export type Device = (typeof DEVICES)[number];
 /** A device a session can actually be created on. */
 export type ConcreteDevice = Exclude<Device, 'auto'>;
 
-export class DeviceError extends Error {
+/** A device that will not open: the caller's choice to change (or the machine's setup to fix), field `device`. */
+export class DeviceError extends HeedError {
   constructor(readonly device: Device, message: string) {
-    super(message);
+    super('invalid_input', message, { field: 'device' });
     this.name = 'DeviceError';
   }
 }
@@ -57,6 +63,36 @@ export function autoOrder(platform: NodeJS.Platform = process.platform): Concret
 /** Execution providers for a concrete device; GPU devices keep CPU as the fallback for operators they lack. */
 export function executionProviders(device: ConcreteDevice): string[] {
   return device === 'cpu' ? ['cpu'] : [device, 'cpu'];
+}
+
+/** The folder of onnxruntime-node's native binding for this platform (where provider libraries are installed). */
+function ortBinaryDir(): string | undefined {
+  try {
+    const main = createRequire(import.meta.url).resolve('onnxruntime-node'); // …/onnxruntime-node/dist/index.js
+    return join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+}
+
+const VULKAN_LOADER_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/lib64', '/lib'];
+
+/**
+ * What is certainly missing for a device, found without opening it (file checks), or undefined when it may open.
+ * Trying a session where a library is absent makes onnxruntime and Dawn print native errors to stderr; checking first
+ * keeps `auto` quiet and names the missing piece exactly.
+ */
+export function missingPiece(device: ConcreteDevice, platform: NodeJS.Platform = process.platform): string | undefined {
+  if (device === 'cuda' && (platform === 'linux' || platform === 'win32')) {
+    const lib = platform === 'linux' ? 'libonnxruntime_providers_cuda.so' : 'onnxruntime_providers_cuda.dll';
+    const dir = ortBinaryDir();
+    if (dir && !existsSync(join(dir, lib))) return `the CUDA provider library ${lib} is not installed beside onnxruntime-node's binding`;
+  }
+  if (device === 'webgpu' && platform === 'linux') {
+    const extra = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+    if (![...extra, ...VULKAN_LOADER_DIRS].some((d) => existsSync(join(d, 'libvulkan.so.1')))) return 'the Vulkan loader libvulkan.so.1 is not installed';
+  }
+  return undefined;
 }
 
 /** ORT's native message, first line only, without its source-file prefix. */
@@ -122,10 +158,17 @@ export function resolveDevice(device: Device = 'cpu'): Promise<ResolvedDevice> {
 
 async function probe(device: Device): Promise<ResolvedDevice> {
   if (device === 'cpu') return { device, skipped: [] };
+  const ort = await import('onnxruntime-node');
   const bytes = probeModel();
   const candidates = device === 'auto' ? autoOrder() : [device];
   const skipped: ResolvedDevice['skipped'] = [];
   for (const d of candidates) {
+    const missing = missingPiece(d);
+    if (missing) {
+      if (device !== 'auto') throw deviceOpenError(d, new Error(missing));
+      skipped.push({ device: d, reason: missing });
+      continue;
+    }
     try {
       // The device alone: with a fallback list onnxruntime-common silently drops providers it has no backend for.
       const s = await ort.InferenceSession.create(bytes, { executionProviders: [d], logSeverityLevel: 4 });

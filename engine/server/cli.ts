@@ -5,6 +5,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MIN_TOKEN_LENGTH, startServer, type HeedServer } from './server.js';
 import { PROTOCOL_VERSION } from '../protocol/index.js';
 import { isLoopbackHost } from './auth.js';
+import { DEVICES, describeDevice, isDevice, resolveDevice } from '../onnx/device.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { parseKeepJobs, type RetentionPolicy } from './retention.js';
 
@@ -21,6 +22,8 @@ export interface ServeCliOptions {
   cacheMb?: number;
   infoFile?: string;
   json?: boolean;
+  /** --device; resolved once here, handed to the workers as HEED_DEVICE. */
+  device?: string;
   isolation: 'process' | 'thread';
   maxConnections: number;
   authTimeout: number;
@@ -75,6 +78,7 @@ export function registerServe(program: Command): Command {
     .option('--max-out-mb <n>', 'jobs folder size in MiB past which new jobs are refused with quota_exceeded', int('--max-out-mb', 1, 1 << 30), DEFAULT_LIMITS.maxOutBytes / 1024 / 1024)
     .option('--cancel-grace <s>', 'seconds a cancelled job has to reach a step boundary before its worker process is terminated', int('--cancel-grace', 1, 86_400), 30)
     .option('--job-timeout <min>', 'minutes a job may run before its worker is terminated and the job fails (0 = no limit)', int('--job-timeout', 0, 525_600), 0)
+    .addOption(new Option('--device <device>', "execution provider of the workers' sessions (auto: the best that opens)").choices(DEVICES).default(process.env.HEED_DEVICE ?? 'cpu'))
     .option('--info-file <file>', 'where to write {url, token, pid} (mode 0600; default <out>/server.json)')
     .option('--json', 'print one JSON line {url, token, pid, outDir} on stdout once listening (for programs that start the engine)')
     .action(async (opts: ServeCliOptions) => {
@@ -106,6 +110,13 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
       `refusing to listen on ${opts.host} without a token you chose: a non-loopback address exposes the engine to the network. Pass --token-file F (a secret you share with the client) or bind 127.0.0.1`,
     );
   }
+  // The device is resolved once, before any worker starts, so a device that cannot open fails `heed serve` at once
+  // (exit 2, the fix named) instead of every job; workers inherit the concrete device through the environment.
+  const requested = opts.device ?? 'cpu';
+  if (!isDevice(requested)) throw new InvalidArgumentError(`--device must be one of ${DEVICES.join(', ')} (got '${requested}')`);
+  const device = await resolveDevice(requested);
+  process.env.HEED_DEVICE = device.device;
+  if (requested !== 'cpu' && !opts.json) process.stdout.write(`heed serve: device ${describeDevice(device, requested)}\n`);
   const workers = Math.min(opts.workers, Math.max(1, cpus().length));
   const cacheBytes = opts.cacheMb !== undefined ? opts.cacheMb * 1024 * 1024 : Math.floor((0.4 * totalmem()) / workers);
   const server = await startServer({

@@ -11,6 +11,7 @@ import type { RunLabel } from '../jobs/generate.js';
 import type { ExplainModels } from '../jobs/explain.js';
 import type { ExplainOptions } from '../explain/api.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
+import { isDevice, type ConcreteDevice } from '../onnx/device.js';
 import { errorKind, HeedError, type HeedErrorKind } from '../errors.js';
 import { ProtocolError } from './errors.js';
 import { folderBytes } from './paths.js';
@@ -20,6 +21,11 @@ import type { JobContext, JobResult, JobRunner, WorkerJob } from './runner.js';
 
 /** ORT threads per session in a worker; the server runs `--workers` of these side by side. */
 const THREADS = Math.max(1, Number(process.env.HEED_THREADS ?? DEFAULT_THREADS) || DEFAULT_THREADS);
+/** The execution provider `heed serve --device` resolved before starting the workers (they inherit HEED_DEVICE). */
+const DEVICE: ConcreteDevice = ((): ConcreteDevice => {
+  const d = process.env.HEED_DEVICE;
+  return d !== undefined && isDevice(d) && d !== 'auto' ? d : 'cpu';
+})();
 
 function fileRef(path: string): FileRef {
   return { path, bytes: statSync(path).size };
@@ -49,7 +55,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
   ctx.progress({ phase: 'loading', step: 0, total: 0 });
   const { StableDiffusionPipeline } = await import('../diffusion/pipeline.js');
   const pipeline = await ctx.cache.get<StableDiffusionPipeline>(`sd:${job.modelDir}`, async () => {
-    const p = await StableDiffusionPipeline.load(job.modelDir, { threads: THREADS });
+    const p = await StableDiffusionPipeline.load(job.modelDir, { threads: THREADS, session: { device: DEVICE } });
     return { value: p, bytes: await folderBytes(job.modelDir), dispose: () => p.dispose() };
   });
   const loadMs = performance.now() - t0;
@@ -157,7 +163,7 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
   const { openExplainModels, runExplainJob } = await import('../jobs/explain.js');
   const { explainJson } = await import('../jobs/explain-outputs.js');
   const loaded = await ctx.cache.get<LoadedExplain>(`explain:${job.modelDir}`, async () => {
-    const opened = await openExplainModels(job.modelDir);
+    const opened = await openExplainModels(job.modelDir, { device: DEVICE });
     return { value: opened, bytes: await folderBytes(job.modelDir), dispose: () => opened.release() };
   });
   ctx.signal.throwIfAborted();

@@ -7,6 +7,8 @@ export interface HeedConfig {
   engineToken: string;
   nodePath: string;
   cliPath: string;
+  /** `heed serve --device` of the local engine. */
+  device: string;
   models: { sd: string; vit: string; clip: string };
   defaults: { steps: number; guidance: number; scheduler: string; seed: number };
   outputFolder: string;
@@ -30,6 +32,7 @@ export function readConfig(): HeedConfig {
     engineToken: c.get<string>('engine.token', ''),
     nodePath: c.get<string>('engine.nodePath', 'node') || 'node',
     cliPath: resolvePath(c.get<string>('engine.cliPath', '')),
+    device: c.get<string>('engine.device', 'cpu') || 'cpu',
     models: {
       sd: resolvePath(c.get<string>('models.sd', '')),
       vit: resolvePath(c.get<string>('models.vit', '')),

@@ -185,7 +185,7 @@ export class EngineManager implements vscode.Disposable {
     const tokenFile = path.join(storage, 'engine-token');
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     mkdirSync(cfg.outputFolder, { recursive: true });
-    const args = [cli, 'serve', '--json', '--host', '127.0.0.1', '--port', '0', '--token-file', tokenFile, '--out', cfg.outputFolder];
+    const args = [cli, 'serve', '--json', '--host', '127.0.0.1', '--port', '0', '--token-file', tokenFile, '--out', cfg.outputFolder, '--device', cfg.device];
     this.log(`starting engine: ${cfg.nodePath} ${args.join(' ')}`);
     const env = { ...process.env };
     delete env.ELECTRON_RUN_AS_NODE;
