@@ -1,9 +1,10 @@
 // Attend-and-Excite (Chefer et al., 2023) as diffusers' StableDiffusionAttendAndExcitePipeline runs it: during the
 // first `maxIterToAlter` steps the latents move against ∂loss/∂latents, where the loss says how strongly the most
-// neglected subject token is attended at 16×16; at steps 0/10/20 an iterative refinement repeats the update until the
-// loss falls under the step's threshold. The gradient comes from Heed's VJP graph of the UNet, pruned to the 16×16
-// cross-attention layers: one ORT forward gives the maps (and the residuals), the loss and its gradient w.r.t. the maps
-// are computed here, and one backward run carries that to the latents — the forward is never recomputed.
+// neglected subject token is attended at 16×16; at steps 0/10/20 an iterative refinement repeats (score, update) passes
+// until a pass's loss — taken before its update — meets the step's target, then scores once more for the plain update.
+// The gradient comes from Heed's VJP graph of the UNet, pruned to the 16×16 cross-attention layers: one ORT forward
+// gives the maps (and the residuals), the loss and its gradient w.r.t. the maps are computed here, and one backward run
+// carries that to the latents — the forward is never recomputed.
 import { loadModel } from '../onnx/model.js';
 import { ort } from '../onnx/session.js';
 import { VjpRunner, type Residuals } from '../onnx/autodiff/index.js';
