@@ -284,10 +284,13 @@ async function readTokenizerFiles(dirIn: string): Promise<TokenizerFiles> {
   }
   if (!(await hasTokenizerFiles(dir)) && (await hasTokenizerFiles(join(dir, 'tokenizer')))) dir = join(dir, 'tokenizer');
 
-  // Config: tokenizer_config.json wins, special_tokens_map.json fills the gaps (as transformers merges them).
+  // Config: special_tokens_map.json overrides tokenizer_config.json. transformers (4.33, the version diffusers 0.21
+  // pairs with) builds the tokenizer from tokenizer_config.json and then sets every entry of special_tokens_map.json on
+  // it, so where the two disagree — SD 2.x folders whose tokenizer_config says pad "<|endoftext|>" while
+  // special_tokens_map says "!" — the prompt is padded with "!" (id 0).
   const config: JsonObject = {};
-  if (await exists(join(dir, 'special_tokens_map.json'))) Object.assign(config, await readJson(join(dir, 'special_tokens_map.json')));
   if (await exists(join(dir, 'tokenizer_config.json'))) Object.assign(config, await readJson(join(dir, 'tokenizer_config.json')));
+  if (await exists(join(dir, 'special_tokens_map.json'))) Object.assign(config, await readJson(join(dir, 'special_tokens_map.json')));
 
   if (await exists(join(dir, 'tokenizer.json'))) {
     const tokenizerJson = await readJson(join(dir, 'tokenizer.json'));

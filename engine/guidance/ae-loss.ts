@@ -4,7 +4,7 @@
 //  - token indices shift by −1 after that slice;
 //  - each subject's map is reflect-padded by 1 and smoothed by a depthwise 3×3 Gaussian whose 1-D weights are
 //    exp(-((x-μ)/(2σ))²) normalised — with σ = 0.5 that is [0.2119, 0.5761, 0.2119], not a textbook σ = 0.5 kernel;
-//  - score = max of the smoothed map; loss = max_i max(0, 1 − score_i).
+//  - score = max of the smoothed map; loss = max_i max(0, 1 − score_i), with Python's max semantics (see below).
 // The gradient is written by hand (it is a handful of small ops on a 16×16×77 array); the VJP graph takes it from
 // the maps back to the latents.
 
@@ -90,8 +90,8 @@ export function aeLoss(maps: Float32Array, h: number, w: number, k: number, subj
             v += kernel[dy + r] * kernel[dx + r] * soft[(yy * w + xx) * n + j];
           }
         }
-        // Strict '>' keeps the first maximum, as torch's max does when it picks one index.
-        if (v > best) {
+        // Strict '>' keeps the first maximum, as torch's max does when it picks one index; torch's max propagates NaN.
+        if (v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
           best = v;
           bestP = y * w + x;
         }
@@ -100,12 +100,15 @@ export function aeLoss(maps: Float32Array, h: number, w: number, k: number, subj
     scores.push(best);
     argmax.push(bestP);
   }
-  const losses = scores.map((v) => Math.max(0, 1 - v));
-  const loss = losses.length === 0 ? 0 : Math.max(...losses);
+  // Python's max(0, 1 − s) and max(losses), whose semantics differ from Math.max: max(a, b) keeps a unless b > a, so a
+  // NaN score (latents that blew up) gives loss 0 — no update — where Math.max would spread the NaN; and max() over
+  // the list keeps the FIRST largest loss, the only subject the gradient then flows through.
+  const losses = scores.map((v) => (1 - v > 0 ? 1 - v : 0));
+  let which = 0;
+  for (let s = 1; s < losses.length; s++) if (losses[s] > losses[which]) which = s;
+  const loss = losses.length === 0 ? 0 : losses[which];
   const gradMaps = new Float32Array(maps.length);
   if (loss === 0) return { loss, scores, gradMaps };
-  // Python's max() over the list returns the first largest loss: the gradient flows through that subject only.
-  const which = losses.indexOf(loss);
   const j = subjects[which] - 1;
   const p = argmax[which];
   const py = Math.floor(p / w);

@@ -1,9 +1,10 @@
 // Attend-and-Excite (Chefer et al., 2023) as diffusers' StableDiffusionAttendAndExcitePipeline runs it: during the
 // first `maxIterToAlter` steps the latents move against ∂loss/∂latents, where the loss says how strongly the most
-// neglected subject token is attended at 16×16; at steps 0/10/20 an iterative refinement repeats the update until the
-// loss falls under the step's threshold. The gradient comes from Heed's VJP graph of the UNet, pruned to the 16×16
-// cross-attention layers: one ORT forward gives the maps (and the residuals), the loss and its gradient w.r.t. the maps
-// are computed here, and one backward run carries that to the latents — the forward is never recomputed.
+// neglected subject token is attended at 16×16; at steps 0/10/20 an iterative refinement repeats (score, update) passes
+// until a pass's loss — taken before its update — meets the step's target, then scores once more for the plain update.
+// The gradient comes from Heed's VJP graph of the UNet, pruned to the 16×16 cross-attention layers: one ORT forward
+// gives the maps (and the residuals), the loss and its gradient w.r.t. the maps are computed here, and one backward run
+// carries that to the latents — the forward is never recomputed.
 import { loadModel } from '../onnx/model.js';
 import { ort } from '../onnx/session.js';
 import { VjpRunner, type Residuals } from '../onnx/autodiff/index.js';
@@ -78,6 +79,8 @@ export class AttendExcite {
   latentsAfterStep0: Float32Array | null = null;
   /** The 16×16 maps of the first evaluation (before any update), [res, res, keys]. */
   firstMaps: Float32Array | null = null;
+  /** Called with each update's event and the latents after it (for conformance tests and traces). */
+  onUpdate: ((event: AeEvent, latentsAfter: Float32Array) => void) | null = null;
   private stepSizes: number[] = [];
   private timing = { forwardMs: 0, backwardMs: 0, forwards: 0, backwards: 0 };
 
@@ -142,21 +145,28 @@ export class AttendExcite {
     // Like diffusers, score every step (also after max_iter_to_alter): the loss trace is part of the output.
     let ev = await this.evaluate(latents, ctx, 'main');
     if (this.firstMaps === null) this.firstMaps = ev.maps;
-    if (refineThreshold !== undefined && ev.loss > 1 - refineThreshold) {
+    if (refineThreshold !== undefined && exceeds(ev.loss, 1 - refineThreshold)) {
+      // diffusers' _perform_iterative_refinement_step: each pass scores the CURRENT latents, updates them with that
+      // loss's gradient (unless it is 0), and only then does `while loss > target` test the loss — the one from before
+      // the update. So the pass whose loss already meets the target still applies its update, and the loop ends one
+      // update after the target was reached (or after maxRefinementSteps updates).
       const target = Math.max(0, 1 - refineThreshold);
       let iteration = 0;
-      while (ev.loss > target) {
+      let loss = ev.loss;
+      while (exceeds(loss, target)) {
         iteration++;
         if (iteration === 1) {
           // diffusers re-runs the forward on the same latents here; it computes exactly `ev`, so log it and reuse it.
           this.events.push({ ...this.events[this.events.length - 1], phase: 'refine', iteration: 1 });
+        } else {
+          if (ctx.signal?.aborted) throw new CancelledError(ctx.step, ctx.total);
+          ev = await this.evaluate(latents, ctx, 'refine', iteration);
         }
+        loss = ev.loss;
         if (ev.loss !== 0) latents = await this.update(ev, ctx, 'refine', iteration);
         if (iteration >= this.options.maxRefinementSteps) break;
-        if (ctx.signal?.aborted) throw new CancelledError(ctx.step, ctx.total);
-        ev = await this.evaluate(latents, ctx, 'refine', iteration + 1);
       }
-      // One more evaluation on the refined latents, as the original does after its loop.
+      // Then it scores the refined latents once more; the step's plain update below uses that loss and its gradient.
       ev = await this.evaluate(latents, ctx, 'refine', iteration + 1);
     }
     if (i < this.options.maxIterToAlter && ev.loss !== 0) latents = await this.update(ev, ctx, 'main');
@@ -220,7 +230,9 @@ export class AttendExcite {
       l2 += grad[k] * grad[k];
       absMax = Math.max(absMax, Math.abs(grad[k]));
     }
-    this.events.push({ step: ctx.step, timestep: ctx.timestep, phase, kind: 'update', loss: ev.loss, stepSize, gradL2: Math.sqrt(l2), gradAbsMax: absMax, iteration });
+    const event: AeEvent = { step: ctx.step, timestep: ctx.timestep, phase, kind: 'update', loss: ev.loss, stepSize, gradL2: Math.sqrt(l2), gradAbsMax: absMax, iteration };
+    this.events.push(event);
+    this.onUpdate?.(event, out);
     if (!this.firstUpdate) this.firstUpdate = { step: ctx.step, loss: ev.loss, grad, latentsAfter: out.slice(), stepSize };
     return out;
   }
@@ -241,6 +253,14 @@ export class AttendExcite {
   async dispose(): Promise<void> {
     await this.runner.dispose();
   }
+}
+
+/**
+ * `loss > bound` as torch evaluates it in diffusers: the loss is a float32 tensor and the Python float bound is
+ * promoted to float32 (1 − 0.2 becomes 0.800000011920929), so compare both rounded to float32.
+ */
+function exceeds(loss: number, bound: number): boolean {
+  return Math.fround(loss) > Math.fround(bound);
 }
 
 function encoderHidden(pipeline: StableDiffusionPipeline): number {
