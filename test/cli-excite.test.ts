@@ -23,13 +23,33 @@ describe('cli: generate --excite (Attend-and-Excite, child process)', function (
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
+  it('the default A&E grid is diffusers\' attn_res=(16, 16) at any size, or the nearest grid the UNet has (with a warning)', async function () {
+    // diffusers' StableDiffusionAttendAndExcitePipeline.__call__ defaults attn_res to (16, 16) (v0.21.4 and later).
+    // The tiny UNet has cross-attention at latent/1, /2, /4: at 128² that is 16, 8, 4; at 64² it is 8, 4, 2 (no 16).
+    const run = async (size: string, name: string) => {
+      const out = join(tmp, name);
+      const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '1', '--size', size, '--seed', '3',
+        '--out', out, '--excite', 'cat,frog', '--ae-max-iter-to-alter', '1', '--ae-thresholds', '0:0', '--ae-max-refinement', '1']);
+      assert.equal(r.code, 0, r.stderr);
+      const ex = JSON.parse(readFileSync(join(out, 'excite.json'), 'utf8')) as { options: { resolution: number } };
+      const rep = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { warnings?: string[] };
+      return { res: ex.options.resolution, warnings: rep.warnings ?? [] };
+    };
+    const at128 = await run('128', 'grid128');
+    assert.equal(at128.res, 16);
+    assert.ok(!at128.warnings.some((w) => /attn_res/.test(w)), at128.warnings.join('; '));
+    const at64 = await run('64', 'grid64');
+    assert.equal(at64.res, 8);
+    assert.ok(at64.warnings.some((w) => /no cross-attention layer has 16 rows at 64x64.*using 8.*8, 4, 2/.test(w)), at64.warnings.join('; '));
+  });
+
   it('--excite cat,frog --compare writes excite.json, excite_loss.png, plain/, compare.png and the A&E trace', async function () {
     const out = join(tmp, 'ae');
     // 3 PNDM steps = 4 UNet calls at 128×128 (A&E grid 4×4). One update at step 0 only (max-iter-to-alter 1, no
     // threshold there) so the traced latents can be checked by hand; a refinement at loop index 2.
     const r = await heed(['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '3', '--size', '128', '--seed', '7',
       '--out', out, '--maps', '--trace', join(out, 'trace'), '--excite', 'cat,frog', '--compare',
-      '--ae-max-iter-to-alter', '1', '--ae-thresholds', '2:0.5', '--ae-max-refinement', '4']);
+      '--ae-max-iter-to-alter', '1', '--ae-thresholds', '2:0.5', '--ae-max-refinement', '4', '--ae-res', '4']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /Attend-and-Excite on 'cat' \(token 2\), 'frog' \(token 5\) at 4x4/);
     for (const f of ['image.png', 'maps.png', 'report.json', 'excite.json', 'excite_loss.png', 'compare.png', 'plain/image.png', 'plain/report.json',

@@ -50,7 +50,7 @@ export function addExciteOptions(cmd: Command): Command {
     .option('--ae-thresholds <list>', 'A&E: refinement thresholds by step, e.g. 0:0.05,10:0.5,20:0.8 (the default)', parseThresholds)
     .option('--ae-scale-factor <f>', 'A&E: step size scale (default 20)', finiteNumber('--ae-scale-factor', 0, 1e6))
     .option('--ae-max-refinement <n>', 'A&E: most refinement iterations at a threshold step (default 20)', nonNegativeInt('--ae-max-refinement', 1000))
-    .option('--ae-res <r>', 'A&E: side of the attention grid the loss reads (default ceil(height/32): 16 at 512)', positiveInt('--ae-res', 1024))
+    .option('--ae-res <r>', 'A&E: side of the attention grid the loss reads (default 16 as diffusers, or the grid nearest to 16 where the UNet has none)', positiveInt('--ae-res', 1024))
     .option('--ae-no-smoothing', 'A&E: do not Gaussian-smooth the subject maps')
     .option('--ae-sigma <s>', 'A&E: σ of the Gaussian smoothing (default 0.5)', finiteNumber('--ae-sigma', 1e-6, 100))
     .option('--ae-kernel <k>', 'A&E: Gaussian kernel size, odd (default 3)', oddKernel)

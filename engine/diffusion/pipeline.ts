@@ -54,7 +54,7 @@ export interface MapsOptions {
   daam?: boolean;
   /**
    * Grid heights at which to keep, per UNet call, the head/layer mean of the conditional cross-attention
-   * (default: the Attend-and-Excite resolution, ceil(height/32), i.e. 16 at 512×512).
+   * (default: the Attend-and-Excite grid, 16 as diffusers' attn_res, or the nearest the UNet has at this size).
    */
   perStepResolutions?: number[];
   /** Grid heights at which to keep per-layer maps (default none); 'all': every cross-attention layer. */
@@ -150,7 +150,7 @@ export interface GenerateResult {
   attention: AttentionStore | null;
   /** Sites whose probabilities were captured. */
   attentionSites: AttentionSite[];
-  /** Grid height of the Attend-and-Excite map (ceil(height/32)). */
+  /** Grid height of the Attend-and-Excite map (defaultAttentionGrid: 16, or the nearest the UNet has). */
   aeResolution: number;
   settings: { steps: number; guidance: number; scheduler: string; width: number; height: number; predictionType: string; cfg: boolean };
   /** prepareMs: opening the UNet session (first generation, or when the exposed attention sites change). */
@@ -177,6 +177,9 @@ function guide(uncond: Float32Array, cond: Float32Array, g: number): Float32Arra
   for (let i = 0; i < out.length; i++) out[i] = Math.fround(uncond[i] + Math.fround(gf * Math.fround(cond[i] - uncond[i])));
   return out;
 }
+
+/** diffusers' StableDiffusionAttendAndExcitePipeline default `attn_res=(16, 16)`: the grid A&E reads at any size. */
+export const DIFFUSERS_AE_GRID = 16;
 
 export class StableDiffusionPipeline {
   private constructor(
@@ -225,6 +228,23 @@ export class StableDiffusionPipeline {
     const half = s * hidden;
     return {
       prompt: p, negative: n, uncond: emb.data.slice(0, half), cond: emb.data.slice(half, 2 * half), dims: [1, s, hidden],
+    };
+  }
+
+  /**
+   * The cross-attention grid (rows) Attend-and-Excite and the per-step maps read by default for an image size:
+   * diffusers' pipeline reads the 16×16 maps at every size (`attn_res=(16, 16)`, v0.21.4 to today); where this UNet
+   * has no cross-attention with 16 rows at this size (diffusers would fail), the grid nearest to 16, with a warning.
+   */
+  defaultAttentionGrid(width: number, height: number): { res: number; warning?: string } {
+    const shape = latentShape(width, height, this.unet.io.channels);
+    const grids = [...new Set(this.attentionSites(shape[2], shape[3]).filter((s) => s.kind === 'cross' && s.height !== undefined).map((s) => s.height as number))];
+    if (grids.length === 0 || grids.includes(DIFFUSERS_AE_GRID)) return { res: DIFFUSERS_AE_GRID };
+    const res = grids.reduce((best, g) => (Math.abs(Math.log2(g / DIFFUSERS_AE_GRID)) < Math.abs(Math.log2(best / DIFFUSERS_AE_GRID)) ? g : best));
+    return {
+      res,
+      warning: `no cross-attention layer has ${DIFFUSERS_AE_GRID} rows at ${width}x${height} (diffusers' default attn_res); ` +
+        `using ${res} (grids here: ${grids.sort((a, b) => b - a).join(', ')}; choose with --ae-res)`,
     };
   }
 
@@ -305,7 +325,7 @@ export class StableDiffusionPipeline {
     }
     const cfg = guidance > 1;
     const mapsOpt: MapsOptions | null = options.maps === true ? {} : options.maps ? options.maps : null;
-    const aeResolution = Math.ceil(height / 32);
+    const aeResolution = this.defaultAttentionGrid(width, height).res;
 
     checkAbort(signal, 0, scheduler.timesteps.length);
     const tEnc = performance.now();

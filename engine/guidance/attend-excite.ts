@@ -24,7 +24,7 @@ export interface AttendExciteOptions {
   thresholds: Record<number, number>;
   scaleFactor: number;
   maxRefinementSteps: number;
-  /** Side of the attention grid the loss reads (16 for 512×512 SD1.x: ceil(size/32)). */
+  /** Side of the attention grid the loss reads (diffusers' default: 16 at every image size). */
   resolution: number;
   loss: AeLossOptions;
   /** Softmax over tokens [1, sliceEnd) instead of [1, 76): the original repo's SD 2.x variant passes the EOT position. */

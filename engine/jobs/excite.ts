@@ -21,28 +21,31 @@ export type { ExciteOptions };
 export interface ExcitePlan {
   subjects: ResolvedSubject[];
   options: AttendExciteOptions;
+  /** E.g. the default attention grid did not exist at this size and another was taken. */
+  warnings: string[];
 }
 
 /** Resolves subjects against the prompt and builds the guidance options (diffusers defaults unless overridden).
  *  Subjects stay a list from the request to resolveSubjects: a subject is never joined into a string and split again. */
-export async function planExcite(pipe: StableDiffusionPipeline, prompt: string, height: number, o: ExciteOptions): Promise<ExcitePlan> {
+export async function planExcite(pipe: StableDiffusionPipeline, prompt: string, size: { width: number; height: number }, o: ExciteOptions): Promise<ExcitePlan> {
   const { resolveSubjects } = await import('../guidance/subjects.js');
   const { AE_DEFAULTS } = await import('../guidance/attend-excite.js');
   const seq = pipe.textEncoder.fixedSequenceLength ?? pipe.tokenizer.maxLength;
   const tokenized = pipe.tokenizer.encode(prompt, { maxLength: seq });
   const subjects = resolveSubjects(tokenized, prompt, o.subjects);
+  const grid = o.res === undefined ? pipe.defaultAttentionGrid(size.width, size.height) : undefined;
   const options: AttendExciteOptions = {
     tokenIndices: subjects.map((s) => s.tokenIndex),
     maxIterToAlter: o.maxIterToAlter ?? AE_DEFAULTS.maxIterToAlter,
     thresholds: o.thresholds ? Object.fromEntries(Object.entries(o.thresholds).map(([k, v]) => [Number(k), v])) : { ...AE_DEFAULTS.thresholds },
     scaleFactor: o.scaleFactor ?? AE_DEFAULTS.scaleFactor,
     maxRefinementSteps: o.maxRefinement ?? AE_DEFAULTS.maxRefinementSteps,
-    resolution: o.res ?? Math.ceil(height / 32),
+    resolution: o.res ?? grid!.res,
     loss: { smoothing: o.smoothing !== false, sigma: o.sigma ?? 0.5, kernelSize: o.kernel ?? 3 },
     // SD 2.x variant: only SOT+1..EOT−1 compete, i.e. the slice ends at the EOT position.
     ...(o.sd2 ? { sliceEnd: tokenized.length - 1 } : {}),
   };
-  return { subjects, options };
+  return { subjects, options, warnings: grid?.warning ? [grid.warning] : [] };
 }
 
 export interface SubjectScores {

@@ -95,7 +95,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
   const { writeGenerateOutputs } = await import('./outputs.js');
   const width = spec.width ?? pipe.folder.defaultImageSize;
   const height = spec.height ?? pipe.folder.defaultImageSize;
-  const plan = spec.excite !== undefined ? await planExcite(pipe, spec.prompt, height, spec.excite) : null;
+  const plan = spec.excite !== undefined ? await planExcite(pipe, spec.prompt, { width, height }, spec.excite) : null;
   const compare = plan !== null && spec.excite?.compare === true;
   // --compare runs twice from the same initial latents: fix the seed here when none was given.
   const seed = spec.seed ?? (compare && spec.latents === undefined ? Math.floor(Math.random() * 2 ** 32) : undefined);
@@ -128,6 +128,8 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
     }).catch((e: unknown) => {
       throw hooks.mapError ? hooks.mapError(e, { width, height }) : e;
     });
+    // The plan's own findings (e.g. which attention grid A&E reads) belong in the run's report with the pipeline's.
+    if (plan) for (const w of plan.warnings) if (!result.warnings.includes(w)) result.warnings.push(w);
     hooks.onRunEnd?.(run);
     return result;
   };
