@@ -119,8 +119,8 @@ describe('cli: generate on the tiny SD pipeline (child process)', function () {
     assert.equal(rep.latentsFile, join(out(), 'trace', 'latents_init.npy'));
     assert.deepEqual(rep.maps, []); // no --maps
     assert.ok(!existsSync(join(dir, 'maps.png')));
-    // --trace alone still collects attention: the DAAM maps and the A&E-resolution step-0 map are traced
-    for (const f of ['daam_global_heat_map.npy', 'daam_word_cat.npy', 'attn2_step0.npy']) assert.ok(existsSync(join(dir, 'trace', f)), f);
+    // --trace alone still collects attention: the DAAM maps and the A&E-grid step-0 map (8 rows at 64 px: the nearest to diffusers' 16) are traced
+    for (const f of ['daam_global_heat_map.npy', 'daam_word_cat.npy', 'attn8_step0.npy']) assert.ok(existsSync(join(dir, 'trace', f)), f);
     assert.deepEqual([...readNpyFloat32(join(dir, 'trace', 'daam_word_cat.npy')).data], [...readNpyFloat32(join(out(), 'trace', 'daam_word_cat.npy')).data]);
   });
 

@@ -131,12 +131,13 @@ describe('server: real engine on the tiny models', function () {
     const c = await HeedClient.connect(server.url, { token: server.token });
     const r = generateResult(await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 2, seed: 7, width: 128, height: 128, maps: { perStep: true, perLayer: true } }));
     await c.close();
-    // 128² → latents 16x16, A&E grid ceil(128/32) = 4; per layer: every cross-attention grid (16, 8, 4 and the mid block's 2).
-    assert.deepEqual(r.stepMaps?.map((g) => [g.height, g.width, g.calls]), [[4, 4, 3]]);
+    // 128² → latents 16x16, A&E grid 16 (diffusers' attn_res=(16, 16)); per layer: every cross-attention grid (16, 8, 4
+    // and the mid block's 2).
+    assert.deepEqual(r.stepMaps?.map((g) => [g.height, g.width, g.calls]), [[16, 16, 3]]);
     assert.deepEqual(r.layerMaps?.map((g) => [g.height, g.layers.length]), [[16, 5], [8, 5], [4, 5], [2, 1]]);
     const frog = r.maps.find((m) => m.word === 'frog');
     assert.ok(frog?.perStep && frog.perLayer);
-    assert.deepEqual(readNpy(frog.perStep[0]!.npy.path).shape, [3, 4, 4]);
+    assert.deepEqual(readNpy(frog.perStep[0]!.npy.path).shape, [3, 16, 16]);
     assert.deepEqual(frog.perLayer.map((s) => readNpy(s.npy.path).shape), [[5, 16, 16], [5, 8, 8], [5, 4, 4], [1, 2, 2]]);
     for (const s of [...frog.perStep, ...frog.perLayer]) assert.ok(r.files.some((f) => f.path === s.npy.path), `${s.npy.path} is listed in files`);
     const rep = r.report as { stepMaps: unknown; layerMaps: unknown };
