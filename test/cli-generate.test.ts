@@ -242,8 +242,8 @@ describe('cli: few-step runs without classifier-free guidance (child process)', 
       const map = readNpyFloat32(join(a.dir, m.npy));
       assert.ok(map.data.every(Number.isFinite) && m.maxAttention > 0, m.word);
     }
-    const stack = readNpyFloat32(join(a.dir, 'maps', 'steps', '2x2', '2-cat.npy'));
-    assert.deepEqual(stack.shape, [2, 2, 2]);
+    const stack = readNpyFloat32(join(a.dir, 'maps', 'steps', '8x8', '2-cat.npy'));
+    assert.deepEqual(stack.shape, [2, 8, 8]);
   });
 
   it('an SD-Turbo scheduler config (Euler, trailing): --steps 1 --guidance 0 denoises from t=999 to x0 = x − σ·ε', async function () {

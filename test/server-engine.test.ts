@@ -149,7 +149,7 @@ describe('server: real engine on the tiny models', function () {
       execFile(process.execPath, [main, 'generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '2', '--seed', '7', '--size', '128x128', '--maps-per-step', '--maps-per-layer', '--quiet', '--out', cliOut],
         (err, _stdout, stderr) => (err ? reject(new Error(`heed generate failed: ${stderr}`)) : resolve()));
     });
-    assert.ok(readFileSync(join(cliOut, 'maps/steps/4x4/5-frog.npy')).equals(readFileSync(frog.perStep[0]!.npy.path)));
+    assert.ok(readFileSync(join(cliOut, 'maps/steps/16x16/5-frog.npy')).equals(readFileSync(frog.perStep[0]!.npy.path)));
     assert.ok(readFileSync(join(cliOut, 'maps/layers/16x16/5-frog.npy')).equals(readFileSync(frog.perLayer[0]!.npy.path)));
   });
 
