@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { encodeNpy } from '../io/npy.js';
 import type { GenerateResult } from './pipeline.js';
-import type { TokenizedPrompt } from './tokenizer.js';
+import type { TokenizedPrompt } from '../text/tokenizer.js';
 
 export interface TraceFile {
   file: string;

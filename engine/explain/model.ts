@@ -9,7 +9,7 @@ import { DataType, hostTensor } from '../onnx/tensor.js';
 import { inferShapes } from '../onnx/shapes.js';
 import { openSession, runSession, ort, type Feeds } from '../onnx/session.js';
 import { findAttentionSites, exposeAttention, AttentionDiscoveryError, type AttentionSite } from '../attention/discover.js';
-import { ClipTokenizer } from '../diffusion/tokenizer.js';
+import { ClipTokenizer } from '../text/tokenizer.js';
 import { readModelFolder, type ExplainModelInfo } from './folder.js';
 import { ImagePreprocessor, type PreparedImage } from './preprocess.js';
 import { ExplainError } from './errors.js';

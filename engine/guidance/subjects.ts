@@ -1,6 +1,6 @@
 // Turns the user's subjects (words, `auto`, or raw token indices) into the token positions Attend-and-Excite scores.
 import nlp from 'compromise';
-import type { TokenizedPrompt, WordAlignment } from '../diffusion/tokenizer.js';
+import type { TokenizedPrompt, WordAlignment } from '../text/tokenizer.js';
 
 export interface ResolvedSubject {
   /** The word as written in the prompt (or `#<index>` for a raw token index). */
