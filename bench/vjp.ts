@@ -14,7 +14,7 @@ import { openSession, openSessionFromPath, ort, type SessionOptions } from '../e
 import { numel } from '../engine/onnx/tensor.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { buildVjp, VjpRunner } from '../engine/onnx/autodiff/index.js';
-import { referenceDir } from '../test/helpers/reference.js';
+import { referenceDir } from './lib/reference.js';
 
 // One intra-op thread: process CPU time then measures compute only (no spinning pool threads), which keeps the
 // ratios meaningful on a shared, loaded machine where wall times swing by 3×. Both are reported.

@@ -1,7 +1,7 @@
 // Subject words → token positions, with the reference CLIP tokenizer.
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import { ClipTokenizer } from '../engine/diffusion/tokenizer.js';
+import { ClipTokenizer } from '../engine/text/tokenizer.js';
 import { resolveSubjects, autoSubjects, SubjectError } from '../engine/guidance/subjects.js';
 import { requireReference } from './helpers/reference.js';
 

@@ -16,7 +16,7 @@ import { GraphBuilder } from '../models/lib/graph-builder.js';
 import { buildUNet } from '../models/sd/unet.js';
 import { bytesToUnicode, encode, EOT, SOT, tinyTokenizer } from '../models/tokenizer.js';
 import { Rng } from '../models/lib/rng.js';
-import { ClipTokenizer } from '../engine/diffusion/tokenizer.js';
+import { ClipTokenizer } from '../engine/text/tokenizer.js';
 
 const REPO = resolve(fileURLToPath(new URL('../../', import.meta.url)));
 const REF = resolve(REPO, '..', 'shared', 'reference');

@@ -14,7 +14,7 @@ import { AttentionMapsError, CancelledError, GenerationOptionsError, StableDiffu
 import { ModelInputError } from '../engine/diffusion/text-encoder.js';
 import { ModelFolderError } from '../engine/diffusion/folder.js';
 import { ImageSizeError, LatentsError } from '../engine/diffusion/latents.js';
-import { TokenizerLoadError } from '../engine/diffusion/tokenizer.js';
+import { TokenizerLoadError } from '../engine/text/tokenizer.js';
 import { SchedulerConfigError } from '../engine/diffusion/schedulers/config.js';
 import { AttentionDiscoveryError } from '../engine/attention/discover.js';
 import { OnnxLoadError } from '../engine/onnx/model.js';

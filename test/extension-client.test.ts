@@ -11,7 +11,7 @@ import { EngineError, HeedClient, withToken, type WebSocketLike } from '../exten
 import { parseNpyFloat } from '../extension/src/core/npy.js';
 import { parsePromptFile } from '../extension/src/core/promptFile.js';
 import { hoverMarkdown, overflowFinding, wordAtOffset, wordAttentions } from '../extension/src/core/tokens.js';
-import { ClipTokenizer } from '../engine/diffusion/tokenizer.js';
+import { ClipTokenizer } from '../engine/text/tokenizer.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { startServer, type HeedServer } from '../engine/server/server.js';
 import type { ProgressEvent } from '../engine/protocol/index.js';

@@ -7,7 +7,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ClipTokenizer } from '../engine/diffusion/tokenizer.js';
+import { ClipTokenizer } from '../engine/text/tokenizer.js';
 import { requireReference } from './helpers/reference.js';
 
 interface TokenizerCase {

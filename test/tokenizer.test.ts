@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClipTokenizer, TokenizerLoadError, clipTokenizerJson } from '../engine/diffusion/tokenizer.js';
+import { ClipTokenizer, TokenizerLoadError, clipTokenizerJson } from '../engine/text/tokenizer.js';
 import { readNpy } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
 

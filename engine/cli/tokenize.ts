@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { ClipTokenizer, type TokenizedPrompt } from '../diffusion/tokenizer.js';
+import { ClipTokenizer, type TokenizedPrompt } from '../text/tokenizer.js';
 import { existingDir, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
 import { positiveInt } from './options.js';

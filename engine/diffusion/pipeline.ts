@@ -8,7 +8,7 @@
 // Attend-and-Excite plugs in through `beforeStep` (it may replace the latents before each step) and
 // `unetWithAttention` (a batch-1, conditional-only UNet pass that returns attention probabilities).
 import { performance } from 'node:perf_hooks';
-import { ClipTokenizer, type TokenizedPrompt } from './tokenizer.js';
+import { ClipTokenizer, type TokenizedPrompt } from '../text/tokenizer.js';
 import { resolveModelFolder, type JsonObject, type ModelFolder } from './folder.js';
 import { TextEncoder } from './text-encoder.js';
 import { Unet, type AttentionOutput, type UnetOutput } from './unet.js';

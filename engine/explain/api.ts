@@ -1,19 +1,17 @@
 // The programmatic face of the explain engine, called by the CLI (`heed explain`) and the WebSocket server:
 // one image (and, for CLIP, texts) in, plain data out — top classes or CLIP similarities, per-method maps on the
 // patch grid, and the raw tensors for traces. Nothing here renders or writes files (see outputs.ts).
-import { ExplainModel, type ForwardResult, type ModelLoadOptions, type TokenizedTexts, type TokenLayout } from './model.js';
-import { GradientEngine, type AttentionGradients, type ClassForward } from './gradients.js';
+import { ExplainModel, type ModelLoadOptions, type TokenizedTexts, type TokenLayout } from './model.js';
+import { GradientEngine } from './gradients.js';
 import { ExplainError, MethodNotApplicableError } from './errors.js';
-import {
-  attentionRollout, gradientRollout, softmaxInputGradient, checkDiscardRatio, HEAD_FUSIONS,
-  type HeadFusion, type RolloutNormalization,
-} from './rollout.js';
-import { cheferRelevanceMatrix, cheferRelevanceRow, resolveStartLayer, type StartLayer } from './chefer.js';
-import { meanAttentionDistances, type PatchSize } from './distance.js';
-import { clsAttentionMaps } from './heads.js';
-import { clsRowToGrid } from './rollout.js';
+import { checkDiscardRatio, HEAD_FUSIONS, type HeadFusion, type RolloutNormalization } from './rollout.js';
+import type { StartLayer } from './chefer.js';
+import type { PatchSize } from './distance.js';
 import type { GridMap, LayerTensor } from './tensor.js';
 import type { PreparedImage } from './preprocess.js';
+import type { ModelFamily } from './folder.js';
+import type { GradientTarget } from './families/index.js';
+import { METHODS, asList, type MethodContext } from './methods/index.js';
 
 export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance';
 export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
@@ -112,7 +110,7 @@ export interface DistanceResult {
 export interface ExplainResult {
   model: {
     dir: string;
-    family: 'vit' | 'clip';
+    family: ModelFamily;
     modelType: string;
     layers: number;
     heads: number;
@@ -137,11 +135,6 @@ export interface ExplainResult {
   textAttentions?: LayerTensor[][];
   /** Milliseconds: forward pass, and each method after it. */
   timings: Record<string, number>;
-}
-
-function asList<T>(v: T | readonly T[] | undefined, fallback: T): T[] {
-  if (v === undefined) return [fallback];
-  return Array.isArray(v) ? [...(v as readonly T[])] : [v as T];
 }
 
 function softmax(values: Float32Array): number[] {
@@ -207,13 +200,12 @@ function checkCheferStart(start: StartLayer, encoders: { name: string; layers: n
 /** Explains one image with an already loaded model (reuse it across images: sessions are cached on it). */
 export async function explainWithModel(model: ExplainModel, gradients: GradientEngine, image: PreparedImage, options: ExplainOptions = {}): Promise<ExplainResult> {
   validateOptions(options);
-  const family = model.family;
+  const family = model.familyRules;
   const explicit = options.methods !== undefined;
   const methods = new Set<ExplainMethod>(options.methods ?? EXPLAIN_METHODS);
   const texts = options.texts ?? [];
-  if (family === 'vit' && texts.length > 0) throw new ExplainError(`texts are only used with CLIP models; ${model.info.dir} is a ${model.info.modelType} image model`, { field: 'texts' });
-  if (family === 'clip' && options.classIndex !== undefined) throw new ExplainError('classIndex applies to image classifiers; for CLIP pass texts', { field: 'classIndex' });
-  const tokenized: TokenizedTexts | undefined = family === 'clip' && texts.length > 0 ? model.tokenize(texts) : undefined;
+  family.checkOptions(model, { texts, classIndex: options.classIndex });
+  const tokenized: TokenizedTexts | undefined = texts.length > 0 ? model.tokenize(texts) : undefined;
 
   // Refuse a bad class before any (possibly slow) graph building or inference.
   const classCount = model.staticClassCount;
@@ -222,20 +214,11 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   }
 
   const timings: Record<string, number> = {};
-  // A ViT classifier asked for gradient methods runs its forward through the two-phase VJP: the same pass gives
-  // logits and attention maps and keeps the residuals, so each class then costs one backward run.
-  const classGradients = family === 'vit' && model.hasScores && (methods.has('grad-rollout') || methods.has('chefer'));
-  if (classGradients) await gradients.prepareClassForward(image);
-  else await model.ready();
+  const wantGradients = METHODS.some((m) => m.needs === 'gradients' && methods.has(m.name));
+  await family.prepare(model, gradients, image, wantGradients);
   let t0 = performance.now();
-  let classForward: ClassForward | undefined;
-  let fwd: ForwardResult;
-  if (classGradients) {
-    classForward = await gradients.classForward(image);
-    fwd = { logits: classForward.logits, vision: classForward.vision };
-  } else {
-    fwd = await model.forward(image, tokenized);
-  }
+  const forward = await family.forward(model, gradients, image, tokenized, wantGradients);
+  const fwd = forward.fwd;
   timings.forward = performance.now() - t0;
   const vision = fwd.vision;
   const layout = model.layout(image, vision[0].keys);
@@ -251,23 +234,17 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
       'CLS-row methods use token 0 and the patch columns only, and mean attention distance drops all of them');
   }
   const cls = clsProblem(layout);
-  if (cls) for (const m of ['heads', 'rollout', 'grad-rollout', 'chefer'] as const) if (methods.has(m)) notApplicable(m, cls);
-  if (family === 'clip' && !tokenized && methods.has('chefer')) notApplicable('chefer', 'CLIP relevance explains an image–text pair: give at least one text');
-  if (family === 'vit' && !model.hasScores) {
-    for (const m of ['grad-rollout', 'chefer'] as const) {
-      if (methods.has(m)) notApplicable(m, `${model.info.onnxPath} has no 'logits' output (a backbone without classification head, e.g. DINO), so there is no class score to differentiate`);
-    }
-  }
-  if (family === 'clip' && methods.has('grad-rollout')) notApplicable('grad-rollout', 'gradient rollout explains a class logit; CLIP has no classes (use chefer with texts)');
+  if (cls) for (const m of METHODS) if (m.readsCls && methods.has(m.name)) notApplicable(m.name, cls);
+  for (const [m, reason] of family.inapplicable(model, tokenized)) if (methods.has(m)) notApplicable(m, reason);
   // Before the (slower) gradient runs: a bad start layer would otherwise surface as a RangeError after them.
   if (methods.has('chefer') && options.cheferStart !== undefined) {
     const textLayers = fwd.text?.[0]?.length;
-    checkCheferStart(options.cheferStart, [{ name: 'vision', layers: vision.length }, ...(family === 'clip' && textLayers ? [{ name: 'text', layers: textLayers }] : [])]);
+    checkCheferStart(options.cheferStart, [{ name: 'vision', layers: vision.length }, ...(textLayers ? [{ name: 'text', layers: textLayers }] : [])]);
   }
 
   const result: ExplainResult = {
     model: {
-      dir: model.info.dir, family, modelType: model.info.modelType, layers: vision.length, heads: vision[0].heads,
+      dir: model.info.dir, family: family.name, modelType: model.info.modelType, layers: vision.length, heads: vision[0].heads,
       tokens: layout.tokens, prefixTokens: layout.prefixTokens, grid: layout.grid, patch: model.info.patch,
     },
     image, rollout: [], gradRollout: [], chefer: [], skipped, notes, attentions: vision, textAttentions: fwd.text, timings,
@@ -275,7 +252,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
 
   // Scores.
   let explainClasses: number[] = [];
-  if (family === 'vit' && !fwd.logits && options.classIndex !== undefined) {
+  if (!fwd.logits && options.classIndex !== undefined) {
     throw new ExplainError(`classIndex ${options.classIndex} was given but ${model.info.onnxPath} has no 'logits' output (no classification head)`, { field: 'classIndex' });
   }
   if (fwd.logits) {
@@ -299,101 +276,28 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     const probs = softmax(fwd.similarities);
     result.similarities = tokenized.texts.map((text, i) => ({ index: i, text, logit: fwd.similarities![i], probability: probs[i] }));
   }
-  const labelOf = (c: number): string => model.info.labels?.[c] ?? `class_${c}`;
 
-  if (methods.has('heads')) {
-    t0 = performance.now();
-    const L = vision.length;
-    const requested = options.headsLayer ?? -1;
-    const layer = requested < 0 ? L + requested : requested;
-    if (!Number.isInteger(layer) || layer < 0 || layer >= L) throw new ExplainError(`heads layer ${requested} is out of range: the model has ${L} layers (use 0..${L - 1}, or -${L}..-1 from the end)`, { field: 'headsLayer' });
-    result.heads = { layer, maps: clsAttentionMaps(vision[layer], layout.grid, layout.prefixTokens) };
-    timings.heads = performance.now() - t0;
-  }
-
-  if (methods.has('rollout')) {
-    t0 = performance.now();
-    const normalization = options.rolloutNormalization ?? 'vit-explain';
-    fwd.fused ??= await model.fuseHeads(vision);
-    for (const fusion of asList<HeadFusion>(options.headFusion, 'max')) {
-      for (const discard of asList(options.discard, 0.9)) {
-        const map = attentionRollout(vision, {
-          headFusion: fusion, discardRatio: discard, normalization, grid: layout.grid, prefixTokens: layout.prefixTokens, fused: fwd.fused?.[fusion],
-        });
-        result.rollout.push({ fusion, discard, normalization, map });
+  // The methods: those reading only the attention maps first, then those needing gradients, which share one
+  // gradient run per explained score.
+  const ctx: MethodContext = { model, options, vision, layout, fwd, result };
+  let targets: GradientTarget[] | undefined;
+  for (const method of [...METHODS.filter((m) => m.needs === 'attention'), ...METHODS.filter((m) => m.needs === 'gradients')]) {
+    if (!methods.has(method.name)) continue;
+    if (method.needs === 'attention') {
+      t0 = performance.now();
+      await method.run(ctx);
+    } else {
+      if (!targets) {
+        t0 = performance.now();
+        targets = await forward.gradients(explainClasses);
+        timings.gradients = performance.now() - t0;
       }
-    }
-    timings.rollout = performance.now() - t0;
-  }
-
-  if (methods.has('distance')) {
-    t0 = performance.now();
-    result.distance = { values: meanAttentionDistances(vision, layout.grid, model.info.patch, layout.prefixTokens), patch: model.info.patch };
-    timings.distance = performance.now() - t0;
-  }
-
-  const wantGrad = methods.has('grad-rollout') || methods.has('chefer');
-  if (wantGrad && family === 'vit') {
-    if (!fwd.logits) throw new ExplainError('internal: no logits', { kind: 'internal' });
-    t0 = performance.now();
-    const grads: AttentionGradients[] = [];
-    if (classForward) for (const c of explainClasses) grads.push(await classForward.gradients(c));
-    else grads.push(...(await gradients.forClasses(image, explainClasses)));
-    timings.gradients = performance.now() - t0;
-    if (methods.has('grad-rollout')) {
       t0 = performance.now();
-      const variant = options.gradRollout ?? 'vit-explain';
-      grads.forEach((g, i) => {
-        const gradsForRollout = variant === 'vit-explain' ? g.vision.map((a, l) => softmaxInputGradient(a, g.visionGrads[l])) : g.visionGrads;
-        for (const discard of asList(options.discard, 0.9)) {
-          const map = gradientRollout(g.vision, gradsForRollout, {
-            discardRatio: discard, normalization: options.rolloutNormalization ?? 'vit-explain',
-            pairing: variant === 'vit-explain' ? 'vit-explain' : 'aligned', grid: layout.grid, prefixTokens: layout.prefixTokens,
-          });
-          result.gradRollout.push({ classIndex: explainClasses[i], label: labelOf(explainClasses[i]), discard, variant, map });
-        }
-      });
-      timings['grad-rollout'] = performance.now() - t0;
+      await method.run({ ...ctx, targets });
     }
-    if (methods.has('chefer')) {
-      t0 = performance.now();
-      const start = options.cheferStart ?? 'all';
-      resolveStartLayer(start, vision.length);
-      grads.forEach((g, i) => {
-        const row = cheferRelevanceRow(g.vision, g.visionGrads, start, 0);
-        result.chefer.push({ start, classIndex: explainClasses[i], label: labelOf(explainClasses[i]), image: clsRowToGrid(row, layout.grid, layout.prefixTokens, false) });
-      });
-      timings.chefer = performance.now() - t0;
-    }
-  } else if (methods.has('chefer') && family === 'clip' && tokenized) {
-    t0 = performance.now();
-    const grads = await gradients.forTexts(image, tokenized);
-    timings.gradients = performance.now() - t0;
-    t0 = performance.now();
-    const start = options.cheferStart ?? 'last';
-    grads.forEach((g, t) => result.chefer.push(cheferClip(g, t, tokenized, start, layout, model)));
-    timings.chefer = performance.now() - t0;
+    timings[method.name] = performance.now() - t0;
   }
   return result;
-}
-
-function cheferClip(g: AttentionGradients, t: number, tok: TokenizedTexts, start: StartLayer, layout: TokenLayout, model: ExplainModel): CheferResult {
-  const row = cheferRelevanceRow(g.vision, g.visionGrads, start, 0);
-  const out: CheferResult = { start, textIndex: t, text: tok.texts[t], image: clsRowToGrid(row, layout.grid, layout.prefixTokens, false) };
-  if (g.text && g.textGrads && g.text.length > 0) {
-    const n = g.text[0].queries;
-    const r = cheferRelevanceMatrix(g.text, g.textGrads, start);
-    const eot = tok.eot[t];
-    const raw: number[] = [];
-    for (let i = 1; i < eot; i++) raw.push(r[eot * n + i]);
-    const sum = raw.reduce((a, b) => a + b, 0);
-    const tokens = tok.tokens[t].slice(1, eot).map((token, i) => ({
-      token: model.tokenizer?.tokenText(token) ?? token, score: raw[i], normalized: sum !== 0 ? raw[i] / sum : 0,
-    }));
-    out.tokens = tokens;
-    out.textRelevance = { size: n, data: Float32Array.from(r) };
-  }
-  return out;
 }
 
 /** Loads the model, explains one image, releases the sessions. For many images, load once and use explainWithModel. */

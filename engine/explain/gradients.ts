@@ -12,7 +12,8 @@ import { buildVjp, VjpRunner, type VjpModel } from '../onnx/autodiff/index.js';
 import { Graph, valueInfoType } from '../onnx/graph.js';
 import { openSession, runSession, ort } from '../onnx/session.js';
 import { ExplainError } from './errors.js';
-import { siteItem, type ExplainModel, type TokenizedTexts } from './model.js';
+import type { ExplainModel, TokenizedTexts } from './model.js';
+import { siteItem } from './sites.js';
 import type { PreparedImage } from './preprocess.js';
 import type { LayerTensor } from './tensor.js';
 
@@ -100,7 +101,7 @@ export class GradientEngine {
    */
   async classForward(image: PreparedImage): Promise<ClassForward> {
     const m = this.model;
-    if (m.family !== 'vit') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
+    if (m.familyRules.scores !== 'classes') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
     const runner = await this.runner([1, image.dims[1], image.dims[2], image.dims[3]]);
     const score = m.scoreOutput;
     const { seeds, residuals } = await runner.forward(m.feeds(image, undefined));
@@ -136,7 +137,7 @@ export class GradientEngine {
 
   /** ViT: gradients of logits[c] for each class c (one batched run when the batch dim is free). */
   async forClasses(image: PreparedImage, classes: readonly number[]): Promise<AttentionGradients[]> {
-    if (this.model.family !== 'vit') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
+    if (this.model.familyRules.scores !== 'classes') throw new ExplainError('class gradients need an image classifier (ViT/DeiT/DINO with a head)');
     if (classes.length === 0) return [];
     if (this.batchable || classes.length === 1) return this.classRun(image, classes);
     const out: AttentionGradients[] = [];
@@ -171,7 +172,7 @@ export class GradientEngine {
 
   /** CLIP: for each text t, gradients of logits_per_image[t, t] with the image repeated per text (Chefer's `interpret`). */
   async forTexts(image: PreparedImage, texts: TokenizedTexts): Promise<AttentionGradients[]> {
-    if (this.model.family !== 'clip') throw new ExplainError('image–text gradients need a CLIP model');
+    if (this.model.familyRules.scores !== 'texts') throw new ExplainError('image–text gradients need a CLIP model');
     const t = texts.texts.length;
     if (t === 0) throw new ExplainError('Chefer relevance for CLIP needs at least one text (--text "...")', { field: 'texts' });
     if (this.batchable || t === 1) return this.textRun(image, texts);

@@ -1,7 +1,7 @@
 // An explainable model: the folder's facts, its image processor (and CLIP tokenizer), the attention sites found by
 // graph surgery, and an ORT session of the graph with every attention probability exposed as an extra output.
 // One forward pass yields the logits (or CLIP similarities) and all attention maps; gradient methods add a VJP
-// graph on top (gradients.ts).
+// graph on top (gradients.ts). What differs by family (ViT, CLIP) is in families/.
 import type * as ortTypes from 'onnxruntime-node';
 import { loadModel, opsetVersion, type OnnxModel } from '../onnx/model.js';
 import { Graph, valueInfoType } from '../onnx/graph.js';
@@ -9,12 +9,15 @@ import { DataType, hostTensor } from '../onnx/tensor.js';
 import { inferShapes } from '../onnx/shapes.js';
 import { openSession, runSession, ort, type Feeds } from '../onnx/session.js';
 import type { ConcreteDevice } from '../onnx/device.js';
+export { siteItem } from './sites.js';
 import { findAttentionSites, exposeAttention, AttentionDiscoveryError, type AttentionSite } from '../attention/discover.js';
-import { ClipTokenizer } from '../diffusion/tokenizer.js';
+import type { ClipTokenizer } from '../text/tokenizer.js';
 import { readModelFolder, type ExplainModelInfo } from './folder.js';
 import { ImagePreprocessor, type PreparedImage } from './preprocess.js';
 import { ExplainError, MODEL_INVALID } from './errors.js';
-import { sliceBatch, type LayerTensor } from './tensor.js';
+import type { LayerTensor } from './tensor.js';
+import { siteItem } from './sites.js';
+import { FAMILIES, type ExplainFamily } from './families/index.js';
 import type { Grid, HeadFusion } from './rollout.js';
 import { HeadFuser } from './fuser.js';
 
@@ -106,7 +109,7 @@ export class ExplainModel {
         'a CNN or an ORT-fused export has no attention probabilities to show.', MODEL_INVALID);
     }
     const preprocessor = await ImagePreprocessor.fromFolder(info.dir);
-    const tokenizer = info.family === 'clip' ? await ClipTokenizer.fromFolder(info.dir) : undefined;
+    const tokenizer = await FAMILIES[info.family].loadTokenizer(info.dir);
     return new ExplainModel(info, onnx, vision, text, preprocessor, tokenizer, options);
   }
 
@@ -124,7 +127,7 @@ export class ExplainModel {
       } else if (v.name === 'input_ids' || v.name === 'attention_mask') {
         dims[v.name] = [1, info.maxTextLength ?? 77];
       } else {
-        throw new ExplainError(`${info.onnxPath} has an input '${v.name}' Heed does not know how to feed (expected pixel_values${info.family === 'clip' ? ', input_ids, attention_mask' : ''})`, MODEL_INVALID);
+        throw new ExplainError(`${info.onnxPath} has an input '${v.name}' Heed does not know how to feed (expected ${['pixel_values', ...FAMILIES[info.family].textInputs].join(', ')})`, MODEL_INVALID);
       }
     }
     if (!dims.pixel_values) throw new ExplainError(`${info.onnxPath} has no 'pixel_values' input: it is not an image model Heed can explain`, MODEL_INVALID);
@@ -135,6 +138,11 @@ export class ExplainModel {
     return this.info.family;
   }
 
+  /** What is specific to the model's family (inputs, score, applicable methods, gradient runs). */
+  get familyRules(): ExplainFamily {
+    return FAMILIES[this.info.family];
+  }
+
   /** Graph output names of the exported model. */
   get outputNames(): string[] {
     return this.onnx.proto.graph?.output.map((o) => o.name) ?? [];
@@ -142,24 +150,20 @@ export class ExplainModel {
 
   /** Whether the model has a score to explain: class logits (ViT classifiers) or logits_per_image (CLIP). */
   get hasScores(): boolean {
-    return this.outputNames.includes(this.family === 'clip' ? 'logits_per_image' : 'logits');
+    return this.outputNames.includes(this.familyRules.scoreOutput);
   }
 
   /** Number of classes when the export declares it statically (logits [batch, C]) or config.json lists labels. */
   get staticClassCount(): number | undefined {
-    if (this.family !== 'vit' || !this.hasScores) return undefined;
-    const out = this.onnx.proto.graph?.output.find((o) => o.name === 'logits');
-    const dims = out ? valueInfoType(out)?.dims : undefined;
-    const last = dims?.[dims.length - 1];
-    return typeof last === 'number' ? last : this.info.labels?.length;
+    return this.familyRules.staticClassCount(this);
   }
 
   /** Graph output holding the class logits (ViT) or image→text logits (CLIP). */
   get scoreOutput(): string {
-    const want = this.family === 'clip' ? 'logits_per_image' : 'logits';
+    const want = this.familyRules.scoreOutput;
     if (this.outputNames.includes(want)) return want;
     throw new ExplainError(`${this.info.onnxPath} has no '${want}' output (outputs: ${this.outputNames.join(', ')}): ` +
-      (this.family === 'vit' ? 'it is a backbone without a classification head (DINO-style), so there is no class to explain' : 'export the full CLIPModel'));
+      this.familyRules.missingScoreHint);
   }
 
   async prepareImage(input: string | Uint8Array): Promise<PreparedImage> {
@@ -207,12 +211,7 @@ export class ExplainModel {
     const pixels = new Float32Array(imageBatch * image.pixelValues.length);
     for (let b = 0; b < imageBatch; b++) pixels.set(image.pixelValues, b * image.pixelValues.length);
     const feeds: Feeds = { pixel_values: new ort.Tensor('float32', pixels, [imageBatch, c, h, w]) };
-    if (this.family === 'clip') {
-      const tok = texts ?? this.tokenize(['']);
-      const n = tok.texts.length;
-      feeds.input_ids = new ort.Tensor('int64', tok.ids, [n, tok.length]);
-      feeds.attention_mask = new ort.Tensor('int64', tok.mask, [n, tok.length]);
-    }
+    this.familyRules.addTextFeeds(this, feeds, texts);
     return feeds;
   }
 
@@ -248,12 +247,7 @@ export class ExplainModel {
     }
     if (!score) return { vision, fused };
     const scores = out[score].data as Float32Array;
-    if (this.family === 'clip') {
-      const count = texts?.texts.length ?? 0;
-      const text = Array.from({ length: count }, (_, t) => this.textSites.map((s) => siteItem(out[s.probs], s, t)));
-      return { similarities: Float32Array.from(scores.subarray(0, count)), vision, text, fused };
-    }
-    return { logits: Float32Array.from(scores), vision, fused };
+    return { ...this.familyRules.readScores(this, out, scores, texts), vision, fused };
   }
 
   /** Head fusion of per-head maps by onnxruntime (for forwards that did not fuse in-graph). */
@@ -266,15 +260,6 @@ export class ExplainModel {
     await this.session?.release();
     this.session = undefined;
   }
-}
-
-/** Batch item `b` of an exposed attention output. */
-export function siteItem(t: ortTypes.Tensor, site: AttentionSite, b: number): LayerTensor {
-  const dims = t.dims.map(Number);
-  const q = dims[dims.length - 2];
-  const k = dims[dims.length - 1];
-  const batch = site.layout === 'b,h,q,k' ? dims[0] : dims[0] / site.heads;
-  return sliceBatch(t.data as Float32Array, batch, site.heads, q, k, b);
 }
 
 /**

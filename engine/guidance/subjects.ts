@@ -1,6 +1,6 @@
 // Turns the user's subjects (words, `auto`, or raw token indices) into the token positions Attend-and-Excite scores.
 import nlp from 'compromise';
-import type { TokenizedPrompt, WordAlignment } from '../diffusion/tokenizer.js';
+import type { TokenizedPrompt, WordAlignment } from '../text/tokenizer.js';
 import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export interface ResolvedSubject {

@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { encodeNpy } from '../io/npy.js';
 import type { GenerateResult } from '../diffusion/pipeline.js';
-import type { TokenizedPrompt } from '../diffusion/tokenizer.js';
+import type { TokenizedPrompt } from '../text/tokenizer.js';
 
 export interface TraceFile {
   file: string;

@@ -2,7 +2,7 @@
 // tokenizes on request, so neither blocks the server's main thread. Pure JS, no onnxruntime: a worker thread is
 // enough here (see worker-handle.ts for why jobs use processes).
 import { parentPort } from 'node:worker_threads';
-import { ClipTokenizer } from '../diffusion/tokenizer.js';
+import { ClipTokenizer } from '../text/tokenizer.js';
 import type { TokenizeResult } from '../protocol/index.js';
 
 export type TokenizeRequestMsg = { seq: number; dir: string; text: string };

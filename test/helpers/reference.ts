@@ -1,29 +1,14 @@
 // Locates ../shared/reference (the reference exports and the outputs of the original Python code) for conformance
 // tests. Tests that need it call requireReference(this) first: when the folder is absent they print why and skip,
 // so a checkout without the shared data still runs its other tests.
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { referenceDir } from '../../bench/lib/reference.js';
+
+export { referenceDir };
 
 /** Minimal view of a mocha context, so this helper does not depend on mocha's types at runtime. */
 export interface SkippableContext {
   skip(): void;
-}
-
-/**
- * The reference folder, or null when absent. HEED_REFERENCE overrides the location (and only it is tried); otherwise it is
- * `<repo>/../shared/reference`, found from this file (compiled into dist/test/helpers/) or the working directory.
- */
-export function referenceDir(): string | null {
-  const fromEnv = process.env.HEED_REFERENCE;
-  if (fromEnv) return existsSync(join(resolve(fromEnv), 'README.md')) ? resolve(fromEnv) : null; // explicit: no fallback
-  const candidates: string[] = [];
-  const here = dirname(fileURLToPath(import.meta.url));
-  // dist/test/helpers -> repo root is three levels up; test/helpers (ts-node style) is two.
-  candidates.push(resolve(here, '../../../../shared/reference'), resolve(here, '../../../shared/reference'));
-  candidates.push(resolve(process.cwd(), '../shared/reference'));
-  for (const c of candidates) if (existsSync(join(c, 'README.md'))) return c;
-  return null;
 }
 
 let warned = false;
