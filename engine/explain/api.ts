@@ -14,9 +14,12 @@ import { clsAttentionMaps } from './heads.js';
 import { clsRowToGrid } from './rollout.js';
 import type { GridMap, LayerTensor } from './tensor.js';
 import type { PreparedImage } from './preprocess.js';
+import { LRP_METHODS, isLrpMethod, runLrpMethods, type LrpMethod, type LrpMethodResult } from './methods/lrp-run.js';
 
-export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance';
-export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
+export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance' | LrpMethod;
+export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance', ...LRP_METHODS];
+/** What runs when no method is named: the LRP family (methods/lrp-run.ts) runs only when asked for. */
+export const DEFAULT_EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
 
 /**
  * 'vit-explain' (default) reproduces the repo's gradient hook: the gradient w.r.t. the softmax INPUT, paired with
@@ -128,6 +131,8 @@ export interface ExplainResult {
   rollout: RolloutResult[];
   gradRollout: GradRolloutResult[];
   chefer: CheferResult[];
+  /** transformer-attribution, partial-lrp, raw-attention, gradcam (methods/lrp-run.ts). */
+  lrp: LrpMethodResult[];
   distance?: DistanceResult;
   /** Methods asked for by default that do not apply, with the reason. */
   skipped: { method: ExplainMethod; reason: string }[];
@@ -209,7 +214,8 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   validateOptions(options);
   const family = model.family;
   const explicit = options.methods !== undefined;
-  const methods = new Set<ExplainMethod>(options.methods ?? EXPLAIN_METHODS);
+  const methods = new Set<ExplainMethod>(options.methods ?? DEFAULT_EXPLAIN_METHODS);
+  const lrpMethods = [...methods].filter(isLrpMethod);
   const texts = options.texts ?? [];
   if (family === 'vit' && texts.length > 0) throw new ExplainError(`texts are only used with CLIP models; ${model.info.dir} is a ${model.info.modelType} image model`);
   if (family === 'clip' && options.classIndex !== undefined) throw new ExplainError('classIndex applies to image classifiers; for CLIP pass texts');
@@ -224,8 +230,9 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   const timings: Record<string, number> = {};
   // A ViT classifier asked for gradient methods runs its forward through the two-phase VJP: the same pass gives
   // logits and attention maps and keeps the residuals, so each class then costs one backward run.
-  const classGradients = family === 'vit' && model.hasScores && (methods.has('grad-rollout') || methods.has('chefer'));
+  const classGradients = family === 'vit' && model.hasScores && (methods.has('grad-rollout') || methods.has('chefer') || lrpMethods.length > 0);
   if (classGradients) await gradients.prepareClassForward(image);
+  if (classGradients && lrpMethods.some((m) => m === 'transformer-attribution' || m === 'partial-lrp')) await gradients.lrp.prepare(image);
   else await model.ready();
   let t0 = performance.now();
   let classForward: ClassForward | undefined;
@@ -251,16 +258,17 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
       'CLS-row methods use token 0 and the patch columns only, and mean attention distance drops all of them');
   }
   const cls = clsProblem(layout);
-  if (cls) for (const m of ['heads', 'rollout', 'grad-rollout', 'chefer'] as const) if (methods.has(m)) notApplicable(m, cls);
+  if (cls) for (const m of ['heads', 'rollout', 'grad-rollout', 'chefer', ...LRP_METHODS] as const) if (methods.has(m)) notApplicable(m, cls);
+  if (family === 'clip') for (const m of lrpMethods) notApplicable(m, 'the LRP methods explain a class logit of an image classifier (ViT/DeiT); for CLIP use chefer with texts');
   if (family === 'clip' && !tokenized && methods.has('chefer')) notApplicable('chefer', 'CLIP relevance explains an image–text pair: give at least one text');
   if (family === 'vit' && !model.hasScores) {
-    for (const m of ['grad-rollout', 'chefer'] as const) {
+    for (const m of ['grad-rollout', 'chefer', ...LRP_METHODS] as const) {
       if (methods.has(m)) notApplicable(m, `${model.info.onnxPath} has no 'logits' output (a backbone without classification head, e.g. DINO), so there is no class score to differentiate`);
     }
   }
   if (family === 'clip' && methods.has('grad-rollout')) notApplicable('grad-rollout', 'gradient rollout explains a class logit; CLIP has no classes (use chefer with texts)');
   // Before the (slower) gradient runs: a bad start layer would otherwise surface as a RangeError after them.
-  if (methods.has('chefer') && options.cheferStart !== undefined) {
+  if ((methods.has('chefer') || methods.has('transformer-attribution')) && options.cheferStart !== undefined) {
     const textLayers = fwd.text?.[0]?.length;
     checkCheferStart(options.cheferStart, [{ name: 'vision', layers: vision.length }, ...(family === 'clip' && textLayers ? [{ name: 'text', layers: textLayers }] : [])]);
   }
@@ -270,7 +278,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
       dir: model.info.dir, family, modelType: model.info.modelType, layers: vision.length, heads: vision[0].heads,
       tokens: layout.tokens, prefixTokens: layout.prefixTokens, grid: layout.grid, patch: model.info.patch,
     },
-    image, rollout: [], gradRollout: [], chefer: [], skipped, notes, attentions: vision, textAttentions: fwd.text, timings,
+    image, rollout: [], gradRollout: [], chefer: [], lrp: [], skipped, notes, attentions: vision, textAttentions: fwd.text, timings,
   };
 
   // Scores.
@@ -332,7 +340,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     timings.distance = performance.now() - t0;
   }
 
-  const wantGrad = methods.has('grad-rollout') || methods.has('chefer');
+  const wantGrad = methods.has('grad-rollout') || methods.has('chefer') || LRP_METHODS.some((m) => methods.has(m));
   if (wantGrad && family === 'vit') {
     if (!fwd.logits) throw new ExplainError('internal: no logits');
     t0 = performance.now();
@@ -365,6 +373,10 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
       });
       timings.chefer = performance.now() - t0;
     }
+    result.lrp = await runLrpMethods({
+      methods, engine: gradients.lrp, image, gradients: grads, classes: explainClasses, labelOf, layout, timings,
+      startLayer: resolveStartLayer(options.cheferStart ?? 'all', vision.length),
+    });
   } else if (methods.has('chefer') && family === 'clip' && tokenized) {
     t0 = performance.now();
     const grads = await gradients.forTexts(image, tokenized);
