@@ -206,3 +206,39 @@ describe('explain LRP builder: rule registry', () => {
     }
   });
 });
+
+describe('explain LRP family through the explain pipeline (geo2)', () => {
+  it('the four methods run when named, write the documented files, and equal the direct computation', async function () {
+    const dir = join(FIXTURES, 'geo2');
+    const { explainWithModel } = await import('../engine/explain/api.js');
+    const { writeExplainOutputs } = await import('../engine/explain/outputs.js');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const model = await ExplainModel.load(dir);
+    const grads = new GradientEngine(model);
+    const out = mkdtempSync(join(tmpdir(), 'heed-lrp-'));
+    try {
+      const image = prepared(readNpyFloat32(join(dir, 'pixel_values.npy')));
+      const methods = ['transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam'] as const;
+      const res = await explainWithModel(model, grads, image, { methods, classIndex: 1 });
+      assert.deepEqual(res.lrp.map((r) => r.method), [...methods]);
+      const rel = await grads.lrp.relevance(image, 1);
+      const g = await (await grads.classForward(image)).gradients(1);
+      const direct = transformerAttribution(rel.cams, g.visionGrads, 0);
+      assert.ok(relErr(res.lrp[0].map.data, direct) < 1e-6);
+      assert.equal(res.lrp[0].map.height, 14);
+      const written = await writeExplainOutputs(res, join(out, 'o'), join(out, 't'));
+      for (const f of ['transformer_attribution_1', 'partial_lrp_1', 'raw_attention_1', 'gradcam_1']) {
+        assert.ok(written.files.includes(`${f}.png`), `${f}.png written`);
+        assert.ok(written.traceFiles.includes(`${f}.npy`), `${f}.npy written`);
+      }
+      // Default runs leave the LRP family out.
+      const plain = await explainWithModel(model, grads, image, { classIndex: 1 });
+      assert.equal(plain.lrp.length, 0);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+      await grads.release();
+      await model.release();
+    }
+  });
+});
