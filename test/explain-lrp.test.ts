@@ -149,6 +149,20 @@ for (const c of cases) {
           exact('gradcam', cam, 'gradcam');
         }
       });
+
+      it(`class ${cls}: LRP-αβ with α = 2, β = 1 (the general rule): partial-lrp as their relprop(alpha=2)`, async () => {
+        const lrp2 = new LrpEngine(model, 2);
+        try {
+          const map = partialLrp((await lrp2.relevance(image, cls)).cams);
+          expectRel('partial-lrp α=2 (float32 reference)', map, ref(`partial-lrp_alpha2_cls${cls}.npy`));
+          expectRel('partial-lrp α=2 (float64 reference)', map, ref(`partial-lrp_alpha2_cls${cls}_f64.npy`));
+          const vsAlpha1 = relErr(map, ref(`partial-lrp_cls${cls}.npy`));
+          console.log(`      (α = 2 vs α = 1 maps differ by ${vsAlpha1.toExponential(2)})`);
+          assert.ok(vsAlpha1 > 1e-3, 'α = 2 should change the map');
+        } finally {
+          await lrp2.release();
+        }
+      });
     }
 
     it('conserves relevance: ΣR = 1 (the one-hot on the logit) at every block boundary, up to safe_divide\'s ε', async () => {
