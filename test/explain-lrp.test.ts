@@ -256,3 +256,17 @@ describe('explain LRP family through the explain pipeline (geo2)', () => {
     }
   });
 });
+
+describe('explain LRP family: where it does not apply', () => {
+  it('CLIP: named LRP methods are refused with the reason (no class logit)', async function () {
+    const ref = requireReference(this);
+    const { explainImage } = await import('../engine/explain/api.js');
+    const { MethodNotApplicableError } = await import('../engine/explain/errors.js');
+    for (const method of ['transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam'] as const) {
+      await assert.rejects(
+        explainImage(join(ref, 'clip-tiny'), join(ref, 'synthetic_image.png'), { methods: [method], texts: ['a red disk'] }),
+        (e: unknown) => e instanceof MethodNotApplicableError && e.method === method && /class logit/.test(e.message),
+      );
+    }
+  });
+});
