@@ -17,6 +17,7 @@ import { attentionRollout, gradientRollout, softmaxInputGradient } from '../engi
 import { cheferRelevanceRow } from '../engine/explain/chefer.js';
 import { meanAttentionDistances } from '../engine/explain/distance.js';
 import { clsAttentionMaps } from '../engine/explain/heads.js';
+import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from '../engine/explain/methods/lrp-maps.js';
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -95,6 +96,28 @@ async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps:
     out[`${name}_grad_rollout_after_forward_ms`] = backward.ms + gradRollout.ms;
     out[`${name}_chefer_after_forward_ms`] = backward.ms + chefer.ms;
     out[`${name}_chefer_over_forward`] = (backward.ms + chefer.ms) / fwd.ms;
+    // LRP family (engine/explain/lrp, methods/lrp-maps.ts). The relevance session recomputes the forward itself, so
+    // `lrp_run_ms` is forward + relevance pass; transformer-attribution and gradcam also need the backward above.
+    t0 = performance.now();
+    await grads.lrp.prepare(image);
+    out[`${name}_lrp_build_ms`] = performance.now() - t0;
+    const lrpRun = await timed(reps, () => grads.lrp.relevance(image, top));
+    out[`${name}_lrp_run_ms`] = lrpRun.ms;
+    const cams = lrpRun.value.cams;
+    const ta = await timed(reps, () => transformerAttribution(cams, g.visionGrads, 0, prefixTokens));
+    const plrp = await timed(reps, () => partialLrp(cams, prefixTokens));
+    const raw = await timed(reps, () => rawAttention(g.vision, prefixTokens));
+    const gcam = await timed(reps, () => attentionGradCam(g.vision, g.visionGrads, prefixTokens));
+    const after: Record<string, number> = {
+      'transformer-attribution': backward.ms + lrpRun.ms + ta.ms,
+      'partial-lrp': lrpRun.ms + plrp.ms,
+      'raw-attention': raw.ms,
+      gradcam: backward.ms + gcam.ms,
+    };
+    for (const [m, v] of Object.entries(after)) {
+      out[`${name}_${m}_after_forward_ms`] = v;
+      out[`${name}_${m}_over_forward`] = v / fwd.ms;
+    }
     // For comparison: one single-session VJP run (forward + backward together), as used for CLIP and fixed batches.
     t0 = performance.now();
     await grads.forClasses(image, [top]);

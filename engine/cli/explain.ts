@@ -20,7 +20,9 @@ const GRAD_VARIANTS: readonly GradRolloutVariant[] = ['vit-explain', 'corrected'
 /** Layer indices beyond any real model; the engine checks the actual layer count once the model is loaded. */
 const MAX_LAYER = 1023;
 /** The explain engine's methods (engine/explain EXPLAIN_METHODS; listed here so parsing flags loads no model code). */
-export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
+export const EXPLAIN_METHODS: readonly ExplainMethod[] = [
+  'heads', 'rollout', 'grad-rollout', 'chefer', 'distance', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam',
+];
 
 export interface ExplainCliOptions extends OutputMode {
   model: string;
@@ -70,14 +72,14 @@ export function registerExplain(program: Command): Command {
     .requiredOption('--model <dir>', 'transformers.js/Optimum ONNX folder (config.json, preprocessor_config.json, onnx/model.onnx or model.onnx)')
     .requiredOption('--image <file>', 'the image (PNG, JPEG, WebP…)')
     .option('--text <text>', 'CLIP: a text to compare the image with (repeat for several)', collect)
-    .option('--method <name>', `method(s), repeatable or comma-separated: ${EXPLAIN_METHODS.join(', ')} (default: all that apply)`, collect)
+    .option('--method <name>', `method(s), repeatable or comma-separated: ${EXPLAIN_METHODS.join(', ')} (default: all that apply except the LRP family transformer-attribution, partial-lrp, raw-attention, gradcam, which run when named)`, collect)
     .option('--class <n>', 'ViT: class index to explain with grad-rollout / Chefer (default: the top class)', nonNegativeInt('--class'))
     .option('--top <k>', 'ViT: explain the top K classes', positiveInt('--top', 1000))
     .option('--head-fusion <f>', 'rollout head fusion: mean, max or min (repeatable; default max)', collect)
     .option('--discard <r>', 'rollout discard ratio in [0, 1) (repeatable or comma-separated; default 0.9)', collectNumbers('--discard', 0, 0.999999))
     .option('--rollout-normalization <n>', "rollout and gradient rollout normalisation: 'vit-explain' (the repo's column-wise division by row sums; default) or 'rows' (row-stochastic)", oneOf('--rollout-normalization', NORMALIZATIONS))
     .option('--grad-rollout <variant>', "gradient rollout: 'vit-explain' (the repo's hook: gradient w.r.t. the softmax input, layers paired in reverse; default) or 'corrected' (∂y/∂A of the same layer)", oneOf('--grad-rollout', GRAD_VARIANTS))
-    .option('--chefer-start <layer>', "Chefer relevance: first block accumulated — 'last', 'all' or a block index from 0 (default: all for ViT, as the ViT notebook; last for CLIP, as the CLIP notebook; CLIP applies it to the image and text encoders)", parseCheferStart)
+    .option('--chefer-start <layer>', "Chefer relevance: first block accumulated — 'last', 'all' or a block index from 0 (default: all for ViT, as the ViT notebook; last for CLIP, as the CLIP notebook; CLIP applies it to the image and text encoders; also transformer-attribution's start_layer, default 0)", parseCheferStart)
     .option('--heads-layer <n>', 'layer of the per-head CLS attention maps (heads method); negative counts from the end (default -1, the last)', integer('--heads-layer', -MAX_LAYER - 1, MAX_LAYER))
     .requiredOption('--out <dir>', 'output folder: PNG overlays, explain.json')
     .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')

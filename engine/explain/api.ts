@@ -12,9 +12,12 @@ import type { PreparedImage } from './preprocess.js';
 import type { ModelFamily } from './folder.js';
 import type { GradientTarget } from './families/index.js';
 import { METHODS, asList, type MethodContext } from './methods/index.js';
+import { LRP_METHODS, type LrpMethod, type LrpMethodResult } from './methods/lrp-run.js';
 
-export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance';
-export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
+export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance' | LrpMethod;
+export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance', ...LRP_METHODS];
+/** What runs when no method is named: the LRP family (methods/lrp-run.ts) runs only when asked for. */
+export const DEFAULT_EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance'];
 
 /**
  * 'vit-explain' (default) reproduces the repo's gradient hook: the gradient w.r.t. the softmax INPUT, paired with
@@ -126,6 +129,8 @@ export interface ExplainResult {
   rollout: RolloutResult[];
   gradRollout: GradRolloutResult[];
   chefer: CheferResult[];
+  /** transformer-attribution, partial-lrp, raw-attention, gradcam (methods/lrp-run.ts). */
+  lrp: LrpMethodResult[];
   distance?: DistanceResult;
   /** Methods asked for by default that do not apply, with the reason. */
   skipped: { method: ExplainMethod; reason: string }[];
@@ -202,7 +207,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   validateOptions(options);
   const family = model.familyRules;
   const explicit = options.methods !== undefined;
-  const methods = new Set<ExplainMethod>(options.methods ?? EXPLAIN_METHODS);
+  const methods = new Set<ExplainMethod>(options.methods ?? DEFAULT_EXPLAIN_METHODS);
   const texts = options.texts ?? [];
   family.checkOptions(model, { texts, classIndex: options.classIndex });
   const tokenized: TokenizedTexts | undefined = texts.length > 0 ? model.tokenize(texts) : undefined;
@@ -237,7 +242,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
   if (cls) for (const m of METHODS) if (m.readsCls && methods.has(m.name)) notApplicable(m.name, cls);
   for (const [m, reason] of family.inapplicable(model, tokenized)) if (methods.has(m)) notApplicable(m, reason);
   // Before the (slower) gradient runs: a bad start layer would otherwise surface as a RangeError after them.
-  if (methods.has('chefer') && options.cheferStart !== undefined) {
+  if ((methods.has('chefer') || methods.has('transformer-attribution')) && options.cheferStart !== undefined) {
     const textLayers = fwd.text?.[0]?.length;
     checkCheferStart(options.cheferStart, [{ name: 'vision', layers: vision.length }, ...(textLayers ? [{ name: 'text', layers: textLayers }] : [])]);
   }
@@ -247,7 +252,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
       dir: model.info.dir, family: family.name, modelType: model.info.modelType, layers: vision.length, heads: vision[0].heads,
       tokens: layout.tokens, prefixTokens: layout.prefixTokens, grid: layout.grid, patch: model.info.patch,
     },
-    image, rollout: [], gradRollout: [], chefer: [], skipped, notes, attentions: vision, textAttentions: fwd.text, timings,
+    image, rollout: [], gradRollout: [], chefer: [], lrp: [], skipped, notes, attentions: vision, textAttentions: fwd.text, timings,
   };
 
   // Scores.
@@ -279,7 +284,7 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
 
   // The methods: those reading only the attention maps first, then those needing gradients, which share one
   // gradient run per explained score.
-  const ctx: MethodContext = { model, options, vision, layout, fwd, result };
+  const ctx: MethodContext = { model, options, vision, layout, fwd, result, image, gradients };
   let targets: GradientTarget[] | undefined;
   for (const method of [...METHODS.filter((m) => m.needs === 'attention'), ...METHODS.filter((m) => m.needs === 'gradients')]) {
     if (!methods.has(method.name)) continue;

@@ -16,6 +16,7 @@ import type { ExplainModel, TokenizedTexts } from './model.js';
 import { siteItem } from './sites.js';
 import type { PreparedImage } from './preprocess.js';
 import type { LayerTensor } from './tensor.js';
+import { LrpEngine } from './lrp/engine.js';
 
 export interface AttentionGradients {
   /** Scores of this batch item (ViT logits row, or CLIP logits_per_image row). */
@@ -43,7 +44,12 @@ export class GradientEngine {
   private readonly cache = new Map<string, Promise<CompiledVjp>>();
   private readonly runners = new Map<string, Promise<VjpRunner>>();
 
-  constructor(readonly model: ExplainModel) {}
+  /** The relevance (LRP) pass of the same model, released with these sessions. */
+  readonly lrp: LrpEngine;
+
+  constructor(readonly model: ExplainModel) {
+    this.lrp = new LrpEngine(model);
+  }
 
   private compiled(inputDims: Record<string, number[]>): Promise<CompiledVjp> {
     const key = JSON.stringify(inputDims);
@@ -212,6 +218,7 @@ export class GradientEngine {
   }
 
   async release(): Promise<void> {
+    await this.lrp.release();
     const runners = [...this.runners.values()];
     this.runners.clear();
     for (const p of runners) {

@@ -7,6 +7,8 @@
 // PNGs: input.png, heads_layer<k>.png, rollout_<fusion>_<discard>.png, grad_rollout_<class>.png, chefer_<class>.png or
 // chefer_image_<t>.png + chefer_text_<t>.png (token strip), distance.png.
 //   distance.npy [layers, heads]
+// LRP family (methods/lrp-run.ts): transformer_attribution_<class>, partial_lrp_<class>, raw_attention_<class>,
+// gradcam_<class> (.png overlay, .npy [grid] in the trace folder).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeNpy } from '../io/npy.js';
@@ -14,6 +16,7 @@ import { overlayHeatmap, renderGrid, renderLineChart, encodePng, type RgbImage, 
 import type { ExplainResult } from '../explain/api.js';
 import { gridToNested, type GridMap } from '../explain/tensor.js';
 import { renderTokenRelevance } from '../explain/text-plot.js';
+import { lrpFileStem } from '../explain/methods/lrp-run.js';
 
 /** Python's str(float) for the ratios in file names: 0 → "0.0", 0.9 → "0.9". */
 export function formatRatio(r: number): string {
@@ -50,6 +53,7 @@ export function explainJson(result: ExplainResult): Record<string, unknown> {
         start: c.start, classIndex: c.classIndex, label: c.label, textIndex: c.textIndex, text: c.text,
         image: gridToNested(c.image), tokens: c.tokens,
       })),
+      lrp: result.lrp.map((r) => ({ method: r.method, classIndex: r.classIndex, label: r.label, startLayer: r.startLayer, map: gridToNested(r.map) })),
       distance: result.distance && { unit: 'pixels', patch: result.distance.patch, values: result.distance.values },
     },
     skipped: result.skipped,
@@ -88,6 +92,7 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
       put(`chefer_text_${c.textIndex}.png`, await renderTokenRelevance(c.text ?? '', c.tokens, `text relevance: "${c.text ?? ''}" (start layer ${c.start})`));
     }
   }
+  for (const r of result.lrp) put(`${lrpFileStem(r)}.png`, await overlayPng(base, r.map, 'minmax'));
   if (result.distance) {
     const heads = result.distance.values[0]?.length ?? 0;
     const series = Array.from({ length: heads }, (_, h) => ({
@@ -128,6 +133,7 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
         npy(`chefer_${c.classIndex}.npy`, c.image.data, [c.image.height, c.image.width]);
       }
     }
+    for (const r of result.lrp) npy(`${lrpFileStem(r)}.npy`, r.map.data, [r.map.height, r.map.width]);
     if (result.distance) {
       const v = result.distance.values;
       npy('distance.npy', Float32Array.from(v.flat()), [v.length, v[0]?.length ?? 0]);

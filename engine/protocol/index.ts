@@ -119,7 +119,7 @@ export const GenerateRequest = z.strictObject({
   trace: z.boolean().optional(),
 });
 
-export const ExplainMethod = z.enum(['rollout', 'grad-rollout', 'chefer', 'heads', 'distance']);
+export const ExplainMethod = z.enum(['rollout', 'grad-rollout', 'chefer', 'heads', 'distance', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam']);
 export type ExplainMethod = z.infer<typeof ExplainMethod>;
 
 /** An image given by path (same machine) or inline (remote clients; counts against the message size limit). */
@@ -138,7 +138,7 @@ export const ExplainRequest = z.strictObject({
   image: ImageInput,
   /** CLIP: texts to score and explain against the image. */
   texts: z.array(z.string().max(2000)).max(32).optional(),
-  methods: z.array(ExplainMethod).min(1).max(5).optional(),
+  methods: z.array(ExplainMethod).min(1).max(9).optional(),
   classIndex: z.int().min(0).optional(),
   top: z.int().min(1).max(100).optional(),
   headFusion: z.enum(['mean', 'max', 'min']).optional(),

@@ -1,6 +1,7 @@
 // CLIP: an image and texts in, logits_per_image out. The gradient methods explain each (image, text) pair as the
 // Chefer notebook's `interpret` does (gradients.ts: forTexts); there are no classes, so gradient rollout does not
 // apply. Chefer starts at the last layer by default, as that notebook does.
+import { LRP_METHODS } from '../methods/lrp-run.js';
 import { ort } from '../../onnx/session.js';
 import { ClipTokenizer } from '../../text/tokenizer.js';
 import { ExplainError } from '../errors.js';
@@ -41,6 +42,7 @@ export const clip: ExplainFamily = {
     const out: ReturnType<ExplainFamily['inapplicable']> = [];
     if (!tokenized) out.push(['chefer', 'CLIP relevance explains an image–text pair: give at least one text']);
     out.push(['grad-rollout', 'gradient rollout explains a class logit; CLIP has no classes (use chefer with texts)']);
+    for (const m of LRP_METHODS) out.push([m, 'the LRP methods explain a class logit of an image classifier (ViT/DeiT); for CLIP use chefer with texts']);
     return out;
   },
 

@@ -2,6 +2,7 @@
 // the score is the class logits (absent on a backbone), and the gradient methods explain one class per run. A
 // classifier asked for gradients runs its forward through the two-phase VJP: the same pass gives logits and
 // attention maps and keeps the residuals, so each class then costs one backward run.
+import { LRP_METHODS, type LrpMethod } from '../methods/lrp-run.js';
 import { valueInfoType } from '../../onnx/graph.js';
 import { ExplainError } from '../errors.js';
 import type { ExplainFamily, GradientTarget } from './family.js';
@@ -41,7 +42,7 @@ export const vit: ExplainFamily = {
   inapplicable(model) {
     if (model.hasScores) return [];
     const reason = `${model.info.onnxPath} has no 'logits' output (a backbone without classification head, e.g. DINO), so there is no class score to differentiate`;
-    return [['grad-rollout', reason], ['chefer', reason]];
+    return [['grad-rollout', reason], ['chefer', reason], ...LRP_METHODS.map((m): [LrpMethod, string] => [m, reason])];
   },
 
   async prepare(model, gradients, image, wantGradients) {

@@ -5,6 +5,8 @@ import type { ExplainMethod, ExplainOptions, ExplainResult } from '../api.js';
 import type { GradientTarget } from '../families/index.js';
 import type { ExplainModel, ForwardResult, TokenLayout } from '../model.js';
 import type { LayerTensor } from '../tensor.js';
+import type { PreparedImage } from '../preprocess.js';
+import type { GradientEngine } from '../gradients.js';
 
 export interface MethodContext {
   model: ExplainModel;
@@ -15,6 +17,9 @@ export interface MethodContext {
   fwd: ForwardResult;
   /** The result being filled; a method writes only its own fields. */
   result: ExplainResult;
+  /** The image and the gradient engine (the LRP methods run their own relevance pass on them). */
+  image: PreparedImage;
+  gradients: GradientEngine;
 }
 
 export interface GradientMethodContext extends MethodContext {

@@ -1,0 +1,63 @@
+// The LRP family (Chefer, Gur, Wolf 2021, Transformer-Explainability) as entries of the method table:
+// transformer-attribution (LRP relevance of each attention map × its gradient, rolled out from the start layer),
+// partial-lrp (the last layer's relevance), raw-attention and gradcam (that repository's baselines). The relevance
+// pass (lrp/) runs once per explained class and is shared by the two methods that read it.
+import type { LayerTensor } from '../tensor.js';
+import { resolveStartLayer } from '../chefer.js';
+import { clsRowToGrid } from '../rollout.js';
+import type { GridMap } from '../tensor.js';
+import { ExplainError } from '../errors.js';
+import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from './lrp-maps.js';
+import type { LrpMethod } from './lrp-run.js';
+import type { GradientMethod, GradientMethodContext } from './method.js';
+
+/** Relevance of every attention map per class, computed once per explain run (keyed by the run's result object). */
+const relevanceCache = new WeakMap<object, Map<number, Promise<LayerTensor[]>>>();
+
+function relevanceOf(ctx: GradientMethodContext, classIndex: number): Promise<LayerTensor[]> {
+  let perClass = relevanceCache.get(ctx.result);
+  if (!perClass) relevanceCache.set(ctx.result, (perClass = new Map()));
+  let p = perClass.get(classIndex);
+  if (!p) {
+    p = (async () => {
+      const t0 = performance.now();
+      await ctx.gradients.lrp.prepare(ctx.image);
+      const cams = (await ctx.gradients.lrp.relevance(ctx.image, classIndex)).cams;
+      ctx.result.timings.lrp = (ctx.result.timings.lrp ?? 0) + performance.now() - t0;
+      return cams;
+    })();
+    perClass.set(classIndex, p);
+  }
+  return p;
+}
+
+function lrpMethod(name: LrpMethod, row: (ctx: GradientMethodContext, classIndex: number, g: { vision: LayerTensor[]; visionGrads: LayerTensor[] }) => Promise<Float64Array> | Float64Array): GradientMethod {
+  return {
+    name,
+    readsCls: true,
+    needs: 'gradients',
+    async run(ctx) {
+      const { layout, result, targets } = ctx;
+      const grid = (r: Float64Array): GridMap => {
+        const padded = new Float64Array(layout.prefixTokens + r.length);
+        padded.set(r, layout.prefixTokens);
+        return clsRowToGrid(padded, layout.grid, layout.prefixTokens, false);
+      };
+      for (const { about, grads } of targets) {
+        if (!('classIndex' in about)) throw new ExplainError(`internal: ${name} explains classes`, { kind: 'internal' });
+        const startLayer = name === 'transformer-attribution' ? resolveStartLayer(ctx.options.cheferStart ?? 'all', ctx.vision.length) : undefined;
+        result.lrp.push({
+          method: name, classIndex: about.classIndex, label: about.label,
+          map: grid(await row(ctx, about.classIndex, grads)),
+          ...(startLayer !== undefined ? { startLayer } : {}),
+        });
+      }
+    },
+  };
+}
+
+export const transformerAttributionMethod = lrpMethod('transformer-attribution', async (ctx, c, g) =>
+  transformerAttribution(await relevanceOf(ctx, c), g.visionGrads, resolveStartLayer(ctx.options.cheferStart ?? 'all', ctx.vision.length), ctx.layout.prefixTokens));
+export const partialLrpMethod = lrpMethod('partial-lrp', async (ctx, c) => partialLrp(await relevanceOf(ctx, c), ctx.layout.prefixTokens));
+export const rawAttentionMethod = lrpMethod('raw-attention', (ctx, _c, g) => rawAttention(g.vision, ctx.layout.prefixTokens));
+export const gradCamMethod = lrpMethod('gradcam', (ctx, _c, g) => attentionGradCam(g.vision, g.visionGrads, ctx.layout.prefixTokens));
