@@ -10,7 +10,7 @@ import { halfToFloat as npyHalfToFloat, encodeNpy } from '../engine/io/npy.js';
 import { latentShape, loadLatents, seededLatents, validateLatentData, ImageSizeError, LatentsError } from '../engine/diffusion/latents.js';
 import { resolveModelFolder, ModelFolderError } from '../engine/diffusion/folder.js';
 import { imageToPng, imageToRgb8 } from '../engine/diffusion/vae.js';
-import { referenceDir } from './helpers/reference.js';
+import { referenceDir, requireReference } from './helpers/reference.js';
 
 describe('pipeline units', () => {
   describe('float16 boundary', () => {
@@ -102,17 +102,17 @@ describe('pipeline units', () => {
     const onnx = ref ? join(ref, 'sd-tiny-v1', 'onnx') : '';
 
     it('resolves the reference layout (also from its parent folder)', function () {
-      if (!ref) this.skip();
+      const refDir = requireReference(this);
       const f = resolveModelFolder(onnx);
       assert.equal(f.unet, join(onnx, 'unet', 'model.onnx'));
       assert.equal(f.vaeScalingFactor, 0.18215);
       assert.equal(f.defaultImageSize, 512);
       assert.equal(f.schedulerConfig._class_name, 'PNDMScheduler');
-      assert.equal(resolveModelFolder(join(ref, 'sd-tiny-v1')).root, onnx);
+      assert.equal(resolveModelFolder(join(refDir, 'sd-tiny-v1')).root, onnx);
     });
 
     it('names the missing file and the expected layout', function () {
-      if (!ref) this.skip();
+      requireReference(this);
       const dir = mkdtempSync(join(tmpdir(), 'heed-folder-'));
       try {
         for (const c of ['model_index.json', 'text_encoder', 'tokenizer', 'scheduler', 'vae_decoder']) symlinkSync(join(onnx, c), join(dir, c));
