@@ -1,5 +1,6 @@
 // What a backward rule sees. A rule gets the forward node, the gradients of its outputs (undefined where an output
-// does not reach a seed: the rule treats it as zero), and which inputs need a gradient; it emits backward nodes through
+// does not reach a seed: the rule treats it as zero; single-output rules are wrapped in withGradient and get their
+// gradient as a string only when there is one), and which inputs need a gradient; it emits backward nodes through
 // the emitter and returns one gradient name per input (undefined for inputs that need none). Rules reference forward
 // tensors by name — those become the residuals the two-phase mode saves — so a rule should reference only what its
 // formula needs (Softmax: its output; Mul: the other operand), never recompute the forward.
@@ -30,3 +31,14 @@ export interface GradPart {
 }
 
 export type Rule = (ctx: RuleContext) => (string | undefined)[];
+
+/** A rule that needs its (first) output's gradient: it is called only when there is one, and gets it as a string. */
+export type GradientRule = (ctx: RuleContext, g: string) => (string | undefined)[];
+
+/** Wraps a GradientRule: a node whose output reaches no seed contributes no gradient, without the rule checking. */
+export function withGradient(rule: GradientRule): Rule {
+  return (ctx) => {
+    const g = ctx.gradOut(0);
+    return g === undefined ? [] : rule(ctx, g);
+  };
+}

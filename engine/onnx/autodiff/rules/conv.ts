@@ -5,7 +5,7 @@ import type { NodeProto } from 'onnx-buf';
 import { attrInt, attrInts, attrString } from '../../graph.js';
 import { UnsupportedOpError } from '../errors.js';
 import type { Emitter } from '../emitter.js';
-import type { Rule } from '../rule.js';
+import { withGradient, type Rule } from '../rule.js';
 
 interface ConvGeometry {
   spatial: number;
@@ -41,10 +41,8 @@ export function convGeometry(e: Emitter, node: NodeProto): ConvGeometry {
   return { spatial, kernel, strides, dilations, pads, group };
 }
 
-export const Conv: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Conv: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [x, w, b] = node.input;
   const geo = convGeometry(e, node);
   const xd = e.dims(x);
@@ -89,4 +87,4 @@ export const Conv: Rule = (ctx) => {
     gb = e.reduceSum(g, [0, ...Array.from({ length: S }, (_, i) => i + 2)], false);
   }
   return [gx, gw, gb];
-};
+});

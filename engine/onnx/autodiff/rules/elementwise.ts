@@ -2,45 +2,33 @@
 // (reduce-to-shape). Unary rules reuse the forward output where the derivative is a function of it
 // (sigmoid' = y(1−y), sqrt' = 1/(2y), exp' = y) so that the residual is one tensor, not a recomputation.
 import { DataType, toNumbers } from '../../tensor.js';
-import type { Rule, RuleContext } from '../rule.js';
+import { withGradient, type Rule } from '../rule.js';
 
-function gradOrZero(ctx: RuleContext): string | undefined {
-  return ctx.gradOut(0);
-}
-
-export const Add: Rule = (ctx) => {
-  const g = gradOrZero(ctx);
+export const Add: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   return node.input.map((x, i) => (ctx.needsGrad(i) ? e.reduceToShape(g, e.dims(x)) : undefined));
-};
+});
 
-export const Sub: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Sub: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [a, b] = node.input;
   return [
     ctx.needsGrad(0) ? e.reduceToShape(g, e.dims(a)) : undefined,
     ctx.needsGrad(1) ? e.reduceToShape(e.neg(g), e.dims(b)) : undefined,
   ];
-};
+});
 
-export const Mul: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Mul: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [a, b] = node.input;
   return [
     ctx.needsGrad(0) ? e.reduceToShape(e.mul(g, b), e.dims(a)) : undefined,
     ctx.needsGrad(1) ? e.reduceToShape(e.mul(g, a), e.dims(b)) : undefined,
   ];
-};
+});
 
-export const Div: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Div: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [a, b] = node.input;
   const y = node.output[0];
   return [
@@ -48,12 +36,10 @@ export const Div: Rule = (ctx) => {
     // d(a/b)/db = −a/b² = −y/b: reuses the forward output instead of squaring b.
     ctx.needsGrad(1) ? e.reduceToShape(e.neg(e.div(e.mul(g, y), b)), e.dims(b)) : undefined,
   ];
-};
+});
 
-export const Pow: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Pow: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [a, b] = node.input;
   const y = node.output[0];
   const t = e.type(a);
@@ -82,106 +68,72 @@ export const Pow: Rule = (ctx) => {
     gb = e.reduceToShape(e.mul(g, e.mul(y, e.unary('Log', a))), e.dims(b));
   }
   return [ga, gb];
-};
+});
 
-export const Neg: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.neg(g)] : [];
-};
+export const Neg: Rule = withGradient((ctx, g) => [ctx.e.neg(g)]);
 
 export const Identity: Rule = (ctx) => [ctx.gradOut(0)];
 
 /** Dropout at inference is the identity on output 0; the mask output carries no gradient. */
 export const Dropout: Rule = (ctx) => [ctx.gradOut(0)];
 
-export const Cast: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Cast: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   // Float→float casts (fp16 upcasts, no-op casts) pass the gradient back in the input's precision.
   return [e.cast(g, e.type(node.input[0]))];
-};
+});
 
-export const Sqrt: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Sqrt: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   return [e.div(e.scale(g, 0.5), node.output[0])];
-};
+});
 
-export const Exp: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.mul(g, ctx.node.output[0])] : [];
-};
+export const Exp: Rule = withGradient((ctx, g) => [ctx.e.mul(g, ctx.node.output[0])]);
 
-export const Log: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.div(g, ctx.node.input[0])] : [];
-};
+export const Log: Rule = withGradient((ctx, g) => [ctx.e.div(g, ctx.node.input[0])]);
 
-export const Reciprocal: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Reciprocal: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const y = node.output[0];
   return [e.neg(e.mul(g, e.mul(y, y)))];
-};
+});
 
-export const Sigmoid: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Sigmoid: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const y = node.output[0];
   // σ' = y(1 − y)
   return [e.mul(g, e.mul(y, e.sub(e.scalar(1, e.type(y)), y)))];
-};
+});
 
-export const Tanh: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Tanh: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const y = node.output[0];
   return [e.mul(g, e.sub(e.scalar(1, e.type(y)), e.mul(y, y)))];
-};
+});
 
-export const Erf: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Erf: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const x = node.input[0];
   // erf'(x) = 2/√π · exp(−x²)
   const ex = e.unary('Exp', e.neg(e.mul(x, x)));
   return [e.mul(g, e.scale(ex, 2 / Math.sqrt(Math.PI)))];
-};
+});
 
-export const Sin: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.mul(g, ctx.e.unary('Cos', ctx.node.input[0]))] : [];
-};
+export const Sin: Rule = withGradient((ctx, g) => [ctx.e.mul(g, ctx.e.unary('Cos', ctx.node.input[0]))]);
 
-export const Cos: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.neg(ctx.e.mul(g, ctx.e.unary('Sin', ctx.node.input[0])))] : [];
-};
+export const Cos: Rule = withGradient((ctx, g) => [ctx.e.neg(ctx.e.mul(g, ctx.e.unary('Sin', ctx.node.input[0])))]);
 
-export const Relu: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Relu: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const x = node.input[0];
   const pos = e.op('Greater', [x, e.scalar(0, e.type(x))], e.dims(x), DataType.BOOL);
   return [e.where(pos, g, e.scalar(0, e.type(g)))];
-};
+});
 
-export const Abs: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.mul(g, ctx.e.unary('Sign', ctx.node.input[0]))] : [];
-};
+export const Abs: Rule = withGradient((ctx, g) => [ctx.e.mul(g, ctx.e.unary('Sign', ctx.node.input[0]))]);
 
-export const Where: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Where: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [c, a, b] = node.input;
   const zero = e.scalar(0, e.type(g));
   return [
@@ -189,17 +141,15 @@ export const Where: Rule = (ctx) => {
     ctx.needsGrad(1) ? e.reduceToShape(e.where(c, g, zero), e.dims(a)) : undefined,
     ctx.needsGrad(2) ? e.reduceToShape(e.where(c, zero, g), e.dims(b)) : undefined,
   ];
-};
+});
 
 /** Sum(x0, x1, …): every operand gets the (reduced) gradient. */
 export const Sum: Rule = Add;
 
-export const LeakyRelu: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const LeakyRelu: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const x = node.input[0];
   const alpha = node.attribute.find((a) => a.name === 'alpha')?.f ?? 0.01;
   const pos = e.op('Greater', [x, e.scalar(0, e.type(x))], e.dims(x), DataType.BOOL);
   return [e.where(pos, g, e.scale(g, alpha))];
-};
+});

@@ -3,12 +3,10 @@
 // Gemm over the flattened batch instead of a batched product followed by a sum over the batch.
 import { attrFloat, attrInt } from '../../graph.js';
 import { numel } from '../../tensor.js';
-import type { Rule } from '../rule.js';
+import { withGradient, type Rule } from '../rule.js';
 
-export const MatMul: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const MatMul: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [A, B] = node.input;
   const da = e.dims(A);
   const db = e.dims(B);
@@ -49,12 +47,10 @@ export const MatMul: Rule = (ctx) => {
     }
   }
   return [gA, gB];
-};
+});
 
-export const Gemm: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Gemm: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [A, B, C] = node.input;
   const alpha = attrFloat(node, 'alpha', 1);
   const beta = attrFloat(node, 'beta', 1);
@@ -73,4 +69,4 @@ export const Gemm: Rule = (ctx) => {
   }
   if (C && ctx.needsGrad(2)) gC = e.reduceToShape(e.scale(g, beta), e.dims(C));
   return [gA, gB, gC];
-};
+});

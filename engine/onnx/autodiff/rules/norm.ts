@@ -6,7 +6,7 @@
 import { attrFloat, attrInt } from '../../graph.js';
 import { DataType, toNumbers } from '../../tensor.js';
 import type { Emitter } from '../emitter.js';
-import type { Rule } from '../rule.js';
+import { withGradient, type Rule } from '../rule.js';
 
 function allOnes(e: Emitter, name: string): boolean {
   const v = e.info(name).value;
@@ -20,10 +20,8 @@ function normBackward(e: Emitter, g: string, xhat: string, rstd: string, gamma: 
   return e.mul(rstd, e.sub(e.sub(gs, m1), e.mul(xhat, m2)));
 }
 
-export const InstanceNormalization: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const InstanceNormalization: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [x, scale, bias] = node.input;
   const xd = e.dims(x);
   const r = xd.length;
@@ -43,12 +41,10 @@ export const InstanceNormalization: Rule = (ctx) => {
     ctx.needsGrad(1) ? e.reshape(e.reduceSum(e.mul(g, xhat), outAxes, false), e.dims(scale)) : undefined,
     bias && ctx.needsGrad(2) ? e.reshape(e.reduceSum(g, outAxes, false), e.dims(bias)) : undefined,
   ];
-};
+});
 
-export const LayerNormalization: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const LayerNormalization: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const [x, scale, bias] = node.input;
   const xd = e.dims(x);
   const r = xd.length;
@@ -69,4 +65,4 @@ export const LayerNormalization: Rule = (ctx) => {
     ctx.needsGrad(1) ? e.reduceToShape(e.mul(g, xhat), e.dims(scale)) : undefined,
     bias && ctx.needsGrad(2) ? e.reduceToShape(g, e.dims(bias)) : undefined,
   ];
-};
+});

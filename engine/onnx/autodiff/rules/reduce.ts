@@ -5,7 +5,7 @@ import { attrInt, attrInts } from '../../graph.js';
 import { toNumbers, numel } from '../../tensor.js';
 import { UnsupportedOpError } from '../errors.js';
 import type { Emitter } from '../emitter.js';
-import type { Rule } from '../rule.js';
+import { withGradient, type Rule } from '../rule.js';
 
 function reducedAxes(e: Emitter, node: NodeProto): number[] {
   const r = e.dims(node.input[0]).length;
@@ -28,32 +28,26 @@ function keptGrad(e: Emitter, node: NodeProto, g: string, axes: number[]): strin
   return e.reshape(g, xd.map((d, i) => (axes.includes(i) ? 1 : d)));
 }
 
-export const ReduceSum: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const ReduceSum: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const axes = reducedAxes(e, node);
   return [e.expand(keptGrad(e, node, g, axes), e.dims(node.input[0]))];
-};
+});
 
-export const ReduceMean: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const ReduceMean: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const axes = reducedAxes(e, node);
   const xd = e.dims(node.input[0]);
   const count = numel(axes.map((a) => xd[a]));
   // Scale the small reduced tensor before broadcasting it.
   return [e.expand(e.scale(keptGrad(e, node, g, axes), 1 / count), xd)];
-};
+});
 
-export const ReduceL2: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const ReduceL2: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const axes = reducedAxes(e, node);
   const x = node.input[0];
   const yk = keptGrad(e, node, node.output[0], axes);
   // d‖x‖/dx = x/‖x‖ (0/0 at x = 0, as in torch's norm backward).
   return [e.mul(e.div(x, yk), keptGrad(e, node, g, axes))];
-};
+});

@@ -6,34 +6,24 @@ import { sliceSpec } from '../../shapes.js';
 import { DataType, hostTensor, numel, toNumbers } from '../../tensor.js';
 import { UnsupportedOpError } from '../errors.js';
 import type { Emitter } from '../emitter.js';
-import type { Rule } from '../rule.js';
+import { withGradient, type Rule } from '../rule.js';
 
 /** Reshape-like ops (Reshape, Flatten, Squeeze, Unsqueeze): the gradient is g reshaped to the input's dims. */
-export const ReshapeLike: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.reshape(g, ctx.e.dims(ctx.node.input[0]))] : [];
-};
+export const ReshapeLike: Rule = withGradient((ctx, g) => [ctx.e.reshape(g, ctx.e.dims(ctx.node.input[0]))]);
 
-export const Transpose: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Transpose: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const r = e.dims(node.input[0]).length;
   const perm = attrInts(node, 'perm') ?? [...Array(r).keys()].reverse();
   const inv = new Array(r);
   perm.forEach((p, i) => (inv[p] = i));
   return [e.transpose(g, inv)];
-};
+});
 
-export const Expand: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
-  return g ? [ctx.e.reduceToShape(g, ctx.e.dims(ctx.node.input[0]))] : [];
-};
+export const Expand: Rule = withGradient((ctx, g) => [ctx.e.reduceToShape(g, ctx.e.dims(ctx.node.input[0]))]);
 
-export const Concat: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Concat: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const r = e.dims(g).length;
   let axis = attrInt(node, 'axis', 0);
   if (axis < 0) axis += r;
@@ -45,7 +35,7 @@ export const Concat: Rule = (ctx) => {
     if (!ctx.needsGrad(i)) return undefined;
     return e.slice(g, [start], [start + size], [axis]);
   });
-};
+});
 
 export const Split: Rule = (ctx) => {
   const { e, node } = ctx;
@@ -67,10 +57,8 @@ function constInput(e: Emitter, node: NodeProto, i: number, what: string): numbe
   return toNumbers(v);
 }
 
-export const Slice: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Slice: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const x = node.input[0];
   const xd = e.dims(x);
   const starts = attrInts(node, 'starts') ?? (constInput(e, node, 1, 'starts') as number[]);
@@ -105,12 +93,11 @@ export const Slice: Rule = (ctx) => {
     after[k] = xd[k] - start - ((count - 1) * step + 1);
   });
   return [e.pad(cur, before, after)];
-};
+});
 
-export const Gather: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Gather: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g || !ctx.needsGrad(0)) return [];
+  if (!ctx.needsGrad(0)) return [];
   const [data, indices] = node.input;
   const dd = e.dims(data);
   let axis = attrInt(node, 'axis', 0);
@@ -145,7 +132,7 @@ export const Gather: Rule = (ctx) => {
   const eq = e.op('Equal', [range, ids], [N, K], DataType.BOOL);
   const oneHotT = e.cast(eq, t);
   return [e.reshape(e.matmul(oneHotT, g3), dd)];
-};
+});
 
 /** Source coordinate weights per output index along one axis, as ONNX Resize defines them. */
 function axisWeights(node: NodeProto, inSize: number, outSize: number, scale: number): { idx: number[]; w: number[] }[] {
@@ -186,10 +173,8 @@ function axisWeights(node: NodeProto, inSize: number, outSize: number, scale: nu
   return out;
 }
 
-export const Resize: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Resize: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const x = node.input[0];
   const xd = e.dims(x);
   const yd = e.dims(node.output[0]);
@@ -240,4 +225,4 @@ export const Resize: Rule = (ctx) => {
     cur = e.transpose(e.matmul(e.transpose(cur, perm), W), inv);
   });
   return [cur];
-};
+});

@@ -9,7 +9,7 @@
 import type { NodeProto } from 'onnx-buf';
 import { attrInt } from '../../graph.js';
 import type { Emitter } from '../emitter.js';
-import type { Rule, RuleContext } from '../rule.js';
+import { withGradient, type Rule, type RuleContext } from '../rule.js';
 
 function softmaxAxes(ctx: RuleContext): number[] {
   const { e, node } = ctx;
@@ -51,10 +51,8 @@ function rowDots(ctx: RuleContext, t: string, y: string, axis: number): string[]
   return terms;
 }
 
-export const Softmax: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const Softmax: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const y = node.output[0];
   const axes = softmaxAxes(ctx);
   if (axes.length === 1) {
@@ -65,13 +63,11 @@ export const Softmax: Rule = (ctx) => {
   const gy = e.mul(g, y);
   const s = e.reduceSum(gy, axes, true);
   return [e.sub(gy, e.mul(y, s))];
-};
+});
 
-export const LogSoftmax: Rule = (ctx) => {
-  const g = ctx.gradOut(0);
+export const LogSoftmax: Rule = withGradient((ctx, g) => {
   const { e, node } = ctx;
-  if (!g) return [];
   const y = node.output[0];
   const s = e.reduceSum(g, softmaxAxes(ctx), true);
   return [e.sub(g, e.mul(e.unary('Exp', y), s))];
-};
+});
