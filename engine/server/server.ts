@@ -59,6 +59,8 @@ export interface ServerOptions {
   maxFetchBytes?: number;
   /** Per-worker model cache budget. */
   cacheBytes?: number;
+  /** Generate jobs whose estimated working set exceeds this many MiB are refused with invalid_input. */
+  maxJobMemoryMb?: number;
   /** Interval of the WebSocket pings that detect dead connections (default 30 s). */
   heartbeatMs?: number;
   /** Runner module URL for the workers (tests inject their own); default: the engine runner. */
@@ -117,8 +119,9 @@ interface Connection {
   fetches: number;
 }
 
-type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath' | 'cancelGraceMs' | 'jobTimeoutMs'>> & {
+type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath' | 'cancelGraceMs' | 'jobTimeoutMs' | 'maxJobMemoryMb'>> & {
   infoFile: string | false;
+  maxJobMemoryMb?: number;
   workerExecPath?: string;
   cancelGraceMs?: number;
   jobTimeoutMs?: number;
@@ -177,7 +180,7 @@ export class HeedServer {
     this.info = info;
     this.refusals = new RateLimitedLog(log, 'refused connections');
     this.jobFolders = new JobFolders(join(opts.outDir, 'jobs'), opts.keepJobs, opts.maxOutBytes, (name) => this.activeJobs.has(name), log);
-    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation,
+    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, ...(opts.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: opts.maxJobMemoryMb } : {}), queueLimit: opts.queueLimit, isolation: opts.isolation,
       ...(opts.workerExecPath ? { execPath: opts.workerExecPath } : {}),
       ...(opts.cancelGraceMs !== undefined ? { cancelGraceMs: opts.cancelGraceMs } : {}),
       ...(opts.jobTimeoutMs !== undefined ? { jobTimeoutMs: opts.jobTimeoutMs } : {}),
@@ -230,6 +233,7 @@ export class HeedServer {
       keepJobs: options.keepJobs ?? {},
       ...(options.cancelGraceMs !== undefined ? { cancelGraceMs: positive(options.cancelGraceMs, 0, 'cancelGraceMs') } : {}),
       ...(options.jobTimeoutMs ? { jobTimeoutMs: positive(options.jobTimeoutMs, 0, 'jobTimeoutMs') } : {}),
+      ...(options.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: positive(options.maxJobMemoryMb, 1, 'maxJobMemoryMb') } : {}),
     };
     const token = options.token ?? generateToken();
     const http = createServer();
