@@ -349,6 +349,13 @@ export class HeedServer {
       const { message } = describeIssues(checked.error.issues);
       this.log(`BUG: outgoing ${event.type} event fails the schema: ${message}`);
       conn.outbox.text(JSON.stringify({ type: 'error', ...(event.id ? { id: event.id } : {}), code: 'internal', message: `internal error: the server built an invalid ${event.type} event (${message})` }));
+      // That error ends the request: exactly one terminal event per request id. Close it here, and stop its job so
+      // its later result (or error) is not sent as a second terminal event (the job's callbacks check `open`).
+      const open = event.id !== undefined ? conn.open.get(event.id) : undefined;
+      if (open && event.id !== undefined) {
+        conn.open.delete(event.id);
+        if (open.jobId !== undefined) this.pool.cancel(open.jobId);
+      }
       return;
     }
     conn.outbox.text(JSON.stringify(event));
@@ -565,14 +572,19 @@ export class HeedServer {
     let submitted: { position: number; started: boolean };
     try {
       submitted = this.pool.submit(job, {
-      onProgress: (update) => this.send(conn, { type: 'progress', id: req.id, jobId, ...update }),
+      onProgress: (update) => {
+        if (conn.open.get(req.id) === open) this.send(conn, { type: 'progress', id: req.id, jobId, ...update });
+      },
       // The record lands in the job folder before the client hears of the end, so it can rely on finding it.
       onDone: (result) => {
         void writeFile(join(outDir, 'result.json'), JSON.stringify(result, null, 2))
           .catch((e: unknown) => this.log(`job ${jobId}: could not write result.json: ${(e as Error).message}`))
           .then(() => {
-            conn.open.delete(req.id);
-            this.sendResult(conn, req.id, result);
+            // Already ended (an outgoing event failed the schema and was answered with an error): no second end.
+            if (conn.open.get(req.id) === open) {
+              conn.open.delete(req.id);
+              this.sendResult(conn, req.id, result);
+            }
             jobEnded();
           });
       },
@@ -585,8 +597,10 @@ export class HeedServer {
           .then(() => writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2)))
           .catch(() => undefined)
           .then(() => {
-            conn.open.delete(req.id);
-            this.sendError(conn, req.id, err);
+            if (conn.open.get(req.id) === open) {
+              conn.open.delete(req.id);
+              this.sendError(conn, req.id, err);
+            }
             jobEnded();
           });
       },
