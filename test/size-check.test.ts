@@ -29,7 +29,7 @@ describe('generate size checks (issue 16 items 5, 10)', function () {
   });
 
   it('CLI: a side that is a multiple of 8 but not of the UNet downsampling is refused (exit 2)', async () => {
-    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '104x64', '--out', join(tmp, 'odd')]), /width 104 is not a multiple of \d+.*use \d+ or \d+/);
+    assertUserError(await heed(['generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '1', '--size', '104x64', '--out', join(tmp, 'odd')]), /104x64 does not fit this UNet.*multiples of \d+.*width 64 or 128/);
   });
 
   it('server: both refused with invalid_input naming the field, before the job runs', async () => {
@@ -47,7 +47,7 @@ describe('generate size checks (issue 16 items 5, 10)', function () {
     if (odd.terminal.type === 'error') {
       assert.equal(odd.terminal.code, 'invalid_input');
       assert.equal(odd.terminal.field, 'width');
-      assert.match(odd.terminal.message, /not a multiple of \d+.*use \d+ or \d+/);
+      assert.match(odd.terminal.message, /does not fit this UNet.*multiples of \d+.*width 64 or 128/);
     }
     await c.close();
   });

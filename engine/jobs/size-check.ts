@@ -33,7 +33,7 @@ export function checkImageSize(pipe: StableDiffusionPipeline, width: number, hei
   for (const [field, v] of [['width', width], ['height', height]] as const) {
     if (v % m !== 0) {
       const lo = Math.max(m, Math.floor(v / m) * m);
-      throw new HeedError('invalid_input', `${field} ${v} is not a multiple of ${m} (the VAE and UNet downsample by ${m}): use ${lo} or ${lo + m}`, { field });
+      throw new HeedError('invalid_input', `image size ${width}x${height} does not fit this UNet: sides must be multiples of ${m} (the VAE and UNet downsample by ${m}); use ${field} ${lo} or ${lo + m}`, { field });
     }
   }
   if (maxJobMemoryMb === undefined) return;
