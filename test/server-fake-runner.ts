@@ -40,7 +40,7 @@ export function createRunner(): JobRunner {
         if (block) busyWait(ms);
         else await new Promise((r) => setTimeout(r, ms));
         const elapsed = performance.now() - t0;
-        ctx.progress({ phase: 'denoising', step: i, total: steps, etaMs: (elapsed / i) * (steps - i), ...(job.request.excite ? { loss: 1 / i } : {}) });
+        ctx.progress({ phase: 'denoising', step: i, total: steps, etaMs: opt(prompt, 'nan-at') === i ? NaN : (elapsed / i) * (steps - i), ...(job.request.excite ? { loss: 1 / i } : {}) });
         // A crash lands when the thread yields: give it the chance a real step boundary would.
         await new Promise((r) => setImmediate(r));
       }

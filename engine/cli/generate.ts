@@ -11,6 +11,7 @@ import type { WrittenGenerate } from '../jobs/outputs.js';
 import { stepProgress, type StepProgress } from './progress.js';
 import { addExciteOptions, exciteOptionsFromFlags, validateExciteFlags, type ExciteCliOptions } from './excite.js';
 import { runGenerateJob } from '../jobs/generate.js';
+import { defaultMaxJobMemoryMb } from '../jobs/size-check.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
 import { defaultDevice, deviceOption, resolveCliDevice } from './device.js';
 
@@ -21,6 +22,7 @@ export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   steps: number;
   guidance: number;
   scheduler?: string;
+  maxJobMemoryMb?: number;
   seed?: number;
   latents?: string;
   size?: ImageSize;
@@ -57,6 +59,7 @@ export function registerGenerate(program: Command): Command {
     .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 50)
     .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables CFG)', finiteNumber('--guidance', 0, 100), 7.5)
     .option('--scheduler <name>', "sampler (default: the folder's scheduler); e.g. pndm, ddim, euler, euler-ancestral, dpm++2m, dpm++2m-karras, lms, lcm")
+    .option('--max-job-memory-mb <n>', 'refuse sizes whose estimated working set exceeds this (default: half the RAM)', positiveInt('--max-job-memory-mb', 2 ** 30))
     .option('--seed <n>', 'seed of the torch-compatible generator (same latents as torch.Generator("cpu").manual_seed(n))', parseSeed)
     .option('--latents <file.npy>', 'initial latents [1, 4, H/8, W/8] float32 .npy (overrides the seed for the latents)')
     .option('--size <WxH>', 'image size, multiples of 8 (default: the model\'s, usually 512x512)', parseSize)
@@ -150,6 +153,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       outDir: paths.out,
       ...(paths.trace !== undefined ? { traceDir: paths.trace } : {}),
       model: paths.model, colormap: o.colormap, opacity: o.opacity,
+      maxJobMemoryMb: o.maxJobMemoryMb ?? await defaultMaxJobMemoryMb(),
     }, {
       signal: interrupt.signal,
       onPlan: (plan) => {

@@ -33,6 +33,13 @@ export async function planExcite(pipe: StableDiffusionPipeline, prompt: string, 
   const seq = pipe.textEncoder.fixedSequenceLength ?? pipe.tokenizer.maxLength;
   const tokenized = pipe.tokenizer.encode(prompt, { maxLength: seq });
   const subjects = resolveSubjects(tokenized, prompt, o.subjects);
+  // A σ so small that 2σ² underflows makes the Gaussian smoothing kernel 0/0 = NaN, and the NaN losses reach the
+  // client as events that fail the protocol's schema: refuse it up front, for the CLI and the server alike.
+  const sigma = o.sigma ?? 0.5;
+  if (o.smoothing !== false && !(Number.isFinite(sigma) && Number.isFinite(1 / (2 * sigma * sigma)))) {
+    const { HeedError } = await import('../errors.js');
+    throw new HeedError('invalid_input', `excite sigma ${sigma} is too small for the Gaussian smoothing (2σ² underflows to 0, giving NaN): use at least 1e-100, or turn smoothing off`, { field: 'excite.sigma' });
+  }
   const grid = o.res === undefined ? pipe.defaultAttentionGrid(size.width, size.height) : undefined;
   const options: AttendExciteOptions = {
     tokenIndices: subjects.map((s) => s.tokenIndex),

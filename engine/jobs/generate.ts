@@ -6,6 +6,7 @@
 // show progress (bars vs protocol events), how they cancel and which errors they reword: those come in as hooks.
 import { join, relative } from 'node:path';
 import type { BeforeStepContext, GenerateOptions, GenerateResult, StableDiffusionPipeline, StepInfo } from '../diffusion/pipeline.js';
+import { checkImageSize } from './size-check.js';
 import type { AeEvent, AttendExcite } from '../guidance/attend-excite.js';
 import type { ColormapName } from '../render/colormap.js';
 import { planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteOptions, type ExcitePlan, type SubjectScores } from './excite.js';
@@ -40,6 +41,8 @@ export interface GenerateJobSpec {
   model: string;
   colormap?: ColormapName;
   opacity?: number;
+  /** Refuse sizes whose estimated working set exceeds this many MiB (see size-check.ts); omitted: no limit. */
+  maxJobMemoryMb?: number;
 }
 
 export interface GenerateJobHooks {
@@ -95,6 +98,8 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
   const { writeGenerateOutputs } = await import('./outputs.js');
   const width = spec.width ?? pipe.folder.defaultImageSize;
   const height = spec.height ?? pipe.folder.defaultImageSize;
+  // Before any session runs: a bad size would otherwise fail inside onnxruntime, or exhaust memory.
+  checkImageSize(pipe, width, height, (spec.guidance ?? 7.5) > 1, spec.maxJobMemoryMb);
   const plan = spec.excite !== undefined ? await planExcite(pipe, spec.prompt, { width, height }, spec.excite) : null;
   const compare = plan !== null && spec.excite?.compare === true;
   // --compare runs twice from the same initial latents: fix the seed here when none was given.

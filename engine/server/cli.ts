@@ -20,6 +20,7 @@ export interface ServeCliOptions {
   queueLimit: number;
   maxMessageMb: number;
   cacheMb?: number;
+  maxJobMemoryMb?: number;
   infoFile?: string;
   json?: boolean;
   /** --device; resolved once here, handed to the workers as HEED_DEVICE. */
@@ -70,6 +71,7 @@ export function registerServe(program: Command): Command {
     .option('--queue-limit <n>', 'queued jobs per model before requests are refused with queue_full', int('--queue-limit', 1, 10_000), 16)
     .option('--max-message-mb <n>', 'largest message a client may send, in MiB', int('--max-message-mb', 1, 1024), 16)
     .option('--cache-mb <n>', 'model cache per worker, in MiB (default: 40% of RAM / workers)', int('--cache-mb', 1, 1 << 24))
+    .option('--max-job-memory-mb <n>', 'refuse generate jobs whose estimated working set exceeds this, in MiB (default: half the RAM)', int('--max-job-memory-mb', 1, 2 ** 30))
     .option('--max-connections <n>', 'WebSocket connections at once; more are refused with HTTP 503', int('--max-connections', 1, 100_000), DEFAULT_LIMITS.maxConnections)
     .option('--auth-timeout <s>', 'seconds a new connection has to authenticate before it is closed', int('--auth-timeout', 1, 3600), DEFAULT_LIMITS.authDeadlineMs / 1000)
     .option('--max-json-depth <n>', 'deepest nesting of arrays/objects in a client message', int('--max-json-depth', 8, 10_000), DEFAULT_LIMITS.maxJsonDepth)
@@ -131,6 +133,7 @@ export async function runServe(opts: ServeCliOptions): Promise<HeedServer> {
     queueLimit: opts.queueLimit,
     maxMessageBytes: opts.maxMessageMb * 1024 * 1024,
     cacheBytes,
+    maxJobMemoryMb: opts.maxJobMemoryMb ?? Math.floor(totalmem() / 2 / 2 ** 20),
     maxConnections: opts.maxConnections,
     authDeadlineMs: opts.authTimeout * 1000,
     maxJsonDepth: opts.maxJsonDepth,

@@ -84,6 +84,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     outDir: job.outDir,
     ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
     model: job.modelDir,
+    ...(ctx.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: ctx.maxJobMemoryMb } : {}),
   }, {
     signal: ctx.signal,
     onRunStart: () => {

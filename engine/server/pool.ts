@@ -12,6 +12,7 @@ export interface PoolOptions {
   workers: number;
   runnerModule: string;
   cacheBytes: number;
+  maxJobMemoryMb?: number;
   /** Max queued (not yet running) jobs per model. */
   queueLimit: number;
   /** Child processes (default) or worker threads. */
@@ -84,7 +85,7 @@ export class WorkerPool {
 
   private spawn(index: number, restarts: number): Slot {
     const slot = { index, ready: false, restarts, cache: { keys: [], bytes: 0 }, failedStarts: 0 } as Omit<Slot, 'worker'> as Slot;
-    slot.worker = spawnWorker(this.options.isolation ?? 'process', { runnerModule: this.options.runnerModule, cacheBytes: this.options.cacheBytes }, {
+    slot.worker = spawnWorker(this.options.isolation ?? 'process', { runnerModule: this.options.runnerModule, cacheBytes: this.options.cacheBytes, ...(this.options.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: this.options.maxJobMemoryMb } : {}) }, {
       message: (msg) => this.onMessage(slot, msg),
       error: (text) => {
         slot.lastError = text;

@@ -20,6 +20,8 @@ export interface JobContext {
   progress(update: ProgressUpdate): void;
   /** The worker's model cache (LRU by memory); runners keep loaded sessions there. */
   readonly cache: ModelCache;
+  /** Generate jobs whose estimated working set exceeds this many MiB are refused (`heed serve --max-job-memory-mb`). */
+  readonly maxJobMemoryMb?: number;
   log(message: string): void;
 }
 

@@ -59,6 +59,8 @@ export interface ServerOptions {
   maxFetchBytes?: number;
   /** Per-worker model cache budget. */
   cacheBytes?: number;
+  /** Generate jobs whose estimated working set exceeds this many MiB are refused with invalid_input. */
+  maxJobMemoryMb?: number;
   /** Interval of the WebSocket pings that detect dead connections (default 30 s). */
   heartbeatMs?: number;
   /** Runner module URL for the workers (tests inject their own); default: the engine runner. */
@@ -117,8 +119,9 @@ interface Connection {
   fetches: number;
 }
 
-type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath' | 'cancelGraceMs' | 'jobTimeoutMs'>> & {
+type ResolvedOptions = Required<Omit<ServerOptions, 'token' | 'tokenGiven' | 'infoFile' | 'log' | 'modelRoots' | 'heartbeatMs' | 'workerExecPath' | 'cancelGraceMs' | 'jobTimeoutMs' | 'maxJobMemoryMb'>> & {
   infoFile: string | false;
+  maxJobMemoryMb?: number;
   workerExecPath?: string;
   cancelGraceMs?: number;
   jobTimeoutMs?: number;
@@ -177,7 +180,7 @@ export class HeedServer {
     this.info = info;
     this.refusals = new RateLimitedLog(log, 'refused connections');
     this.jobFolders = new JobFolders(join(opts.outDir, 'jobs'), opts.keepJobs, opts.maxOutBytes, (name) => this.activeJobs.has(name), log);
-    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, queueLimit: opts.queueLimit, isolation: opts.isolation,
+    this.pool = new WorkerPool({ workers: opts.workers, runnerModule: opts.runnerModule, cacheBytes: opts.cacheBytes, ...(opts.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: opts.maxJobMemoryMb } : {}), queueLimit: opts.queueLimit, isolation: opts.isolation,
       ...(opts.workerExecPath ? { execPath: opts.workerExecPath } : {}),
       ...(opts.cancelGraceMs !== undefined ? { cancelGraceMs: opts.cancelGraceMs } : {}),
       ...(opts.jobTimeoutMs !== undefined ? { jobTimeoutMs: opts.jobTimeoutMs } : {}),
@@ -230,6 +233,7 @@ export class HeedServer {
       keepJobs: options.keepJobs ?? {},
       ...(options.cancelGraceMs !== undefined ? { cancelGraceMs: positive(options.cancelGraceMs, 0, 'cancelGraceMs') } : {}),
       ...(options.jobTimeoutMs ? { jobTimeoutMs: positive(options.jobTimeoutMs, 0, 'jobTimeoutMs') } : {}),
+      ...(options.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: positive(options.maxJobMemoryMb, 1, 'maxJobMemoryMb') } : {}),
     };
     const token = options.token ?? generateToken();
     const http = createServer();
@@ -345,6 +349,13 @@ export class HeedServer {
       const { message } = describeIssues(checked.error.issues);
       this.log(`BUG: outgoing ${event.type} event fails the schema: ${message}`);
       conn.outbox.text(JSON.stringify({ type: 'error', ...(event.id ? { id: event.id } : {}), code: 'internal', message: `internal error: the server built an invalid ${event.type} event (${message})` }));
+      // That error ends the request: exactly one terminal event per request id. Close it here, and stop its job so
+      // its later result (or error) is not sent as a second terminal event (the job's callbacks check `open`).
+      const open = event.id !== undefined ? conn.open.get(event.id) : undefined;
+      if (open && event.id !== undefined) {
+        conn.open.delete(event.id);
+        if (open.jobId !== undefined) this.pool.cancel(open.jobId);
+      }
       return;
     }
     conn.outbox.text(JSON.stringify(event));
@@ -561,14 +572,19 @@ export class HeedServer {
     let submitted: { position: number; started: boolean };
     try {
       submitted = this.pool.submit(job, {
-      onProgress: (update) => this.send(conn, { type: 'progress', id: req.id, jobId, ...update }),
+      onProgress: (update) => {
+        if (conn.open.get(req.id) === open) this.send(conn, { type: 'progress', id: req.id, jobId, ...update });
+      },
       // The record lands in the job folder before the client hears of the end, so it can rely on finding it.
       onDone: (result) => {
         void writeFile(join(outDir, 'result.json'), JSON.stringify(result, null, 2))
           .catch((e: unknown) => this.log(`job ${jobId}: could not write result.json: ${(e as Error).message}`))
           .then(() => {
-            conn.open.delete(req.id);
-            this.sendResult(conn, req.id, result);
+            // Already ended (an outgoing event failed the schema and was answered with an error): no second end.
+            if (conn.open.get(req.id) === open) {
+              conn.open.delete(req.id);
+              this.sendResult(conn, req.id, result);
+            }
             jobEnded();
           });
       },
@@ -581,8 +597,10 @@ export class HeedServer {
           .then(() => writeFile(join(outDir, 'error.json'), JSON.stringify(err, null, 2)))
           .catch(() => undefined)
           .then(() => {
-            conn.open.delete(req.id);
-            this.sendError(conn, req.id, err);
+            if (conn.open.get(req.id) === open) {
+              conn.open.delete(req.id);
+              this.sendError(conn, req.id, err);
+            }
             jobEnded();
           });
       },

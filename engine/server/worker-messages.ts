@@ -7,6 +7,7 @@ export interface WorkerInit {
   /** URL or path of the runner module (exports createRunner). */
   runnerModule: string;
   cacheBytes: number;
+  maxJobMemoryMb?: number;
   /** Threads only: one Int32 slot, the seq of a job the main thread wants cancelled. */
   cancelBuffer?: SharedArrayBuffer;
 }

@@ -18,6 +18,15 @@ if (!port && !isChild) throw new Error('engine/server/worker.js is started by th
 const init: WorkerInit = port ? (workerData as WorkerInit) : (JSON.parse(process.env[INIT_ENV] ?? '{}') as WorkerInit);
 const cancelSlot = init.cancelBuffer ? new Int32Array(init.cancelBuffer) : undefined;
 const cache = new ModelCache(init.cacheBytes);
+// A job that exhausts memory should take this worker down, not the server: ask the kernel's OOM killer to pick us
+// first (best effort: not Linux, or a worker thread sharing the server's process, leaves it as is).
+if (isChild) {
+  try {
+    (await import('node:fs')).writeFileSync('/proc/self/oom_score_adj', '500');
+  } catch {
+    // not Linux, or not permitted: the estimate in jobs/size-check.ts is the first line of defence anyway
+  }
+}
 const cancelled = new Set<number>();
 
 function post(msg: FromWorker): void {
@@ -41,6 +50,7 @@ async function runJob(runner: JobRunner, seq: number, job: WorkerJob): Promise<v
   const ctx: JobContext = {
     signal: controller.signal,
     cache,
+    ...(init.maxJobMemoryMb !== undefined ? { maxJobMemoryMb: init.maxJobMemoryMb } : {}),
     progress(update) {
       pollCancel();
       post({ type: 'progress', seq, update });
