@@ -49,6 +49,20 @@ describe('generate size checks (issue 16 items 5, 10)', function () {
       assert.equal(odd.terminal.field, 'width');
       assert.match(odd.terminal.message, /does not fit this UNet.*multiples of \d+.*width 64 or 128/);
     }
+    // Issue 16 item 6: an A&E sigma whose Gaussian kernel would be 0/0 = NaN is refused up front with its field.
+    const nan = await c.request({ type: 'generate', model: models.sd, prompt: 'a cat and a frog', steps: 1, width: 64, height: 64, excite: { subjects: ['cat'], sigma: 1e-300, kernel: 31 } });
+    assert.equal(nan.terminal.type, 'error');
+    if (nan.terminal.type === 'error') {
+      assert.equal(nan.terminal.code, 'invalid_input');
+      assert.equal(nan.terminal.field, 'excite.sigma');
+    }
     await c.close();
+  });
+
+  it('CLI: an A&E sigma that would make the smoothing kernel NaN is refused at the flag (exit 2), a normal one runs', async () => {
+    const base = ['generate', '--model', models.sd, '--prompt', 'a cat and a frog', '--steps', '1', '--size', '64', '--excite', 'cat', '--ae-max-refinement', '1'];
+    assertUserError(await heed([...base, '--ae-sigma', '1e-300', '--out', join(tmp, 'nan')]), /--ae-sigma must be a number between/);
+    const ok = await heed([...base, '--ae-sigma', '0.5', '--out', join(tmp, 'sigma-ok')]);
+    assert.equal(ok.code, 0, ok.stderr);
   });
 });
