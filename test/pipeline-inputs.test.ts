@@ -115,9 +115,10 @@ describe('SD pipeline inputs and control flow (small latents)', function () {
     assert.deepEqual([res.image.height, res.image.width], [64, 128]);
     const g = res.attention?.daamGlobal();
     assert.deepEqual([g?.tokens, g?.height, g?.width], [4, 8, 16]);
-    assert.equal(res.aeResolution, 2);
-    const m = res.attention?.stepMap(0, 2);
-    assert.deepEqual([m?.height, m?.width, m?.keys], [2, 4, 77]);
+    // The per-step grid defaults to A&E's: 16 rows as diffusers, or the nearest the UNet has (8, 4, 2 here) → 8.
+    assert.equal(res.aeResolution, 8);
+    const m = res.attention?.stepMap(0, 8);
+    assert.deepEqual([m?.height, m?.width, m?.keys], [8, 16, 77]);
   });
 
   it('guidance <= 1 runs without CFG (batch 1, conditional only)', async () => {

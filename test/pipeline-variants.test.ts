@@ -65,7 +65,7 @@ describe('SD export variants: fp16 boundary, int64 timestep/ids, fixed batch 1 (
       ['final latents', res.latents, base.latents],
       ['image', res.image.data, base.image.data],
       ['DAAM global', res.attention?.daamGlobal().data ?? new Float32Array(), base.attention?.daamGlobal().data ?? new Float32Array()],
-      ['2x2 map step 0', res.attention?.stepMap(0, 2).data ?? new Float32Array(), base.attention?.stepMap(0, 2).data ?? new Float32Array()],
+      ['A&E-grid map step 0', res.attention?.stepMap(0, res.aeResolution).data ?? new Float32Array(), base.attention?.stepMap(0, base.aeResolution).data ?? new Float32Array()],
     ] as const) {
       const d = diff(a, b);
       assert.ok(a.length > 0 && d.rel <= 1e-5, `${name}: rel ${d.rel}`);
