@@ -25,7 +25,7 @@ import tokenizer as shapes_tokenizer
 import world
 
 SEED = {"vae": 10, "sd": 11, "clip": 12, "vit": 13}
-DEFAULT_STEPS = {"vae": 250, "sd": 3000, "clip": 400, "vit": 250}
+DEFAULT_STEPS = {"vae": 450, "sd": 3000, "clip": 400, "vit": 250}
 BATCH = {"vae": 16, "sd": 16, "clip": 64, "vit": 32}
 LR = {"vae": 1e-3, "sd": 1e-3, "clip": 1e-3, "vit": 1e-3}
 WARMUP = 50
@@ -272,6 +272,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    # Denormal floats can make CPU kernels 100x slower late in training; flush them to zero.
+    torch.set_flush_denormal(True)
     if args.deadline:
         hh, mm = map(int, args.deadline.split(":"))
         now = time.gmtime()

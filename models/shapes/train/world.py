@@ -67,14 +67,17 @@ def sample(seed, index, pair=None):
     shapes = list(rng.choice(SHAPES, size=n, replace=False))
     colours = list(rng.choice(COLOURS, size=n, replace=False))
     boxes = []
-    for _ in range(n):
-        while True:
+    while len(boxes) < n:
+        # A large first shape near the centre can leave no room for the second: redraw both after a few tries.
+        for _ in range(50):
             s = int(rng.integers(round(MIN_FRAC * SIZE), round(MAX_FRAC * SIZE) + 1))
             x0 = int(rng.integers(2, SIZE - s - 2 + 1))
             y0 = int(rng.integers(2, SIZE - s - 2 + 1))
             if all(_boxes_apart((x0, y0, s), b) for b in boxes):
                 boxes.append((x0, y0, s))
                 break
+        else:
+            boxes = []
     image = np.empty((SIZE, SIZE, 3), np.uint8)
     image[:] = BACKGROUND
     masks = []
