@@ -3,6 +3,7 @@
 // --compare's two runs share one seed, that report.json's comparison is computed from the runs' own scores, that a
 // failed run goes through mapError, and that the server's progress events (run labels, refinement iterations,
 // losses) and report.json match `heed generate` for the same request.
+import { HeedError } from '../engine/errors.js';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -93,14 +94,21 @@ describe('generate job: one flow for the CLI and the server', function () {
 
   it('a failed run goes through mapError with the job\'s size, and ends no run', async function () {
     const log: string[] = [];
-    const failing = runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 120, height: 128, outDir: join(tmp, 'odd'), model: models.sd }, {
-      onRunStart: (run) => log.push(`start ${run}`),
-      onRunEnd: (run) => log.push(`end ${run}`),
-      mapError: (e, size) => new Error(`mapped ${size.width}x${size.height}: ${e instanceof Error ? e.name : typeof e}`),
-    });
-    await assert.rejects(failing, /^Error: mapped 120x128: /);
+    const hooks = {
+      onRunStart: (run: unknown) => log.push(`start ${run}`),
+      onRunEnd: (run: unknown) => log.push(`end ${run}`),
+      mapError: (e: unknown, size: { width: number; height: number }) => new Error(`mapped ${size.width}x${size.height}: ${e instanceof Error ? e.name : typeof e}`),
+    };
+    // A latents file that does not exist fails inside the run.
+    const failing = runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 64, height: 64, latents: join(tmp, 'missing.npy'), outDir: join(tmp, 'odd'), model: models.sd }, hooks);
+    await assert.rejects(failing, /^Error: mapped 64x64: /);
     assert.deepEqual(log, ['start undefined']);
     assert.ok(!existsSync(join(tmp, 'odd', 'report.json')));
+    // A size the UNet cannot take is refused before any run starts (issue 16 item 10), with its field.
+    log.length = 0;
+    await assert.rejects(runGenerateJob(pipe, { prompt: 'a cat', steps: 1, seed: 1, width: 120, height: 128, outDir: join(tmp, 'odd2'), model: models.sd }, hooks),
+      (e: unknown) => e instanceof HeedError && e.kind === 'invalid_input' && e.field === 'width' && /does not fit this UNet/.test(e.message));
+    assert.deepEqual(log, []);
   });
 
   it('server runner with compare: progress labels the runs, streams refinements and losses; report.json equals `heed generate`\'s', async function () {
