@@ -65,6 +65,11 @@ if (withEngine) {
   for (const part of ['engine']) {
     cpSync(join(root, 'dist', part), join(out, 'dist', part), { recursive: true, filter: (s) => !skip(s) });
   }
+  // The trained Shapes models: the extension's default when no model folder is set (see src/core/defaults.ts).
+  for (const part of ['sd', 'vit', 'clip', 'demo.json']) {
+    const src = join(root, 'models', 'shapes', part);
+    if (existsSync(src)) cpSync(src, join(out, 'models', 'shapes', part), { recursive: true, dereference: true });
+  }
   writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'heed-engine', private: true, type: 'module' }, null, 2) + '\n');
   // Production dependency folders as npm resolved them (nested paths kept, so resolution is unchanged).
   const listed = execFileSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } })

@@ -34,6 +34,12 @@ N_LATENT_IMAGES = int(os.environ.get("HEED_SHAPES_N_LATENTS", "4000"))
 VAE_CROP = 64
 CAPTION_DROPOUT = 0.1
 EMA_DECAY = 0.99
+# Second phase of the SD recipe (added after the first 3000 steps were trained at a constant rate): from this step on
+# the learning rate follows a cosine from LR to LR * SD_LR_FLOOR at the run's last step, and the EMA averages over
+# ~1000 steps instead of ~100 — smoother weights for sampling once the loss has plateaued.
+SD_DECAY_FROM = 3000
+SD_LR_FLOOR = 0.1
+SD_EMA_DECAY_LATE = 0.999
 CHECKPOINT_EVERY_S = 180
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
@@ -59,8 +65,16 @@ def batch_images(seed, step, n, pair=None, index_range=None):
     return images, samples
 
 
-def lr_at(step, base):
-    return base * min(1.0, (step + 1) / WARMUP)
+def lr_at(step, base, name=None, total=None):
+    warm = base * min(1.0, (step + 1) / WARMUP)
+    if name != "sd" or total is None or step < SD_DECAY_FROM or total <= SD_DECAY_FROM:
+        return warm
+    t = (step - SD_DECAY_FROM) / (total - SD_DECAY_FROM)
+    return base * (SD_LR_FLOOR + (1 - SD_LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def ema_decay_at(name, step):
+    return SD_EMA_DECAY_LATE if name == "sd" and step >= SD_DECAY_FROM else EMA_DECAY
 
 
 class Trainer:
@@ -79,10 +93,11 @@ class Trainer:
     def update_ema(self):
         if self.ema is None:
             return
+        decay = ema_decay_at(self.name, self.step)
         with torch.no_grad():
             for k, v in self.ema_module.state_dict().items():
                 if v.dtype.is_floating_point:
-                    self.ema[k].mul_(EMA_DECAY).add_(v, alpha=1 - EMA_DECAY)
+                    self.ema[k].mul_(decay).add_(v, alpha=1 - decay)
                 else:
                     self.ema[k].copy_(v)
 
@@ -113,7 +128,7 @@ class Trainer:
                 log(self.workdir, f"deadline reached at step {self.step}")
                 break
             for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, LR[self.name])
+                g["lr"] = lr_at(self.step, LR[self.name], self.name, self.steps)
             loss, extra = loss_fn(self.step)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
