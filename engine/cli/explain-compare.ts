@@ -27,7 +27,8 @@ export async function runExplainCompare(o: ExplainCliOptions): Promise<{ result:
     const models = await openExplainModels(model, options.load);
     try {
       return await runCompareJob(models, { image, options: compareOptions, outDir: out, scale: o.compareScale ?? 'normalized', ...(trace !== undefined ? { traceDir: trace } : {}) }, {
-        onRun: (phase, method, i, total) => bar.update(phase === 'warm-up' ? i - 1 : total + i - 1, 2 * total, `${phase} ${method}`),
+        // Warm-up runs count against all candidates, timed runs against those that apply: show them as two phases.
+        onRun: (phase, method, i, total) => bar.update(i, total, `${phase} ${method}`),
       });
     } finally {
       bar.stop();

@@ -48,7 +48,7 @@ export interface CompareResult {
 }
 
 export interface CompareHooks {
-  /** Called before each run: phase 'warm-up' or 'timed', 1-based index among `total` runs of that phase. */
+  /** Called after each run: phase 'warm-up' or 'timed', 1-based index among `total` runs of that phase. */
   onRun?(phase: 'warm-up' | 'timed', method: ExplainMethod, index: number, total: number): void;
   signal?: AbortSignal;
 }
@@ -82,7 +82,6 @@ export async function compareMethods(model: ExplainModel, gradients: GradientEng
   const applicable: ExplainMethod[] = [];
   for (const [i, method] of candidates.entries()) {
     hooks.signal?.throwIfAborted();
-    hooks.onRun?.('warm-up', method, i + 1, candidates.length);
     try {
       const r = await explainWithModel(model, gradients, image, { ...base, ...(classIndex !== undefined ? { classIndex } : {}), methods: [method] });
       first ??= r;
@@ -92,18 +91,21 @@ export async function compareMethods(model: ExplainModel, gradients: GradientEng
       if (!(e instanceof MethodNotApplicableError) || chosen) throw e;
       skipped.push({ method, reason: e.reason });
     }
+    hooks.onRun?.('warm-up', method, i + 1, candidates.length);
   }
   if (applicable.length === 0 || !first) {
-    throw new ExplainError(`no method applies to ${model.info.dir}: ${skipped.map((s) => `${s.method} (${s.reason})`).join('; ')}`, { field: 'methods' });
+    const byReason = new Map<string, string[]>();
+    for (const s of skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), s.method]);
+    throw new ExplainError(`no method applies to ${model.info.dir}: ${[...byReason].map(([reason, ms]) => `${ms.join(', ')} (${reason})`).join('; ')}`, { field: 'methods' });
   }
 
   const methods: ComparedMethod[] = [];
   for (const [i, method] of applicable.entries()) {
     hooks.signal?.throwIfAborted();
-    hooks.onRun?.('timed', method, i + 1, applicable.length);
     const t0 = performance.now();
     const r = await explainWithModel(model, gradients, image, { ...base, ...(classIndex !== undefined ? { classIndex } : {}), methods: [method] });
     const wallMs = performance.now() - t0;
+    hooks.onRun?.('timed', method, i + 1, applicable.length);
     const m = methodMap(r, method);
     if (!m) throw new ExplainError(`internal: method '${method}' produced no map`, { kind: 'internal' });
     methods.push({ method, about: m.about, map: m.map, wallMs, timings: r.timings });
