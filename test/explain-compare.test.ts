@@ -117,7 +117,7 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
     const img = join(ref, 'synthetic_image.png');
     const out = join(tmp, 'bad');
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--methods', 'heads', '--out', out]), /'heads' cannot be compared.*choose from rollout/);
-    assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--methods', 'nope', '--out', out]), /--method must be one of/);
+    assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--methods', 'nope', '--out', out]), /--methods must be one of/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--methods', 'rollout', '--out', out]), /--methods chooses the methods of --compare/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--top', '3', '--out', out]), /--compare explains one class/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--class', '99', '--out', out]), /class 99 is out of range/);

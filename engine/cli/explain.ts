@@ -52,9 +52,9 @@ export interface ExplainCliOptions extends OutputMode {
 }
 
 /** `--method a,b --method c` → validated list. */
-export function parseMethods(values: readonly string[] | undefined): ExplainMethod[] | undefined {
+export function parseMethods(values: readonly string[] | undefined, flag = '--method'): ExplainMethod[] | undefined {
   if (!values || values.length === 0) return undefined;
-  const pick = oneOf('--method', EXPLAIN_METHODS);
+  const pick = oneOf(flag, EXPLAIN_METHODS);
   return [...new Set(values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean).map(pick))];
 }
 
@@ -112,7 +112,8 @@ export function registerExplain(program: Command): Command {
 
 /** The engine options the method flags ask for (shared by one image, --compare, --video and --images). */
 export function explainOptionsFromFlags(o: ExplainCliOptions): Omit<ExplainOptions, 'load'> {
-  const methods = parseMethods([...(o.method ?? []), ...(o.methods ?? [])]);
+  const methods = parseMethods(o.methods ?? [], '--methods') ?? parseMethods(o.method);
+  if (o.methods && o.method) throw new UsageError('give the methods to compare with --methods or --method, not both');
   const fusions = parseFusions(o.headFusion);
   return {
     ...(methods ? { methods } : {}),
