@@ -75,7 +75,7 @@ export function parseCheferStart(v: string): StartLayer {
 export function registerExplain(program: Command): Command {
   return program
     .command('explain')
-    .description('explain a ViT/DeiT/DINO classifier or a CLIP model on one image: attention heads, rollout, gradient rollout, Chefer relevance, attention distance')
+    .description('explain a ViT/DeiT/DINO classifier or a CLIP model on one image: attention heads, rollout, gradient rollout, Chefer relevance, the LRP family, attention distance; --compare the methods side by side, --video every frame, --images DIR distance over a folder')
     .requiredOption('--model <dir>', 'transformers.js/Optimum ONNX folder (config.json, preprocessor_config.json, onnx/model.onnx or model.onnx)')
     .option('--image <file>', 'the image (PNG, JPEG, WebP…)')
     .option('--video <file>', 'explain every frame: animated GIF / WebP (decoded by sharp) or, with ffmpeg on PATH, any video ffmpeg reads; writes <method>.webp / .gif (input | map per frame) and <method>.npy [frames, h, w]')

@@ -71,8 +71,7 @@ export async function compareMethods(model: ExplainModel, gradients: GradientEng
   validateCompareOptions(options);
   const chosen = options.methods !== undefined;
   const candidates = [...new Set(options.methods ?? COMPARE_METHODS)];
-  const base: ExplainOptions = { ...options, methods: undefined };
-  delete base.methods;
+  const { methods: _chosen, ...base } = options;
   const skipped: CompareResult['skipped'] = [];
 
   // Warm-up: builds every method's sessions, finds the methods that do not apply, and fixes the class (top-1 unless
