@@ -89,10 +89,14 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
   it('--methods picks a subset in the order given; --compare-scale shared puts the raw range on the colour bar', async function () {
     const out = join(tmp, 'subset');
     const r = await heed(['explain', '--model', join(ref, 'vit-tiny'), '--image', join(ref, 'synthetic_image.png'), '--compare', '--methods', 'gradcam,rollout',
-      '--class', '1', '--compare-scale', 'shared', '--out', out, '--json']);
+      '--class', '1', '--compare-scale', 'shared', '--compare-repeat', '3', '--out', out, '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout) as { classIndex: number; methods: { method: string }[] };
+    const j = JSON.parse(r.stdout) as { classIndex: number; methods: { method: string; wallMs: number; runsMs: number[] }[] };
     assert.deepEqual(j.methods.map((m) => m.method), ['gradcam', 'rollout']);
+    for (const m of j.methods) {
+      assert.equal(m.runsMs.length, 3);
+      assert.equal(m.wallMs, [...m.runsMs].sort((a, b) => a - b)[1], 'the median of the three runs');
+    }
     assert.equal(j.classIndex, 1);
     const file = JSON.parse(readFileSync(join(out, 'compare.json'), 'utf8')) as CompareJson;
     const all = file.methods.flatMap((m) => m.map.flat());
@@ -119,6 +123,8 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--methods', 'heads', '--out', out]), /'heads' cannot be compared.*choose from rollout/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--methods', 'nope', '--out', out]), /--methods must be one of/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--methods', 'rollout', '--out', out]), /--methods chooses the methods of --compare/);
+    assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare-repeat', '2', '--out', out]), /apply to --compare only/);
+    assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--compare-repeat', '0', '--out', out]), /--compare-repeat/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--top', '3', '--out', out]), /--compare explains one class/);
     assertUserError(await heed(['explain', '--model', vit, '--image', img, '--compare', '--class', '99', '--out', out]), /class 99 is out of range/);
     assertUserError(await heed(['explain', '--model', join(ref, 'clip-tiny'), '--image', img, '--compare', '--text', 'a', '--text', 'b', '--out', out]), /one image–text pair/);

@@ -17,7 +17,7 @@ export async function runExplainCompare(o: ExplainCliOptions): Promise<{ result:
   const { validateExplainOptions } = await import('../explain/index.js');
   const { openExplainModels, runCompareJob } = await import('../jobs/explain.js');
   const { methods, ...rest } = options;
-  const compareOptions = { ...rest, ...(methods ? { methods } : {}) };
+  const compareOptions = { ...rest, ...(methods ? { methods } : {}), ...(o.compareRepeat !== undefined ? { repeat: o.compareRepeat } : {}) };
   say(mode, `comparing methods on ${image} with ${model}`);
   const bar = stepProgress({ enabled: !mode.quiet && !mode.json, label: 'compare', lineIntervalMs: 0 });
   const job = await (async () => {
@@ -39,7 +39,7 @@ export async function runExplainCompare(o: ExplainCliOptions): Promise<{ result:
   if (mode.json) {
     process.stdout.write(JSON.stringify({
       outDir: written.outDir, files: written.files, traceFiles: written.traceFiles, classIndex: result.classIndex ?? null, label: result.label ?? null, text: result.text ?? null,
-      methods: result.methods.map((m) => ({ method: m.method, about: m.about, wallMs: m.wallMs, timingsMs: m.timings })), skipped: result.skipped, notes: result.notes,
+      methods: result.methods.map((m) => ({ method: m.method, about: m.about, wallMs: m.wallMs, runsMs: m.runsMs, timingsMs: m.timings })), skipped: result.skipped, notes: result.notes,
     }, null, 2) + '\n');
   } else {
     warn(mode, [...result.skipped.map((s) => `${s.method} skipped: ${s.reason}`), ...result.notes]);

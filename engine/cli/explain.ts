@@ -34,6 +34,7 @@ export interface ExplainCliOptions extends OutputMode {
   compare?: boolean;
   methods?: string[];
   compareScale?: 'normalized' | 'shared';
+  compareRepeat?: number;
   text?: string[];
   method?: string[];
   class?: number;
@@ -84,6 +85,7 @@ export function registerExplain(program: Command): Command {
     .option('--images <dir>', 'with --method distance: mean attention distance per block and head averaged over every image in the folder (distance_set.png, distance_set.json)')
     .option('--compare', 'run every map method that applies to the model (or those of --methods) on one image and class, timed one by one; compare.png side by side on one colour scale, compare.json')
     .option('--methods <list>', '--compare: the methods to compare, comma-separated (default: every map method that applies)', collect)
+    .option('--compare-repeat <n>', '--compare: timed runs per method; the time shown is their median (default 1)', positiveInt('--compare-repeat', 100))
     .option('--compare-scale <scale>', "--compare: 'normalized' (each map min–max scaled to [0, 1]; default) or 'shared' (raw values on one range)", oneOf('--compare-scale', ['normalized', 'shared'] as const))
     .option('--text <text>', 'CLIP: a text to compare the image with (repeat for several)', collect)
     .option('--method <name>', `method(s), repeatable or comma-separated: ${EXPLAIN_METHODS.join(', ')} (default: all that apply except the LRP family transformer-attribution, partial-lrp, raw-attention, gradcam, which run when named)`, collect)
@@ -159,7 +161,7 @@ export function explainMode(o: ExplainCliOptions): 'image' | 'compare' | 'video'
   if (o.compare && o.image === undefined) throw new UsageError('--compare compares the methods on one image: give --image FILE');
   if (o.compare) return 'compare';
   if (o.methods !== undefined) throw new UsageError('--methods chooses the methods of --compare; without it use --method a,b');
-  if (o.compareScale !== undefined) throw new UsageError('--compare-scale applies to --compare only');
+  if (o.compareScale !== undefined || o.compareRepeat !== undefined) throw new UsageError('--compare-scale and --compare-repeat apply to --compare only');
   if ((o.fps !== undefined || o.maxFrames !== undefined) && o.video === undefined) throw new UsageError('--fps and --max-frames apply to --video only');
   return o.video !== undefined ? 'video' : o.images !== undefined ? 'images' : 'image';
 }

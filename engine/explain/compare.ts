@@ -18,6 +18,8 @@ export const COMPARE_METHODS: readonly ExplainMethod[] = EXPLAIN_METHODS.filter(
 export interface CompareOptions extends Omit<ExplainOptions, 'methods' | 'topK'> {
   /** The methods to compare; default every map method that applies to the model (the others are listed as skipped). */
   methods?: readonly ExplainMethod[];
+  /** Timed runs per method (default 1); the wall time reported is their median. */
+  repeat?: number;
 }
 
 export interface ComparedMethod {
@@ -25,8 +27,11 @@ export interface ComparedMethod {
   /** What the map explains ("class 3 (cat)", 'text "a dog"', "class-agnostic (max, discard 0.9)"). */
   about: string;
   map: GridMap;
-  /** Wall time of the method's own explain run (forward, gradients / relevance, the method), after the warm-up. */
+  /** Wall time of the method's own explain run (forward, gradients / relevance, the method), after the warm-up; the
+   *  median over `repeat` runs. */
   wallMs: number;
+  /** Every timed run's wall time. */
+  runsMs: number[];
   /** That run's breakdown (forward, gradients, lrp, the method). */
   timings: Record<string, number>;
 }
@@ -53,6 +58,12 @@ export interface CompareHooks {
   signal?: AbortSignal;
 }
 
+function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 export function validateCompareOptions(options: CompareOptions): void {
   for (const m of options.methods ?? []) {
     if (!EXPLAIN_METHODS.includes(m)) throw new ExplainError(`unknown method '${m}' (choose from ${COMPARE_METHODS.join(', ')})`, { field: 'methods' });
@@ -62,6 +73,9 @@ export function validateCompareOptions(options: CompareOptions): void {
     }
   }
   if (options.methods !== undefined && options.methods.length === 0) throw new ExplainError(`no method to compare: choose from ${COMPARE_METHODS.join(', ')}`, { field: 'methods' });
+  if (options.repeat !== undefined && (!Number.isInteger(options.repeat) || options.repeat < 1 || options.repeat > 100)) {
+    throw new ExplainError(`repeat must be an integer from 1 to 100 (got ${options.repeat})`, { field: 'repeat' });
+  }
   if ((options.texts?.length ?? 0) > 1) {
     throw new ExplainError(`compare explains one image–text pair, got ${options.texts!.length} texts: give one text`, { field: 'texts' });
   }
@@ -71,7 +85,7 @@ export async function compareMethods(model: ExplainModel, gradients: GradientEng
   validateCompareOptions(options);
   const chosen = options.methods !== undefined;
   const candidates = [...new Set(options.methods ?? COMPARE_METHODS)];
-  const { methods: _chosen, ...base } = options;
+  const { methods: _chosen, repeat = 1, ...base } = options;
   const skipped: CompareResult['skipped'] = [];
 
   // Warm-up: builds every method's sessions, finds the methods that do not apply, and fixes the class (top-1 unless
@@ -101,13 +115,17 @@ export async function compareMethods(model: ExplainModel, gradients: GradientEng
   const methods: ComparedMethod[] = [];
   for (const [i, method] of applicable.entries()) {
     hooks.signal?.throwIfAborted();
-    const t0 = performance.now();
-    const r = await explainWithModel(model, gradients, image, { ...base, ...(classIndex !== undefined ? { classIndex } : {}), methods: [method] });
-    const wallMs = performance.now() - t0;
+    const runsMs: number[] = [];
+    let r: ExplainResult | undefined;
+    for (let k = 0; k < repeat; k++) {
+      const t0 = performance.now();
+      r = await explainWithModel(model, gradients, image, { ...base, ...(classIndex !== undefined ? { classIndex } : {}), methods: [method] });
+      runsMs.push(performance.now() - t0);
+    }
     hooks.onRun?.('timed', method, i + 1, applicable.length);
-    const m = methodMap(r, method);
+    const m = methodMap(r!, method);
     if (!m) throw new ExplainError(`internal: method '${method}' produced no map`, { kind: 'internal' });
-    methods.push({ method, about: m.about, map: m.map, wallMs, timings: r.timings });
+    methods.push({ method, about: m.about, map: m.map, wallMs: median(runsMs), runsMs, timings: r!.timings });
   }
   const label = classIndex !== undefined ? (first.classes?.find((c) => c.index === classIndex)?.label ?? model.info.labels?.[classIndex] ?? `class_${classIndex}`) : undefined;
   return {

@@ -47,7 +47,7 @@ export function compareJson(result: CompareResult, scale: CompareScale): Record<
     colorRange: (({ min, max }) => ({ min, max }))(compareRange(result, scale).bar),
     methods: result.methods.map((m) => {
       const s = mapStats(m.map.data);
-      return { method: m.method, about: m.about, wallMs: m.wallMs, timingsMs: m.timings, min: s.min, max: s.max, map: gridToNested(m.map) };
+      return { method: m.method, about: m.about, wallMs: m.wallMs, runsMs: m.runsMs, timingsMs: m.timings, min: s.min, max: s.max, map: gridToNested(m.map) };
     }),
     skipped: result.skipped,
     notes: result.notes,
