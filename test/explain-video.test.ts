@@ -5,7 +5,7 @@
 // and that the extracted frames are explained; with no ffmpeg on PATH a non-GIF/WebP file is a clear exit-2 error.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
@@ -127,12 +127,15 @@ if (cap >= 0) frames = frames.slice(0, Number(args[cap + 1]));
 frames.forEach((f, i) => fs.copyFileSync(f, pattern.replace('%06d', String(i + 1).padStart(6, '0'))));
 `);
     chmodSync(join(bin, 'ffmpeg'), 0o755);
-    const env = { ...process.env, PATH: `${bin}:${dirname(process.execPath)}` };
+    const frameTmp = join(tmp, 'frame-tmp');
+    mkdirSync(frameTmp, { recursive: true });
+    const env = { ...process.env, PATH: `${bin}:${dirname(process.execPath)}`, TMPDIR: frameTmp };
     const out = join(tmp, 'ff');
     const r = await run(['explain', '--model', join(ref, 'vit-tiny'), '--video', video, '--method', 'rollout', '--fps', '5', '--max-frames', '2', '--threads', '1', '--out', out, '--json'], env);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { frames: number; decoder: string };
     assert.deepEqual([j.frames, j.decoder], [2, 'ffmpeg']);
+    assert.deepEqual(readdirSync(frameTmp), [], 'the extracted frames are removed');
     const args = JSON.parse(readFileSync(log, 'utf8')) as string[];
     assert.equal(args[args.indexOf('-i') + 1], video);
     assert.deepEqual(args.slice(args.indexOf('-vf'), args.indexOf('-vf') + 2), ['-vf', 'fps=5']);

@@ -25,7 +25,7 @@ export async function runExplainVideo(o: ExplainCliOptions): Promise<VideoJobOut
         video, options, outDir: out, ...(o.maxFrames !== undefined ? { maxFrames: o.maxFrames } : {}), ...(o.fps !== undefined ? { fps: o.fps } : {}),
       }, {
         signal: interrupt.signal,
-        onFrames: (v) => say(mode, `${v.frames.length} frame(s) of ${v.width}×${v.height} (decoded by ${v.decoder}${v.totalFrames !== undefined ? `, the first ${v.frames.length} of ${v.totalFrames}` : ''})`),
+        onFrames: (v) => say(mode, `${v.count} frame(s) of ${v.width}×${v.height} (decoded by ${v.decoder}${v.totalFrames !== undefined ? `, the first ${v.count} of ${v.totalFrames}` : ''})`),
         onFrame: (done, total) => bar.update(done, total, `frame ${done}`),
       });
     } finally {

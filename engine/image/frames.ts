@@ -10,8 +10,13 @@ import sharp from 'sharp';
 import { HeedError } from '../errors.js';
 
 export interface VideoFrames {
-  /** PNG bytes (RGB) of each frame, in order. */
-  frames: Buffer[];
+  /** Number of frames read. */
+  count: number;
+  /** PNG bytes (RGB) of frame i (0-based). ffmpeg's frames stay on disk until asked for: a long video at full
+   *  resolution would not fit in memory. */
+  frame(i: number): Promise<Buffer>;
+  /** Removes the temporary frame folder (ffmpeg); call when done. */
+  dispose(): void;
   /** Display time of each frame in ms (from the GIF/WebP, or 1000 / fps for ffmpeg). */
   delays: number[];
   width: number;
@@ -74,7 +79,9 @@ async function sharpFrames(file: string, o: ReadVideoOptions): Promise<VideoFram
     frames.push(await sharp(data.subarray(f * frameBytes, (f + 1) * frameBytes), { raw: { width, height, channels: 3 } }).png().toBuffer());
   }
   const delays = Array.from({ length: count }, (_, f) => (meta.delay?.[f] && meta.delay[f]! > 0 ? meta.delay[f]! : DEFAULT_DELAY_MS));
-  return { frames, delays, width, height, decoder: 'sharp', ...(count < total ? { totalFrames: total } : {}) };
+  return {
+    count, frame: async (i) => frames[i]!, dispose: () => {}, delays, width, height, decoder: 'sharp', ...(count < total ? { totalFrames: total } : {}),
+  };
 }
 
 function run(cmd: string, args: readonly string[]): Promise<{ code: number; stderr: string }> {
@@ -89,6 +96,7 @@ function run(cmd: string, args: readonly string[]): Promise<{ code: number; stde
 async function ffmpegFrames(ffmpeg: string, file: string, o: ReadVideoOptions): Promise<VideoFrames> {
   const field = o.field ?? 'video';
   const dir = mkdtempSync(join(tmpdir(), 'heed-frames-'));
+  const dispose = (): void => rmSync(dir, { recursive: true, force: true });
   try {
     const args = ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file,
       ...(o.fps !== undefined ? ['-vf', `fps=${o.fps}`] : []), ...(o.maxFrames !== undefined ? ['-frames:v', String(o.maxFrames)] : []),
@@ -99,12 +107,15 @@ async function ffmpegFrames(ffmpeg: string, file: string, o: ReadVideoOptions): 
       const why = r.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit code ${r.code}, no frames`;
       throw new HeedError('invalid_input', `ffmpeg could not read frames from ${file}: ${why} (give a video file ffmpeg can decode)`, { field });
     }
-    const frames = names.map((n) => readFileSync(join(dir, n)));
-    const first = await sharp(frames[0]!).metadata();
+    const first = await sharp(join(dir, names[0]!)).metadata();
     const delay = o.fps !== undefined ? 1000 / o.fps : DEFAULT_DELAY_MS;
-    return { frames, delays: frames.map(() => delay), width: first.width ?? 0, height: first.height ?? 0, decoder: 'ffmpeg' };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    return {
+      count: names.length, frame: async (i) => readFileSync(join(dir, names[i]!)), dispose,
+      delays: names.map(() => delay), width: first.width ?? 0, height: first.height ?? 0, decoder: 'ffmpeg',
+    };
+  } catch (e) {
+    dispose();
+    throw e;
   }
 }
 

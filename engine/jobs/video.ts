@@ -113,9 +113,8 @@ export async function runVideoJob(models: ExplainModels, spec: VideoJobSpec, hoo
   hooks.onFrames?.(video);
   const records: VideoFrameRecord[] = [];
   const perMethod = new Map<ExplainMethod, { stem: string; maps: GridMap[][]; rows: RgbImage[] }>();
-  for (const [i, png] of video.frames.entries()) {
-    hooks.signal?.throwIfAborted();
-    const prepared = await prepareJobImage(models, png, 'video');
+  const explainFrame = async (i: number): Promise<void> => {
+    const prepared = await prepareJobImage(models, await video.frame(i), 'video');
     const r = await explainWithModel(models.model, models.gradients, prepared, { ...spec.options, methods });
     const input: RgbImage = { width: prepared.width, height: prepared.height, data: prepared.rgb };
     const explained = r.lrp[0] ?? r.gradRollout[0] ?? r.chefer.find((c) => c.classIndex !== undefined);
@@ -130,7 +129,15 @@ export async function runVideoJob(models: ExplainModels, spec: VideoJobSpec, hoo
       entry.maps.push(maps);
       entry.rows.push(composeRow(input, maps));
     }
-    hooks.onFrame?.(i + 1, video.frames.length);
+    hooks.onFrame?.(i + 1, video.count);
+  };
+  try {
+    for (let i = 0; i < video.count; i++) {
+      hooks.signal?.throwIfAborted();
+      await explainFrame(i);
+    }
+  } finally {
+    video.dispose();
   }
 
   const outDir = resolve(spec.outDir);
