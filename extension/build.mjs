@@ -46,7 +46,18 @@ await build({
   target: 'es2022',
   logLevel: 'warning',
 });
-console.log('built out/extension.cjs and media/ (with media/map-views.js)');
+// The explain panel's compare view (src/core/compareView.ts), the same way.
+await build({
+  entryPoints: [join(here, 'src', 'core', 'compareView.ts')],
+  outfile: join(here, 'media', 'compare-view.js'),
+  bundle: true,
+  platform: 'browser',
+  format: 'iife',
+  globalName: 'heedCompare',
+  target: 'es2022',
+  logLevel: 'warning',
+});
+console.log('built out/extension.cjs and media/ (with media/map-views.js and media/compare-view.js)');
 
 if (withEngine) {
   // The engine is the project's compiled output; compile it first (tsc emits even when unrelated files have type

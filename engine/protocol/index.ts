@@ -152,6 +152,11 @@ export const ExplainRequest = z.strictObject({
   cheferStart: z.union([z.enum(['last', 'all']), z.int().min(0, CHEFER_START_MESSAGE).max(1023, CHEFER_START_MESSAGE)], { error: CHEFER_START_MESSAGE }).optional(),
   /** Layer of the per-head CLS maps (CLI `--heads-layer`); negative counts from the end; default -1 (the last). */
   headsLayer: z.int().min(-1024).max(1023).optional(),
+  /** Compare the map methods side by side (CLI `--compare`): every one that applies, or those of `methods`, each timed
+   *  on its own; the result's `explain` is then compare.json. Takes `classIndex` (not `top`) and at most one text. */
+  compare: z.boolean().optional(),
+  /** With `compare`: 'normalized' (each map min–max scaled; default) or 'shared' (raw values on one range). */
+  compareScale: z.enum(['normalized', 'shared']).optional(),
   trace: z.boolean().optional(),
 });
 
@@ -356,8 +361,10 @@ export const ExplainResult = z.strictObject({
   jobId: z.string(),
   outDir: z.string(),
   files: z.array(FileRef),
-  /** The content of the job's explain.json (as the CLI writes it). */
+  /** The content of the job's explain.json (as the CLI writes it); with `compare: true`, of its compare.json. */
   explain: JsonValue,
+  /** True when the request asked for `compare` (then `explain` is compare.json). */
+  compare: z.boolean().optional(),
   timingsMs: z.record(z.string(), z.number()),
 });
 export type ExplainResult = z.infer<typeof ExplainResult>;
