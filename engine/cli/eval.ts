@@ -82,17 +82,27 @@ export interface EvalPlan {
   out: string;
 }
 
+/** A path check of common.ts, with the flag's field on the error. */
+function withField<T>(field: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof UsageError && e.field === undefined) throw new UsageError(e.message, field);
+    throw e;
+  }
+}
+
 /** Every check that needs no model, so that mistakes fail before anything loads. */
 export async function planEval(o: EvalCliOptions): Promise<EvalPlan> {
   if (o.sd === undefined) throw new UsageError('--sd is required: point it at a Stable Diffusion ONNX folder (e.g. models/shapes/sd)', 'sd');
   if (o.clip === undefined) throw new UsageError('--clip is required: point it at a CLIP ONNX folder (e.g. models/shapes/clip)', 'clip');
   if (o.out === undefined) throw new UsageError('--out is required: the folder for samples.jsonl and the report (created if missing)', 'out');
-  const sd = existingDir(o.sd, '--sd', 'point it at a Stable Diffusion ONNX folder (e.g. models/shapes/sd)');
-  const clip = existingDir(o.clip, '--clip', 'point it at a CLIP ONNX folder (e.g. models/shapes/clip)');
+  const sd = withField('sd', () => existingDir(o.sd!, '--sd', 'point it at a Stable Diffusion ONNX folder (e.g. models/shapes/sd)'));
+  const clip = withField('clip', () => existingDir(o.clip!, '--clip', 'point it at a CLIP ONNX folder (e.g. models/shapes/clip)'));
   if (o.prompts !== undefined && o.grammar !== undefined) throw new UsageError('--prompts and --grammar both name the prompts: give one of them', 'prompts');
   let texts: string[];
   if (o.prompts !== undefined) {
-    const file = existingFile(o.prompts, '--prompts', 'give a text file with one prompt per line');
+    const file = withField('prompts', () => existingFile(o.prompts!, '--prompts', 'give a text file with one prompt per line'));
     texts = promptLines(readFileSync(file, 'utf8'));
     if (texts.length === 0) throw new UsageError(`--prompts ${o.prompts} holds no prompt (one per line; empty lines and # comments are skipped)`, 'prompts');
   } else {
@@ -118,7 +128,7 @@ export async function planEval(o: EvalCliOptions): Promise<EvalPlan> {
   } catch (e) {
     throw new UsageError((e as Error).message, 'seeds');
   }
-  const out = outputDir(o.out, '--out');
+  const out = withField('out', () => outputDir(o.out!, '--out'));
   const settings: EvalSettings = {
     sd, clip, steps: o.steps, guidance: o.guidance,
     ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),

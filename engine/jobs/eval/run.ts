@@ -118,18 +118,17 @@ export async function runEvalJob(spec: EvalJobSpec, hooks: EvalJobHooks = {}): P
   if (todo.length > 0) {
     const runsOf = (p: EvalPrompt): number => (settings.excite !== false && p.subjects.length >= 2 ? 2 : 1);
     const total = todo.reduce((n, t) => n + runsOf(t.prompt), 0);
+    // CLIP first: it loads in a fraction of the time, so a wrong --clip folder fails before the pipeline loads.
+    const clip = await ClipScorer.load(settings.clip, { ...(spec.device ? { device: spec.device } : {}), threads: spec.threads ?? 1 });
     const { StableDiffusionPipeline } = await import('../../diffusion/pipeline.js');
     let pipe: StableDiffusionPipeline;
     try {
       pipe = await StableDiffusionPipeline.load(settings.sd, { threads: spec.threads ?? 1, session: { logSeverity: 4, ...(spec.device ? { device: spec.device } : {}) } });
     } catch (e) {
+      await clip.release();
       if (e instanceof HeedError && e.kind !== 'internal') throw new HeedError(e.kind, `--sd ${settings.sd}: ${e.message}`, { field: 'sd', cause: e });
       throw e;
     }
-    const clip = await ClipScorer.load(settings.clip, { ...(spec.device ? { device: spec.device } : {}), threads: spec.threads ?? 1 }).catch(async (e: unknown) => {
-      await pipe.dispose();
-      throw e;
-    });
     try {
       let finished = 0;
       for (const { prompt, seed } of todo) {
