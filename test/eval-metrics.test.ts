@@ -136,9 +136,11 @@ describe('eval: prompts and seeds', function () {
   it('other prompts: the subjects are the nouns (or the given words), each with its sub-prompt', function () {
     const p = evalPrompt('a cat on a mat and a frog', () => ['cat', 'mat', 'frog']);
     assert.equal(p.shapes, false);
-    assert.deepEqual(p.subjects, [{ word: 'cat', text: 'a cat on a mat' }, { word: 'mat', text: 'a cat on a mat' }, { word: 'frog', text: 'a frog' }]);
+    assert.deepEqual(p.subjects, [{ word: 'cat', text: 'a cat' }, { word: 'mat', text: 'a mat' }, { word: 'frog', text: 'a frog' }]);
+    assert.deepEqual(evalPrompt('a red circle next to a blue square, photo', () => ['circle', 'square']).subjects.map((x) => x.text), ['a red circle', 'a blue square']);
+    assert.deepEqual(evalPrompt('red apples on the table', () => ['apples', 'dog']).subjects.map((x) => x.text), ['red apples', 'a dog']);
     assert.deepEqual(evalPrompt('a red circle', () => []).subjects.map((s) => s.word), ['circle']);
-    assert.deepEqual(evalPrompt('a red circle', () => [], ['red']).subjects, [{ word: 'red', text: 'a red circle' }]);
+    assert.deepEqual(evalPrompt('a red circle', () => [], ['red']).subjects, [{ word: 'red', text: 'a red' }]);
     assert.deepEqual(promptLines('# header\na cat\n\n  a dog  \r\n#x\n'), ['a cat', 'a dog']);
   });
 

@@ -146,6 +146,27 @@ describe('heed eval: the report\'s numbers on a tiny run (Shapes models)', funct
     assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /\| two subjects \| plain \| 1 \|/);
   });
 
+  it('finds the subjects of other prompts by CLIP (presence by similarity, masks by Chefer relevance)', async function () {
+    const dir = mkdtempSync(join(tmpdir(), 'heed-eval-clip-'));
+    try {
+      writeFileSync(join(dir, 'prompts.txt'), '# not of the grammar\na red circle next to a blue square\n');
+      const r = await heed(['eval', '--sd', SD, '--clip', CLIP, '--prompts', join(dir, 'prompts.txt'), '--subjects', 'circle,square', '--seeds', '3',
+        '--steps', '2', '--size', '128x128', '--no-excite', '--present-sim', '0.3', '--out', join(dir, 'out')]);
+      assert.equal(r.code, 0, r.stderr);
+      const [rec] = samples(join(dir, 'out'));
+      assert.equal(rec!.by, 'clip');
+      assert.equal(rec!.excite, undefined, '--no-excite');
+      assert.deepEqual(rec!.plain.subjects.map((s) => s.text), ['a red circle', 'a blue square']);
+      for (const s of rec!.plain.subjects) {
+        assert.equal(s.present, s.clip >= 0.3, `${s.word}: present iff its similarity ${s.clip} ≥ --present-sim`);
+        assert.ok(s.area > 0 && s.area < 1, `${s.word}: the relevance mask (> 0.5 of its range) covers part of the image, got ${s.area}`);
+        assert.equal(s.pointing !== undefined, s.present);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('resumes without redoing finished samples, and refuses to mix settings', async function () {
     if (!existsSync(join(out, 'samples.jsonl'))) this.skip();
     const first = readFileSync(join(out, 'samples.jsonl'), 'utf8');

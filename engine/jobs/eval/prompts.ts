@@ -75,8 +75,7 @@ export function spreadSubset<T>(items: readonly T[], n: number | undefined): T[]
 
 /**
  * Subjects of a prompt. Shapes grammar: the shape words. Otherwise `subjectWords` (the --subjects flag) when given,
- * else `nouns(text)` (the engine's noun tagger); each subject's text is the part of the prompt between "and"s that
- * holds it (the A&E paper's sub-prompts), or "a <word>".
+ * else `nouns(text)` (the engine's noun tagger); each subject's text is its phrase (subjectPhrase).
  */
 export function evalPrompt(text: string, nouns: (t: string) => string[], subjectWords?: readonly string[]): EvalPrompt {
   const trimmed = text.trim();
@@ -84,12 +83,28 @@ export function evalPrompt(text: string, nouns: (t: string) => string[], subject
   if (shapes) return { text: trimmed, subjects: shapes, shapes: true };
   const words = subjectWords && subjectWords.length > 0 ? [...subjectWords] : nouns(trimmed);
   const parts = trimmed.split(/\s+and\s+|,/i).map((p) => p.trim()).filter(Boolean);
-  const tokens = (s: string): string[] => s.toLowerCase().split(/[^\p{L}\p{N}'-]+/u).filter(Boolean);
-  const subjects = words.map((w) => {
-    const part = parts.find((p) => tokens(p).includes(w.toLowerCase()));
-    return { word: w, text: part ?? `a ${w}` };
-  });
+  const subjects = words.map((w) => ({ word: w, text: subjectPhrase(parts, w) }));
   return { text: trimmed, subjects, shapes: false };
+}
+
+const DETERMINERS = new Set(['a', 'an', 'the', 'one', 'two', 'three', 'some']);
+
+/**
+ * A subject's own text: in the sub-prompt (between "and"s) that holds the word, the words from the last determiner
+ * before it up to the word ("a red circle next to a blue square" → "a red circle", "a blue square"); "a <word>" when
+ * no sub-prompt holds it.
+ */
+export function subjectPhrase(parts: readonly string[], word: string): string {
+  const norm = (t: string): string => t.toLowerCase().replace(/[^\p{L}\p{N}'-]/gu, '');
+  for (const part of parts) {
+    const tokens = part.split(/\s+/).filter(Boolean);
+    const at = tokens.findIndex((t) => norm(t) === word.toLowerCase());
+    if (at < 0) continue;
+    let from = at;
+    while (from > 0 && !DETERMINERS.has(norm(tokens[from]!))) from--;
+    return tokens.slice(from, at + 1).map(norm).join(' ');
+  }
+  return `a ${word}`;
 }
 
 /** Prompts of a file: one per line; empty lines and lines starting with # are skipped. */
