@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { HeedError } from '../engine/errors.js';
 import { neglectedSubjects, subjectAttention } from '../engine/attention/neglect.js';
 import {
-  argmax, chooseThreshold, cosine, iou, mapIou, maskArea, minObjectSimilarity, nearestColourMasks, normalizeMinMax, pointingHit, prSweep,
+  argmax, bestF1, chooseThreshold, cosine, f1, iou, mapIou, maskArea, minObjectSimilarity, nearestColourMasks, normalizeMinMax, pointingHit, prSweep,
   thresholdGrid, thresholdMap, type Mask,
 } from '../engine/jobs/eval/metrics.js';
 import { evalPrompt, grammarPrompts, parseSeedRange, parseShapesPrompt, promptLines, spreadSubset, SHAPES_BACKGROUND, SHAPES_PALETTE } from '../engine/jobs/eval/prompts.js';
@@ -98,6 +98,10 @@ describe('eval: the neglect warning as a predictor (precision/recall, threshold 
     // Recall 0.5 is reached at t = 0.11 with precision 1.
     assert.equal(chooseThreshold(sweep, 0.5)!.threshold, 0.11);
     assert.equal(chooseThreshold(prSweep([{ score: 0.5, positive: false }], thresholdGrid(10)), 0.8), undefined);
+    // F1: 2/3 for t in (0.1, 0.5], 0.8 for (0.5, 0.9], 2/3 above: the best is the lowest grid point of (0.5, 0.9].
+    assert.equal(bestF1(sweep)!.threshold, 0.51);
+    assert.ok(Math.abs(f1(bestF1(sweep)!) - 0.8) < 1e-12);
+    assert.equal(bestF1(prSweep([{ score: 0.5, positive: false }], thresholdGrid(10))), undefined);
   });
 
   it('compares subjects only: "a", "and" and colours do not set the scale', function () {

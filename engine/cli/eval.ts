@@ -180,7 +180,8 @@ function summarize(mode: OutputMode, r: EvalReport, files: { jsonl: string; json
   if (r.single.images > 0) say(mode, `single:    subject present in ${pct(r.single.all)} of ${r.single.images} images`);
   if (r.pairs.plain.images > 0) say(mode, `pairs:     plain misses a subject in ${pct(r.pairs.plain.missRate)} of ${r.pairs.plain.images} images${r.pairs.excite ? `, A&E in ${pct(r.pairs.excite.missRate)}` : ''}`);
   const d = r.diagnosis.subjects;
-  if (d.cases > 0) say(mode, `diagnosis: ${d.chosen ? `threshold ${d.chosen.threshold.toFixed(2)} → precision ${pct(d.chosen.precision)}, recall ${pct(d.chosen.recall)}` : `no threshold reaches recall ${r.diagnosis.minRecall}`} (${d.absent} of ${d.cases} subjects absent)`);
+  const best = d.bestF1 ? `; best F1 ${d.bestF1.f1.toFixed(3)} at threshold ${d.bestF1.threshold.toFixed(2)} (precision ${pct(d.bestF1.precision)}, recall ${pct(d.bestF1.recall)})` : '';
+  if (d.cases > 0) say(mode, `diagnosis: ${d.chosen ? `threshold ${d.chosen.threshold.toFixed(2)} → precision ${pct(d.chosen.precision)}, recall ${pct(d.chosen.recall)}` : `no threshold reaches recall ${r.diagnosis.minRecall}${best}`} (${d.absent} of ${d.cases} subjects absent)`);
   const rel = (p: string): string => relative(process.cwd(), p) || '.';
   say(mode, `report:    ${rel(files.md)}, ${rel(files.json)}, ${rel(files.chart)}; samples: ${rel(files.jsonl)}`);
 }

@@ -186,3 +186,16 @@ export function chooseThreshold(points: readonly PrPoint[], minRecall: number): 
   }
   return best;
 }
+
+/** F1 of a point (0 when precision or recall is undefined or both are 0). */
+export function f1(p: PrPoint): number {
+  if (p.precision === null || p.recall === null || p.precision + p.recall === 0) return 0;
+  return (2 * p.precision * p.recall) / (p.precision + p.recall);
+}
+
+/** The threshold with the best F1 (the lowest among equals); undefined when no point has a positive F1. */
+export function bestF1(points: readonly PrPoint[]): PrPoint | undefined {
+  let best: PrPoint | undefined;
+  for (const p of points) if (f1(p) > 0 && (!best || f1(p) > f1(best))) best = p;
+  return best;
+}

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderLineChart, type ChartSeries } from '../../render/index.js';
-import { chooseThreshold, mean, prSweep, thresholdGrid, type PrPoint, type ScoredCase } from './metrics.js';
+import { bestF1, chooseThreshold, f1, mean, prSweep, thresholdGrid, type PrPoint, type ScoredCase } from './metrics.js';
 import type { RunRecord, SampleRecord } from './samples.js';
 import type { EvalSettings } from './run.js';
 
@@ -40,6 +40,8 @@ export interface PredictorScore {
   sweep: PrPoint[];
   /** The threshold reaching recall ≥ MIN_RECALL with the best precision (null when none does). */
   chosen: PrPoint | null;
+  /** The threshold with the best F1 (for when no threshold reaches the recall). */
+  bestF1: (PrPoint & { f1: number }) | null;
 }
 
 export interface EvalReport {
@@ -102,7 +104,11 @@ function predictor(records: readonly SampleRecord[], field: 'relative' | 'relati
   const cases: ScoredCase[] = records.flatMap((r) => r.plain.subjects.flatMap((s) => (s[field] === undefined ? [] : [{ score: s[field]!, positive: !s.present }])));
   // 0..1: a threshold of 1 flags every subject but the strongest, which is never flagged (its relative is 1).
   const sweep = prSweep(cases, thresholdGrid(100));
-  return { cases: cases.length, absent: cases.filter((c) => c.positive).length, sweep, chosen: chooseThreshold(sweep, MIN_RECALL) ?? null };
+  const best = bestF1(sweep);
+  return {
+    cases: cases.length, absent: cases.filter((c) => c.positive).length, sweep, chosen: chooseThreshold(sweep, MIN_RECALL) ?? null,
+    bestF1: best ? { ...best, f1: f1(best) } : null,
+  };
 }
 
 export function buildReport(records: readonly SampleRecord[], settings: EvalSettings): EvalReport {
@@ -130,7 +136,10 @@ const num = (v: number | null | undefined, d = 3): string => (v === null || v ==
 
 function chosenLine(p: PredictorScore): string {
   if (p.absent === 0) return 'no absent subject among the cases: precision/recall cannot be measured';
-  if (!p.chosen) return `no threshold reaches recall ≥ ${MIN_RECALL}`;
+  if (!p.chosen) {
+    const b = p.bestF1;
+    return `no threshold reaches recall ≥ ${MIN_RECALL}${b ? `; best F1 ${num(b.f1)} at threshold ${b.threshold.toFixed(2)} (precision ${num(b.precision)}, recall ${num(b.recall)})` : ''}`;
+  }
   return `threshold ${p.chosen.threshold.toFixed(2)}: precision ${num(p.chosen.precision)}, recall ${num(p.chosen.recall)} (TP ${p.chosen.tp}, FP ${p.chosen.fp}, FN ${p.chosen.fn})`;
 }
 
