@@ -8,7 +8,7 @@ import {
   textOffsetToPosition,
   textRangeToLineRanges,
 } from '../extension/src/core/promptFile.js';
-import { attentionBadge, exciteSubjectWords, lossTraceFromExcite, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
+import { attentionBadge, DEFAULT_NEGLECT_THRESHOLD, exciteSubjectWords, lossTraceFromExcite, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
 import type { TokenizeResult } from '../engine/protocol/index.js';
 
 const SAMPLE = [
@@ -156,6 +156,14 @@ describe('extension: findings from a tokenization and a run', () => {
     assert.deepEqual(named, ['red', 'square']);
     assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.5, named).map((n) => n.word), ['square']);
     assert.deepEqual(exciteSubjectWords(undefined), []);
+  });
+
+  it('the setting heed.neglectThreshold defaults to the engine\'s measured threshold', async () => {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../extension/package.json', import.meta.url), 'utf8')) as {
+      contributes: { configuration: { properties: Record<string, { default?: unknown }> } };
+    };
+    assert.equal(pkg.contributes.configuration.properties['heed.neglectThreshold']!.default, DEFAULT_NEGLECT_THRESHOLD);
   });
 });
 
