@@ -151,10 +151,11 @@ describe('extension: findings from a tokenization and a run', () => {
     const found = neglectFindings(block, wordAttentions(block, maps(0.1), tok), 0.5);
     assert.deepEqual(found.map((n) => n.word), ['square']);
     assert.match(found[0]!.problem.message, /33% of the strongest subject's \(threshold 50%\)/);
-    // Subjects named by the last A&E run (excite.json) replace the guess; a named colour competes then.
+    // Subjects named by the last A&E run (excite.json) join the guess: an excited colour competes then.
     const named = exciteSubjectWords({ subjects: [{ word: 'red', tokenIndex: 2 }, { word: 'square', tokenIndex: 7 }] });
     assert.deepEqual(named, ['red', 'square']);
-    assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.5, named).map((n) => n.word), ['square']);
+    assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.5, named).map((n) => n.word), ['circle', 'square']);
+    assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.4, named).map((n) => n.word), ['square'], '0.3/0.7 = 0.43, 0.25/0.7 = 0.36');
     assert.deepEqual(exciteSubjectWords(undefined), []);
   });
 

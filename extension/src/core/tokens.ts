@@ -1,7 +1,7 @@
 // What the editor shows from the engine's tokenization and from a run's maps, computed without 'vscode':
 // hover text for a word, the part of a prompt past CLIP's token window, per-word max attention, neglected subjects.
 import type { TokenMap, TokenizeResult, WordInfo } from '../../../engine/protocol/index.js';
-import { neglectedSubjects } from '../../../engine/attention/neglect.js';
+import { isSubjectCandidate, neglectedSubjects } from '../../../engine/attention/neglect.js';
 import { findWord, textRangeToLineRanges, type LineRange, type Problem, type PromptBlock } from './promptFile.js';
 
 /** The word of a tokenization under `offset` of the prompt text (start inclusive, end inclusive for the cursor). */
@@ -111,16 +111,17 @@ export interface NeglectFinding {
 
 /**
  * Subjects whose attention stays low, by the engine's predictor (engine/attention/neglect.ts, the one `heed eval`
- * measures). Only subjects are compared with each other: `subjects` when given (e.g. the last run's
- * Attend-and-Excite subjects) plus the block's `excite:` words, else the words that are neither function words nor
- * attributes such as colours. A subject is flagged when its max attention, relative to the most attended subject,
+ * measures). Only subjects are compared with each other: the words that are neither function words nor attributes
+ * such as colours, plus `subjects` (e.g. the last run's Attend-and-Excite subjects) and the block's `excite:` words. A subject is flagged when its max attention, relative to the most attended subject,
  * is under `threshold`.
  */
 export function neglectFindings(block: PromptBlock, attentions: readonly WordAttention[], threshold: number, subjects?: readonly string[]): NeglectFinding[] {
   const excite = (block.settings.excite ?? []).map((w) => w.toLowerCase());
-  // The excite: words are subjects too, whatever else is named.
-  const named = subjects && subjects.length > 0 ? [...new Set([...subjects.map((w) => w.toLowerCase()), ...excite])] : undefined;
   const placed = attentions.filter((a) => a.ranges.length > 0);
+  // The guessed subjects, plus those named by the run and the excite: line (a subject the guess misses, e.g. an
+  // excited colour, still competes; one the run did not excite is still watched).
+  const lower = (w: string): string => w.toLowerCase();
+  const named = [...new Set([...placed.filter((a) => isSubjectCandidate(a.word)).map((a) => lower(a.word)), ...(subjects ?? []).map(lower), ...excite])];
   const out: NeglectFinding[] = [];
   for (const s of neglectedSubjects(placed, threshold, named)) {
     const a = placed.find((x) => x.word.toLowerCase() === s.word.toLowerCase())!;
