@@ -3,7 +3,9 @@
 // as a predictor. This module parses and checks the flags; engine/jobs/eval runs the job and writes the report.
 //
 // `eval` is a command that can take sub-modes: a sub-command attached to the Command that registerEval returns
-// (e.g. `heed eval explain …`) is dispatched by commander before this action runs.
+// (e.g. `heed eval explain …`) is dispatched by commander before this action runs. Commander lets `eval` itself parse
+// the flags it defines wherever they appear (the program's options are not positional), so a sub-mode that shares a
+// flag name (--out, --clip, --seeds…) must read its options with `optsWithGlobals()`, which merges them.
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';

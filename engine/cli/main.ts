@@ -32,8 +32,15 @@ export function buildProgram(extra: readonly CommandRegistrar[] = []): Command {
   // `eval` takes sub-modes as sub-commands of the Command it returns (e.g. `heed eval explain`).
   registerEval(program);
   for (const r of extra) r(program);
-  // Subcommands inherit the error behaviour: throw instead of exiting, print nothing themselves.
-  for (const c of program.commands) c.exitOverride().configureOutput({ outputError: () => {} });
+  // Subcommands (and their sub-modes, e.g. `eval explain`) inherit the error behaviour: throw instead of exiting,
+  // print nothing themselves.
+  const quiet = (cmd: Command): void => {
+    for (const c of cmd.commands) {
+      c.exitOverride().configureOutput({ outputError: () => {} });
+      quiet(c);
+    }
+  };
+  quiet(program);
   return program;
 }
 
