@@ -3,6 +3,7 @@
 // CLIP, and (plain runs) their word maps are scored against the subjects' masks. One JSON line per sample is appended
 // to samples.jsonl as soon as it is done; the report (report.json, report.md, diagnosis.png) is recomputed from that
 // file at the end, so an interrupted run resumes with --resume where it stopped.
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HeedError } from '../../errors.js';
@@ -165,8 +166,10 @@ export async function runEvalJob(spec: EvalJobSpec, hooks: EvalJobHooks = {}): P
   return { report, files: { jsonl, ...files }, computed: todo.length, reused };
 }
 
+/** A readable file name for a prompt; long prompts that share their first 60 characters differ by a hash suffix. */
 function fileStem(text: string): string {
-  return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'prompt';
+  const slug = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'prompt';
+  return slug.length <= 60 ? slug : `${slug.slice(0, 60)}-${createHash('sha1').update(text).digest('hex').slice(0, 8)}`;
 }
 
 async function generate(pipe: StableDiffusionPipeline, s: EvalSettings, prompt: EvalPrompt, seed: number, excite: boolean, hooks: EvalJobHooks,
