@@ -166,10 +166,11 @@ export async function runEvalJob(spec: EvalJobSpec, hooks: EvalJobHooks = {}): P
   return { report, files: { jsonl, ...files }, computed: todo.length, reused };
 }
 
-/** A readable file name for a prompt; long prompts that share their first 60 characters differ by a hash suffix. */
+/** A readable file name for a prompt, with a hash of the exact text (prompts that differ only in case, punctuation
+ *  or past 60 characters get different files). */
 function fileStem(text: string): string {
-  const slug = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'prompt';
-  return slug.length <= 60 ? slug : `${slug.slice(0, 60)}-${createHash('sha1').update(text).digest('hex').slice(0, 8)}`;
+  const slug = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60) || 'prompt';
+  return `${slug}-${createHash('sha1').update(text).digest('hex').slice(0, 8)}`;
 }
 
 async function generate(pipe: StableDiffusionPipeline, s: EvalSettings, prompt: EvalPrompt, seed: number, excite: boolean, hooks: EvalJobHooks,
