@@ -26,7 +26,7 @@ describe('cli: basics (child process)', function () {
   it('--help lists the commands and exits 0; --version prints the version', async function () {
     const h = await heed(['--help']);
     assert.equal(h.code, 0);
-    for (const c of ['generate', 'explain', 'tokenize', 'demo', 'serve']) assert.match(h.stdout, new RegExp(`\\b${c}\\b`));
+    for (const c of ['generate', 'explain', 'tokenize', 'demo', 'eval', 'serve']) assert.match(h.stdout, new RegExp(`\\b${c}\\b`));
     const g = await heed(['generate', '--help']);
     assert.equal(g.code, 0);
     for (const f of ['--model', '--prompt', '--negative', '--steps', '--guidance', '--scheduler', '--seed', '--latents', '--size', '--out', '--maps', '--trace']) assert.ok(g.stdout.includes(f), f);

@@ -8,7 +8,7 @@ import {
   textOffsetToPosition,
   textRangeToLineRanges,
 } from '../extension/src/core/promptFile.js';
-import { attentionBadge, lossTraceFromExcite, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
+import { attentionBadge, DEFAULT_NEGLECT_THRESHOLD, exciteSubjectWords, lossTraceFromExcite, neglectFindings, overflowFinding, wordAttentions } from '../extension/src/core/tokens.js';
 import type { TokenizeResult } from '../engine/protocol/index.js';
 
 const SAMPLE = [
@@ -108,7 +108,7 @@ describe('extension: findings from a tokenization and a run', () => {
     assert.equal(overflowFinding(block, fakeTokenize(block.text, 77)), undefined);
   });
 
-  it('places per-word attention and flags neglected subjects relative to the strongest word', () => {
+  it('places per-word attention and flags neglected subjects relative to the strongest subject', () => {
     const block = parsePromptFile('a cat and a frog\nexcite: cat').prompts[0]!;
     const tok = fakeTokenize(block.text, 77);
     const maps = [
@@ -131,6 +131,40 @@ describe('extension: findings from a tokenization and a run', () => {
     assert.equal(attentionBadge(1), '█ 1.00');
     // Without a tokenization, words are found by search, in order
     assert.deepEqual(wordAttentions(block, maps).map((a) => a.textStart), [0, 2, 6, 10, 12]);
+  });
+
+  it('compares only subjects with each other: "a", "and" and colours do not set the scale (engine/attention/neglect.ts)', () => {
+    const block = parsePromptFile('a red circle and a blue square').prompts[0]!;
+    const tok = fakeTokenize(block.text, 77);
+    const maps = (square: number) => [
+      { word: 'a', tokenIndices: [1], maxAttention: 0.9 },
+      { word: 'red', tokenIndices: [2], maxAttention: 0.7 },
+      { word: 'circle', tokenIndices: [3], maxAttention: 0.3 },
+      { word: 'and', tokenIndices: [4], maxAttention: 0.05 },
+      { word: 'a', tokenIndices: [5], maxAttention: 0.8 },
+      { word: 'blue', tokenIndices: [6], maxAttention: 0.6 },
+      { word: 'square', tokenIndices: [7], maxAttention: square },
+    ];
+    // circle 0.3 and square 0.25 are a third of "a"'s attention, but balanced with each other: nothing to flag.
+    assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.5), []);
+    // square at 0.1 is a third of circle's: flagged, with its share of the strongest SUBJECT in the message.
+    const found = neglectFindings(block, wordAttentions(block, maps(0.1), tok), 0.5);
+    assert.deepEqual(found.map((n) => n.word), ['square']);
+    assert.match(found[0]!.problem.message, /33% of the strongest subject's \(threshold 50%\)/);
+    // Subjects named by the last A&E run (excite.json) join the guess: an excited colour competes then.
+    const named = exciteSubjectWords({ subjects: [{ word: 'red', tokenIndex: 2 }, { word: 'square', tokenIndex: 7 }] });
+    assert.deepEqual(named, ['red', 'square']);
+    assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.5, named).map((n) => n.word), ['circle', 'square']);
+    assert.deepEqual(neglectFindings(block, wordAttentions(block, maps(0.25), tok), 0.4, named).map((n) => n.word), ['square'], '0.3/0.7 = 0.43, 0.25/0.7 = 0.36');
+    assert.deepEqual(exciteSubjectWords(undefined), []);
+  });
+
+  it('the setting heed.neglectThreshold defaults to the engine\'s measured threshold', async () => {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../extension/package.json', import.meta.url), 'utf8')) as {
+      contributes: { configuration: { properties: Record<string, { default?: unknown }> } };
+    };
+    assert.equal(pkg.contributes.configuration.properties['heed.neglectThreshold']!.default, DEFAULT_NEGLECT_THRESHOLD);
   });
 });
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `heed` command line: generate, explain, tokenize, demo, serve. Every subcommand is a thin layer over the
+// The `heed` command line: generate, explain, tokenize, demo, eval, serve. Every subcommand is a thin layer over the
 // engine API (the same one the server uses). Exit codes: 0 ok, 2 user error (one line: cause and fix),
 // 1 internal error (stack with --verbose), 130 interrupted.
 import { realpathSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { registerGenerate } from './generate.js';
 import { registerExplain } from './explain.js';
 import { registerTokenize } from './tokenize.js';
 import { registerDemo } from './demo.js';
+import { registerEval } from './eval.js';
 
 export const VERSION = '0.1.0';
 
@@ -28,9 +29,18 @@ export function buildProgram(extra: readonly CommandRegistrar[] = []): Command {
   registerExplain(program);
   registerTokenize(program);
   registerDemo(program);
+  // `eval` takes sub-modes as sub-commands of the Command it returns (e.g. `heed eval explain`).
+  registerEval(program);
   for (const r of extra) r(program);
-  // Subcommands inherit the error behaviour: throw instead of exiting, print nothing themselves.
-  for (const c of program.commands) c.exitOverride().configureOutput({ outputError: () => {} });
+  // Subcommands (and their sub-modes, e.g. `eval explain`) inherit the error behaviour: throw instead of exiting,
+  // print nothing themselves.
+  const quiet = (cmd: Command): void => {
+    for (const c of cmd.commands) {
+      c.exitOverride().configureOutput({ outputError: () => {} });
+      quiet(c);
+    }
+  };
+  quiet(program);
   return program;
 }
 

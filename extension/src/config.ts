@@ -1,6 +1,7 @@
 // Typed access to the `heed.*` settings (package.json "contributes.configuration" documents each).
 import * as vscode from 'vscode';
 import * as path from 'node:path';
+import { DEFAULT_NEGLECT_THRESHOLD } from '../../engine/attention/neglect.js';
 import { defaultModelDir, type ModelKind } from './core/defaults.js';
 
 /** Set at activation: where the bundled engine lives (extension root). */
@@ -61,7 +62,7 @@ export function readConfig(): HeedConfig {
       seed: c.get<number>('defaults.seed', 0),
     },
     outputFolder: out ? resolvePath(out) : ws ? path.join(ws, 'heed-out') : path.join(process.env.HOME ?? '/tmp', 'heed-out'),
-    neglectThreshold: c.get<number>('neglectThreshold', 0.2),
+    neglectThreshold: c.get<number>('neglectThreshold', DEFAULT_NEGLECT_THRESHOLD),
   };
 }
 

@@ -1,6 +1,7 @@
 // What the editor shows from the engine's tokenization and from a run's maps, computed without 'vscode':
 // hover text for a word, the part of a prompt past CLIP's token window, per-word max attention, neglected subjects.
 import type { TokenMap, TokenizeResult, WordInfo } from '../../../engine/protocol/index.js';
+import { isSubjectCandidate, neglectedSubjects } from '../../../engine/attention/neglect.js';
 import { findWord, textRangeToLineRanges, type LineRange, type Problem, type PromptBlock } from './promptFile.js';
 
 /** The word of a tokenization under `offset` of the prompt text (start inclusive, end inclusive for the cursor). */
@@ -99,14 +100,7 @@ export function wordAttentions(block: PromptBlock, maps: readonly TokenMap[], to
   return out;
 }
 
-/** Words that rarely carry a subject; they are not flagged as neglected. */
-const FUNCTION_WORDS = new Set(
-  'a an the and or but of on in at to with without by for from into onto over under above below near next beside behind is are was were be being been it its this that these those his her their my your our very some one two three photo picture image painting'.split(' '),
-);
-
-export function isFunctionWord(word: string): boolean {
-  return FUNCTION_WORDS.has(word.toLowerCase()) || !/[\p{L}]/u.test(word);
-}
+export { isFunctionWord, isSubjectCandidate, DEFAULT_NEGLECT_THRESHOLD } from '../../../engine/attention/neglect.js';
 
 export interface NeglectFinding {
   word: string;
@@ -116,28 +110,41 @@ export interface NeglectFinding {
 }
 
 /**
- * Subjects whose attention stays low. Candidates: the block's `excite:` words when it has them, else every content
- * word. A word is neglected when its max attention, relative to the most attended word, is under `threshold`.
+ * Subjects whose attention stays low, by the engine's predictor (engine/attention/neglect.ts, the one `heed eval`
+ * measures). Only subjects are compared with each other: the words that are neither function words nor attributes
+ * such as colours, plus `subjects` (e.g. the last run's Attend-and-Excite subjects) and the block's `excite:` words. A subject is flagged when its max attention, relative to the most attended subject,
+ * is under `threshold`.
  */
-export function neglectFindings(block: PromptBlock, attentions: readonly WordAttention[], threshold: number): NeglectFinding[] {
+export function neglectFindings(block: PromptBlock, attentions: readonly WordAttention[], threshold: number, subjects?: readonly string[]): NeglectFinding[] {
   const excite = (block.settings.excite ?? []).map((w) => w.toLowerCase());
-  const candidates = attentions.filter((a) => !isFunctionWord(a.word));
+  const placed = attentions.filter((a) => a.ranges.length > 0);
+  // The guessed subjects, plus those named by the run and the excite: line (a subject the guess misses, e.g. an
+  // excited colour, still competes; one the run did not excite is still watched).
+  const lower = (w: string): string => w.toLowerCase();
+  const named = [...new Set([...placed.filter((a) => isSubjectCandidate(a.word)).map((a) => lower(a.word)), ...(subjects ?? []).map(lower), ...excite])];
   const out: NeglectFinding[] = [];
-  for (const a of candidates) {
-    if (a.relative >= threshold || a.ranges.length === 0) continue;
+  for (const s of neglectedSubjects(placed, threshold, named)) {
+    const a = placed.find((x) => x.word.toLowerCase() === s.word.toLowerCase())!;
     const alreadyExcited = excite.includes(a.word.toLowerCase());
     out.push({
       word: a.word,
       alreadyExcited,
       problem: {
         range: a.ranges[0]!,
-        message: `'${a.word}' may be neglected: its max attention is ${(a.relative * 100).toFixed(0)}% of the strongest word's (threshold ${(threshold * 100).toFixed(0)}%).${alreadyExcited ? ' It is already excited; try more steps or a larger scale factor.' : ` Attend-and-Excite can strengthen it.`}`,
+        message: `'${a.word}' may be neglected: its max attention is ${(s.relative * 100).toFixed(0)}% of the strongest subject's (threshold ${(threshold * 100).toFixed(0)}%).${alreadyExcited ? ' It is already excited; try more steps or a larger scale factor.' : ` Attend-and-Excite can strengthen it.`}`,
         severity: 'warning',
         code: 'neglected-subject',
       },
     });
   }
   return out;
+}
+
+/** The subject words of a result's excite.json (`subjects: [{word}]`), or [] when there is none. */
+export function exciteSubjectWords(excite: unknown): string[] {
+  const subjects = excite && typeof excite === 'object' ? (excite as { subjects?: unknown }).subjects : undefined;
+  if (!Array.isArray(subjects)) return [];
+  return subjects.flatMap((s) => (s && typeof s === 'object' && typeof (s as { word?: unknown }).word === 'string' ? [(s as { word: string }).word] : []));
 }
 
 /** A compact bar for inline display of a 0..1 value (e.g. `▆ 0.82`). */
