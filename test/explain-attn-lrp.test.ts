@@ -234,3 +234,55 @@ describe('explain attn-lrp: rules', () => {
     }
   });
 });
+
+describe('explain attn-lrp through the explain pipeline (geo3)', () => {
+  const dir = join(FIXTURES, 'geo3');
+
+  it('runs when named, per-patch map = pooled heatmap, writes the documented files; --attn-lrp-attention picks the rule', async () => {
+    const { explainWithModel } = await import('../engine/explain/api.js');
+    const { writeExplainOutputs, explainJson } = await import('../engine/jobs/explain-outputs.js');
+    const { GradientEngine } = await import('../engine/explain/gradients.js');
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const model = await ExplainModel.load(dir);
+    const grads = new GradientEngine(model);
+    const out = mkdtempSync(join(tmpdir(), 'heed-attn-lrp-'));
+    try {
+      const image = prepared(readNpyFloat32(join(dir, 'pixel_values.npy')));
+      const res = await explainWithModel(model, grads, image, { methods: ['attn-lrp'], classIndex: 2 });
+      assert.equal(res.lrp.length, 1);
+      const r = res.lrp[0];
+      assert.equal(r.method, 'attn-lrp');
+      assert.equal(r.attention, 'cp', "LXT's ViT map is the default");
+      assert.ok(r.pixels);
+      expectRel('pipeline heatmap (cp)', r.pixels.data, readNpyFloat32(join(FIXTURES, 'geo3', 'heatmap_cp_cls2.npy')).data);
+      assert.deepEqual([r.map.height, r.map.width], [6, 6]);
+      // Patch (1, 2) of the 6×6 grid is pixels 8..15 × 16..23 of the 48×48 heatmap.
+      let patch = 0;
+      for (let y = 8; y < 16; y++) for (let x = 16; x < 24; x++) patch += r.pixels.data[y * 48 + x];
+      assert.ok(Math.abs(r.map.data[1 * 6 + 2] - patch) < 1e-6);
+      assert.ok(res.timings['attn-lrp'] !== undefined);
+
+      const written = await writeExplainOutputs(res, join(out, 'o'), join(out, 't'));
+      assert.ok(written.files.includes('attn_lrp_2.png'));
+      assert.ok(written.traceFiles.includes('attn_lrp_2.npy') && written.traceFiles.includes('attn_lrp_2_pixels.npy'));
+      const pix = readNpyFloat32(join(out, 't', 'attn_lrp_2_pixels.npy'));
+      assert.deepEqual(pix.shape, [48, 48]);
+      const json = explainJson(res) as { methods: { lrp: { method: string; attention?: string; map: number[][] }[] } };
+      assert.equal(json.methods.lrp[0].attention, 'cp');
+      assert.equal(json.methods.lrp[0].map.length, 6);
+
+      const full = await explainWithModel(model, grads, image, { methods: ['attn-lrp'], classIndex: 2, attnLrpAttention: 'attnlrp' });
+      assert.equal(full.lrp[0].attention, 'attnlrp');
+      expectRel('pipeline heatmap (attnlrp)', full.lrp[0].pixels!.data, readNpyFloat32(join(FIXTURES, 'geo3', 'heatmap_attnlrp_cls2.npy')).data);
+      assert.ok(relErr(full.lrp[0].pixels!.data, r.pixels.data) > 1e-2, 'the two attention rules give different maps');
+
+      await assert.rejects(explainWithModel(model, grads, image, { methods: ['attn-lrp'], attnLrpAttention: 'softmax' as AttnLrpAttention }),
+        (e: unknown) => e instanceof Error && (e as { field?: string }).field === 'attnLrpAttention' && /cp or attnlrp/.test(e.message));
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+      await grads.release();
+      await model.release();
+    }
+  });
+});

@@ -13,6 +13,7 @@ import type { ModelFamily } from './folder.js';
 import type { GradientTarget } from './families/index.js';
 import { METHODS, asList, type MethodContext } from './methods/index.js';
 import { LRP_METHODS, type LrpMethod, type LrpMethodResult } from './methods/lrp-run.js';
+import { ATTN_LRP_ATTENTIONS, type AttnLrpAttention } from './lrp/attn-rules.js';
 
 export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance' | LrpMethod;
 export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance', ...LRP_METHODS];
@@ -45,6 +46,9 @@ export interface ExplainOptions {
   cheferStart?: StartLayer;
   /** Layer of the per-head CLS maps; default the last. Negative counts from the end. */
   headsLayer?: number;
+  /** attn-lrp: how relevance crosses the attention — 'cp' (CP-LRP, LXT's choice for ViTs; default) or 'attnlrp' (AttnLRP's
+   * softmax and uniform matrix-product rules). */
+  attnLrpAttention?: AttnLrpAttention;
   /** CLIP: texts to compare the image with (at most 75 tokens each). */
   texts?: readonly string[];
   load?: ModelLoadOptions;
@@ -185,6 +189,9 @@ export function validateOptions(options: ExplainOptions): void {
   const start = options.cheferStart;
   if (start !== undefined && start !== 'last' && start !== 'all' && !(Number.isInteger(start) && start >= 0)) {
     throw new ExplainError(`cheferStart must be 'last', 'all' or a layer index from 0 (got ${JSON.stringify(start)})`, { field: 'cheferStart' });
+  }
+  if (options.attnLrpAttention !== undefined && !ATTN_LRP_ATTENTIONS.includes(options.attnLrpAttention)) {
+    throw new ExplainError(`unknown attnLrpAttention '${options.attnLrpAttention}' (choose ${ATTN_LRP_ATTENTIONS.join(' or ')})`, { field: 'attnLrpAttention' });
   }
   if (options.headsLayer !== undefined && !Number.isInteger(options.headsLayer)) {
     throw new ExplainError(`headsLayer must be an integer (got ${options.headsLayer}); negative counts from the last layer`, { field: 'headsLayer' });
