@@ -9,8 +9,7 @@
 //   distance.npy [layers, heads]
 // LRP family (methods/lrp-run.ts): transformer_attribution_<class>, partial_lrp_<class>, raw_attention_<class>,
 // gradcam_<class>, attn_lrp_<class> (.png overlay, .npy [grid] in the trace folder); attn-lrp also writes
-// attn_lrp_<class>_pixels.npy [H, W] (LXT's heatmap) and draws its PNG from that, on a scale symmetric about 0 as LXT's
-// heatmap / max|heatmap| in [−1, 1].
+// attn_lrp_<class>_pixels.npy [H, W] (LXT's heatmap) and draws its PNG on a scale symmetric about 0.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeNpy } from '../io/npy.js';
@@ -95,12 +94,10 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
     }
   }
   for (const r of result.lrp) {
-    if (r.pixels) {
-      const m = r.pixels.data.reduce((a, v) => Math.max(a, Math.abs(v)), 0) || 1;
-      put(`${lrpFileStem(r)}.png`, await overlayPng(base, r.pixels, { min: -m, max: m }));
-    } else {
-      put(`${lrpFileStem(r)}.png`, await overlayPng(base, r.map, 'minmax'));
-    }
+    // attn-lrp is signed: a scale symmetric about 0 (LXT's heatmap / max|heatmap|) keeps zero relevance mid-scale. It
+    // draws the per-patch map: with LRP-0 at the patch convolution the pixel heatmap is dominated by a few pixels.
+    const m = r.method === 'attn-lrp' ? r.map.data.reduce((a, v) => Math.max(a, Math.abs(v)), 0) || 1 : 0;
+    put(`${lrpFileStem(r)}.png`, await overlayPng(base, r.map, r.method === 'attn-lrp' ? { min: -m, max: m } : 'minmax'));
   }
   if (result.distance) {
     const heads = result.distance.values[0]?.length ?? 0;
