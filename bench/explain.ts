@@ -1,6 +1,7 @@
 // Explain benchmark (wired into `npm run bench` by bench/run.ts): latency of each method AFTER the forward pass,
 // for the tiny ViT and a ViT-B/16-size model with random weights (224×224, 12 layers × 12 heads, 197 tokens).
 // Goals (issue 7): rollout < 50 ms; Chefer (one VJP run + the relevance product) < 3× the forward pass.
+// `*_compare_<method>_over_forward`: each map method end to end as `heed explain --compare` times it, over one forward.
 // Times are medians of a few runs after a warm-up (sessions open, JIT warm); sessions use one intra-op thread,
 // so compare ratios rather than absolute times on a shared machine (`*_cpu_ms` is this process's CPU time). The one-off cost of building the VJP graph
 // and opening its sessions is reported separately (`vjp_build_ms`). Gradient methods run the forward through the
@@ -17,6 +18,7 @@ import { attentionRollout, gradientRollout, softmaxInputGradient } from '../engi
 import { cheferRelevanceRow } from '../engine/explain/chefer.js';
 import { meanAttentionDistances } from '../engine/explain/distance.js';
 import { clsAttentionMaps } from '../engine/explain/heads.js';
+import { compareMethods } from '../engine/explain/compare.js';
 import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from '../engine/explain/methods/lrp-maps.js';
 
 function median(values: number[]): number {
@@ -40,7 +42,7 @@ async function timed<T>(reps: number, fn: () => Promise<T> | T): Promise<{ ms: n
   return { ms: median(times), cpuMs: median(cpu), value };
 }
 
-async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps: number): Promise<Record<string, number>> {
+export async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps: number): Promise<Record<string, number>> {
   const dir = ensureFolder(join(defaultCacheDir(), `${name}-bench-s${cfg.seed}`), cfg, (d) => buildVitFolder(d, cfg));
   const out: Record<string, number> = {};
   const model = await ExplainModel.load(dir);
@@ -128,6 +130,13 @@ async function benchModel(name: string, cfg: VitConfig, imagePath: string, reps:
     for (const [m, v] of Object.entries(after)) {
       out[`${name}_${m}_after_forward_ms`] = v;
       out[`${name}_${m}_over_forward`] = v / fwd.ms;
+    }
+    // End to end as `heed explain --compare` times them: each map method's own explain run (its forward, gradient /
+    // relevance passes and the method, after a warm-up run) relative to one plain forward pass.
+    const compared = await compareMethods(model, grads, image, { classIndex: top, repeat: reps });
+    for (const m of compared.methods) {
+      out[`${name}_compare_${m.method}_wall_ms`] = m.wallMs;
+      out[`${name}_compare_${m.method}_over_forward`] = m.wallMs / fwd.ms;
     }
     // For comparison: one single-session VJP run (forward + backward together), as used for CLIP and fixed batches.
     t0 = performance.now();

@@ -46,7 +46,18 @@ await build({
   target: 'es2022',
   logLevel: 'warning',
 });
-console.log('built out/extension.cjs and media/ (with media/map-views.js)');
+// The explain panel's compare view (src/core/compareView.ts), the same way.
+await build({
+  entryPoints: [join(here, 'src', 'core', 'compareView.ts')],
+  outfile: join(here, 'media', 'compare-view.js'),
+  bundle: true,
+  platform: 'browser',
+  format: 'iife',
+  globalName: 'heedCompare',
+  target: 'es2022',
+  logLevel: 'warning',
+});
+console.log('built out/extension.cjs and media/ (with media/map-views.js and media/compare-view.js)');
 
 if (withEngine) {
   // The engine is the project's compiled output; compile it first (tsc emits even when unrelated files have type
@@ -64,6 +75,11 @@ if (withEngine) {
   // Only the engine: it imports nothing from models/ (the test/demo model builders stay out of the .vsix).
   for (const part of ['engine']) {
     cpSync(join(root, 'dist', part), join(out, 'dist', part), { recursive: true, filter: (s) => !skip(s) });
+  }
+  // The trained Shapes models: the extension's default when no model folder is set (see src/core/defaults.ts).
+  for (const part of ['sd', 'vit', 'clip', 'demo.json']) {
+    const src = join(root, 'models', 'shapes', part);
+    if (existsSync(src)) cpSync(src, join(out, 'models', 'shapes', part), { recursive: true, dereference: true });
   }
   writeFileSync(join(out, 'package.json'), JSON.stringify({ name: 'heed-engine', private: true, type: 'module' }, null, 2) + '\n');
   // Production dependency folders as npm resolved them (nested paths kept, so resolution is unchanged).

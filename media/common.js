@@ -30,21 +30,29 @@
     return [Math.round(255 * Math.max(0, Math.min(1, r))), Math.round(255 * Math.max(0, Math.min(1, g))), Math.round(255 * Math.max(0, Math.min(1, b)))];
   }
 
-  /** Draws a row-major map (min-max normalised) on a canvas of the map's own size; CSS scales it. */
-  function heatCanvas(map, alphaFromValue) {
+  /**
+   * Draws a row-major map on a canvas of the map's own size (CSS scales it): min-max normalised, or on a fixed
+   * `range` {min, max} (values outside it are clamped) so that several maps share one colour scale.
+   */
+  function heatCanvas(map, alphaFromValue, range) {
     const { width, height, data } = map;
     const c = h('canvas', { width, height, class: 'heat' });
     const ctx = c.getContext('2d');
     const img = ctx.createImageData(width, height);
     let lo = Infinity;
     let hi = -Infinity;
-    for (const v of data) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
+    if (range) {
+      lo = range.min;
+      hi = range.max;
+    } else {
+      for (const v of data) {
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
     }
     const span = hi - lo || 1;
     for (let i = 0; i < data.length; i++) {
-      const t = (data[i] - lo) / span;
+      const t = Math.max(0, Math.min(1, (data[i] - lo) / span));
       const [r, g, b] = turbo(t);
       img.data[4 * i] = r;
       img.data[4 * i + 1] = g;

@@ -3,7 +3,11 @@
 /* eslint-disable no-undef */
 (function () {
   'use strict';
-  const { vscode, h, heatCanvas, lineChart } = window.heed;
+  const { vscode, h, turbo, heatCanvas, lineChart } = window.heed;
+  // The compare view's logic (extension/src/core/compareView.ts, bundled by build.mjs).
+  const compareLib = window.heedCompare;
+  const LRP = [['transformer-attribution', 'transformer attribution (LRP × gradient, rolled out)'], ['partial-lrp', 'partial LRP (last layer)'],
+    ['raw-attention', 'raw attention (last layer)'], ['gradcam', 'GradCAM (last attention block)']];
   const app = document.getElementById('app');
   let state = vscode.getState() || { image: null, texts: ['a photo of a frog'], kind: 'clip', models: {}, status: 'idle', result: null, error: null, opacity: 0.6 };
 
@@ -42,6 +46,17 @@
         ...numberField('discard', 'Rollout discard ratio (default 0.9)', { min: 0, max: 0.99, step: 0.05, placeholder: '0.9' }),
         ...numberField('headsLayer', 'Head grid layer (default −1 = last)', { min: -1024, max: 1023, step: 1, placeholder: '-1' }),
         ...select('cheferStart', 'Chefer from block', [['', state.kind === 'clip' ? 'default (last)' : 'default (all)'], ['all', 'all blocks'], ['last', 'last block'], ...[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((i) => [String(i), `block ${i}`])]),
+        ...(state.kind === 'vit' ? [
+          h('span', {}, 'Also run (LRP family)'),
+          h('div', { class: 'checks', id: 'opt-lrp' }, LRP.map(([m, label]) => h('label', {},
+            h('input', { type: 'checkbox', value: m, checked: (o.lrp || []).includes(m) ? true : undefined, onchange: (e) => {
+              const set = new Set(o.lrp || []);
+              if (e.target.checked) set.add(m); else set.delete(m);
+              o.lrp = [...set];
+              vscode.setState(state);
+            } }), ' ', label))),
+          ...numberField('compareClass', 'Compare methods: class (default the top one)', { min: 0, step: 1, placeholder: 'top' }),
+        ] : []),
       ));
   }
 
@@ -64,7 +79,9 @@
     app.append(renderOptions());
     const busy = state.status === 'running';
     app.append(h('div', { class: 'buttons' },
-      h('button', { id: 'run', disabled: busy || !state.image, onclick: () => vscode.postMessage({ type: 'run', model: state.kind, texts: state.texts, options: state.options || {} }) }, busy ? 'Explaining…' : 'Explain'),
+      h('button', { id: 'run', disabled: busy || !state.image, onclick: () => vscode.postMessage({ type: 'run', model: state.kind, texts: state.texts, options: state.options || {} }) }, busy && !state.comparing ? 'Explaining…' : 'Explain'),
+      h('button', { id: 'compare', class: 'secondary', disabled: busy || !state.image, title: 'Every map method that applies, side by side on one colour scale, with each method\'s time',
+        onclick: () => vscode.postMessage({ type: 'run', model: state.kind, texts: state.texts, options: state.options || {}, compare: true }) }, busy && state.comparing ? 'Comparing…' : 'Compare methods'),
       busy ? h('button', { class: 'secondary', onclick: () => vscode.postMessage({ type: 'cancel' }) }, 'Cancel') : null,
       h('label', { for: 'opacity' }, ' Overlay opacity '),
       h('input', { id: 'opacity', type: 'range', min: 0, max: 1, step: 0.05, value: state.opacity, oninput: (e) => {
@@ -74,7 +91,7 @@
       } })));
     if (state.error) app.append(h('p', { class: 'error', role: 'alert' }, state.error));
     if (state.image && !state.result) app.append(h('img', { class: 'preview', src: state.image.uri, alt: state.image.name }));
-    if (state.result) app.append(renderResult(state.result));
+    if (state.result) app.append(state.result.compare ? renderCompare(state.result) : renderResult(state.result));
     vscode.setState(state);
   }
 
@@ -102,7 +119,7 @@
       out.append(h('h2', {}, 'Relevance per text (Chefer)'),
         h('div', { class: 'maps-row', id: 'overlays' }, cheferText.map((c) => overlayTile(`Chefer relevance: "${c.text}"`, c.image, res.input))));
     }
-    const classIdx = [...new Set([...(m.gradRollout || []).map((g) => g.classIndex), ...(m.chefer || []).filter((c) => c.text === undefined).map((c) => c.classIndex)])];
+    const classIdx = [...new Set([...(m.gradRollout || []).map((g) => g.classIndex), ...(m.chefer || []).filter((c) => c.text === undefined).map((c) => c.classIndex), ...(m.lrp || []).map((l) => l.classIndex)])];
     if (classIdx.length) {
       const rows = h('div', { id: 'overlays' });
       for (const ci of classIdx) {
@@ -110,6 +127,7 @@
         const tiles = [];
         for (const g of (m.gradRollout || []).filter((x) => x.classIndex === ci)) tiles.push(overlayTile(`grad rollout: ${g.label}`, g.map, res.input));
         for (const c of (m.chefer || []).filter((x) => x.text === undefined && x.classIndex === ci)) tiles.push(overlayTile(`Chefer: ${c.label}`, c.image, res.input));
+        for (const l of (m.lrp || []).filter((x) => x.classIndex === ci)) tiles.push(overlayTile(`${l.method}: ${l.label}`, l.map, res.input));
         rows.append(h('h3', {}, `${cls ? cls.label : `class ${ci}`}${cls ? ` — p = ${cls.probability.toFixed(3)}` : ''}`), h('div', { class: 'maps-row' }, tiles));
       }
       out.append(h('h2', {}, 'Relevance per class'), rows);
@@ -135,6 +153,49 @@
     return out;
   }
 
+  /** A vertical colour bar (top = max) with its two end values and label. */
+  function colorBar(bar) {
+    const c = h('canvas', { width: 1, height: 128, class: 'colorbar-strip' });
+    const ctx = c.getContext('2d');
+    const img = ctx.createImageData(1, 128);
+    for (let y = 0; y < 128; y++) {
+      const [r, g, b] = turbo(1 - y / 127);
+      img.data.set([r, g, b, 255], 4 * y);
+    }
+    ctx.putImageData(img, 0, 0);
+    const fmt = (v) => (Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.01) ? v.toExponential(2) : String(Number(v.toFixed(3))));
+    return h('figure', { class: 'colorbar', id: 'compare-colorbar', 'aria-label': `colour bar from ${fmt(bar.min)} to ${fmt(bar.max)}: ${bar.label}` },
+      h('span', { class: 'small' }, fmt(bar.max)), c, h('span', { class: 'small' }, fmt(bar.min)), h('figcaption', { class: 'muted small' }, bar.label));
+  }
+
+  /** *Compare methods*: the input, then each method's map on one colour scale, its wall time under it, a colour bar. */
+  function renderCompare(res) {
+    const scale = state.compareScale || 'normalized';
+    const view = compareLib.compareView(res.explain || { methods: [] }, scale);
+    const out = h('div', { class: 'explain-result', id: 'compare-result' });
+    out.append(h('h2', {}, view.heading),
+      h('div', { class: 'form' }, h('label', { for: 'compare-scale' }, 'Colour scale'),
+        (() => {
+          const el = h('select', { id: 'compare-scale', onchange: (e) => { state.compareScale = e.target.value; render(); } },
+            h('option', { value: 'normalized' }, 'each map min–max'), h('option', { value: 'shared' }, 'one range (raw values)'));
+          el.value = scale;
+          return el;
+        })()));
+    const tiles = [h('figure', { class: 'explain-map compare-tile' }, h('figcaption', { class: 'tile-title' }, 'input'),
+      h('div', { class: 'stage' }, h('img', { class: 'image', src: res.input || (state.image && state.image.uri), alt: 'input image' })), h('figcaption', { class: 'muted small' }, ' '))];
+    for (const t of view.tiles) {
+      const map = toMap(t.map);
+      const c = heatCanvas(map, false, t.range);
+      c.classList.add('compare-heat');
+      tiles.push(h('figure', { class: 'explain-map compare-tile', 'data-method': t.method },
+        h('figcaption', { class: 'tile-title' }, t.title), h('div', { class: 'stage' }, c), h('figcaption', { class: 'muted small compare-time' }, t.caption)));
+    }
+    out.append(h('div', { class: 'maps-row', id: 'compare-tiles' }, tiles, colorBar(view.bar)));
+    if (view.skipped.length) out.append(h('ul', { class: 'muted' }, view.skipped.map((s) => h('li', {}, `skipped ${s}`))));
+    out.append(h('p', { class: 'muted small' }, `Times: each method run on its own after a warm-up (forward pass included). Files: ${res.outDir}`));
+    return out;
+  }
+
   window.addEventListener('message', (ev) => {
     const msg = ev.data;
     switch (msg.type) {
@@ -145,7 +206,7 @@
         state.result = null;
         state.error = null;
         break;
-      case 'running': state.status = 'running'; state.kind = msg.kind; state.error = null; state.result = null; if (msg.texts.length) state.texts = msg.texts; break;
+      case 'running': state.status = 'running'; state.comparing = msg.compare === true; state.kind = msg.kind; state.error = null; state.result = null; if (msg.texts.length) state.texts = msg.texts; break;
       case 'result': state.status = 'done'; state.result = msg; break;
       case 'error': state.status = 'error'; state.error = msg.message; break;
     }

@@ -314,6 +314,28 @@ describe('server: real engine on the tiny models', function () {
     await c.close();
   });
 
+  it('explain with compare: the map methods side by side, each map the engine\'s single-method map, wall times; top is refused', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const x = await c.request({ type: 'explain', model: models.vit, image: { path: image }, compare: true, methods: ['gradcam', 'rollout'], classIndex: 1 });
+    assert.equal(x.terminal.type, 'result', JSON.stringify(x.terminal).slice(0, 300));
+    if (x.terminal.type !== 'result' || x.terminal.result.kind !== 'explain') return;
+    assert.equal(x.terminal.result.compare, true);
+    const served = x.terminal.result.explain as { classIndex: number; methods: { method: string; wallMs: number; map: number[][] }[] };
+    assert.equal(served.classIndex, 1);
+    assert.deepEqual(served.methods.map((m) => m.method), ['gradcam', 'rollout']);
+    assert.ok(served.methods.every((m) => m.wallMs > 0));
+    assert.ok(x.terminal.result.files.some((f) => basename(f.path) === 'compare.png'));
+    const gradcam = await explainImage(models.vit, image, { methods: ['gradcam'], classIndex: 1 });
+    assert.deepEqual(served.methods[0]!.map, JSON.parse(JSON.stringify(explainJson(gradcam))).methods.lrp[0].map);
+    const rollout = await explainImage(models.vit, image, { methods: ['rollout'] });
+    assert.deepEqual(served.methods[1]!.map, JSON.parse(JSON.stringify(explainJson(rollout))).methods.rollout[0].map);
+    const top = await c.request({ type: 'explain', model: models.vit, image: { path: image }, compare: true, top: 3 });
+    assert.deepEqual(top.terminal.type === 'error' ? [top.terminal.code, top.terminal.field] : top.terminal, ['invalid_input', 'top']);
+    const heads = await c.request({ type: 'explain', model: models.vit, image: { path: image }, compare: true, methods: ['heads'] });
+    assert.deepEqual(heads.terminal.type === 'error' ? [heads.terminal.code, heads.terminal.field] : heads.terminal, ['invalid_input', 'methods']);
+    await c.close();
+  });
+
   // rolloutNormalization, gradRollout, cheferStart, headsLayer: passed through to the engine unchanged.
   const explainOptionCases: Array<[string, 'vit' | 'clip', ExplainOptions]> = [
     ['ViT: rows normalisation, corrected gradient rollout, Chefer from block 1, heads of layer -2', 'vit',

@@ -155,6 +155,11 @@ export const ExplainRequest = z.strictObject({
   /** attn-lrp: how relevance crosses the attention (CLI `--attn-lrp-attention`): 'cp' (CP-LRP, LXT's choice for ViTs;
    *  default) or 'attnlrp' (AttnLRP's softmax and uniform matrix-product rules). */
   attnLrpAttention: z.enum(['cp', 'attnlrp']).optional(),
+  /** Compare the map methods side by side (CLI `--compare`): every one that applies, or those of `methods`, each timed
+   *  on its own; the result's `explain` is then compare.json. Takes `classIndex` (not `top`) and at most one text. */
+  compare: z.boolean().optional(),
+  /** With `compare`: 'normalized' (each map min–max scaled; default) or 'shared' (raw values on one range). */
+  compareScale: z.enum(['normalized', 'shared']).optional(),
   trace: z.boolean().optional(),
 });
 
@@ -359,8 +364,10 @@ export const ExplainResult = z.strictObject({
   jobId: z.string(),
   outDir: z.string(),
   files: z.array(FileRef),
-  /** The content of the job's explain.json (as the CLI writes it). */
+  /** The content of the job's explain.json (as the CLI writes it); with `compare: true`, of its compare.json. */
   explain: JsonValue,
+  /** True when the request asked for `compare` (then `explain` is compare.json). */
+  compare: z.boolean().optional(),
   timingsMs: z.record(z.string(), z.number()),
 });
 export type ExplainResult = z.infer<typeof ExplainResult>;

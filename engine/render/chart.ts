@@ -12,6 +12,10 @@ export interface ChartSeries {
   dashed?: boolean;
   /** Draw a dot at each point (default: when the series has ≤ 40 points). */
   markers?: boolean;
+  /** Join the points with a line (default true); false draws a scatter (markers only). */
+  line?: boolean;
+  /** Error bars: ± this much around each point's y (same order as points). */
+  yErrors?: ReadonlyArray<number>;
 }
 
 export interface HorizontalRule {
@@ -95,7 +99,15 @@ export function formatTick(v: number, ticks: readonly number[]): string {
 function finitePoints(spec: LineChartSpec): { xs: number[]; ys: number[] } {
   const xs: number[] = [];
   const ys: number[] = [];
-  for (const s of spec.series) for (const [x, y] of s.points) if (Number.isFinite(x) && Number.isFinite(y)) { xs.push(x); ys.push(y); }
+  for (const s of spec.series) {
+    s.points.forEach(([x, y], k) => {
+      if (!Number.isFinite(x) || !Number.isFinite(y)) return;
+      xs.push(x);
+      ys.push(y);
+      const e = s.yErrors?.[k];
+      if (e !== undefined && Number.isFinite(e)) ys.push(y - e, y + e);
+    });
+  }
   for (const r of spec.rules ?? []) if (Number.isFinite(r.y)) ys.push(r.y);
   return { xs, ys };
 }
@@ -160,8 +172,14 @@ export function lineChartSvg(spec: LineChartSpec): string {
       d += `${pen ? 'L' : 'M'}${fmt(sx(x))} ${fmt(sy(y))} `;
       pen = true;
     }
-    if (d) body.push(`<path d="${d.trim()}" fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''} stroke-linejoin="round"/>`);
-    if (s.markers ?? s.points.length <= 40) {
+    if (d && s.line !== false) body.push(`<path d="${d.trim()}" fill="none" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''} stroke-linejoin="round"/>`);
+    s.yErrors?.forEach((e, k) => {
+      const p = s.points[k];
+      if (!p || !Number.isFinite(p[0]) || !Number.isFinite(p[1]) || !Number.isFinite(e) || e <= 0) return;
+      const x = fmt(sx(p[0]));
+      body.push(`<line x1="${x}" y1="${fmt(sy(p[1] - e))}" x2="${x}" y2="${fmt(sy(p[1] + e))}" stroke="${color}" stroke-width="1" opacity="0.7"/>`);
+    });
+    if (s.line === false || (s.markers ?? s.points.length <= 40)) {
       for (const [x, y] of s.points) if (Number.isFinite(x) && Number.isFinite(y)) body.push(`<circle cx="${fmt(sx(x))}" cy="${fmt(sy(y))}" r="2.5" fill="${color}"/>`);
     }
   });
@@ -177,7 +195,8 @@ export function lineChartSvg(spec: LineChartSpec): string {
     const color = escapeXml(s.color ?? schemeTableau10[si % schemeTableau10.length]!);
     const x = width - legendW - 4;
     const y = m.top + 8 + i * (font + 8);
-    body.push(`<line x1="${fmt(x)}" y1="${fmt(y)}" x2="${fmt(x + 20)}" y2="${fmt(y)}" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    if (s.line === false) body.push(`<circle cx="${fmt(x + 10)}" cy="${fmt(y)}" r="3.5" fill="${color}"/>`);
+    else body.push(`<line x1="${fmt(x)}" y1="${fmt(y)}" x2="${fmt(x + 20)}" y2="${fmt(y)}" stroke="${color}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
     body.push(svgText(fitText(s.name, font, legendW - 30), { x: x + 26, y, fontSize: font, baseline: 'middle' }));
   });
   return svgDocument(width, height, body);

@@ -6,3 +6,4 @@ export * from './overlay.js';
 export * from './grid.js';
 export * from './chart.js';
 export { escapeXml, fitText } from './svg.js';
+export * from './compare.js';

@@ -182,6 +182,7 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     ...(req.headsLayer !== undefined ? { headsLayer: req.headsLayer } : {}),
     ...(req.attnLrpAttention ? { attnLrpAttention: req.attnLrpAttention } : {}),
   };
+  if (req.compare) return runCompare(job, ctx, loaded, options, t0);
   const { result, files } = await runExplainJob(loaded, {
     image: job.imagePath, options, outDir: job.outDir, ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
   }, {
@@ -195,6 +196,32 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     files: files.map(fileRef),
     explain: explainJson(result),
     timingsMs: { ...result.timings, total: performance.now() - t0 },
+  };
+}
+
+/** `compare: true`: the map methods side by side (jobs/explain.ts runCompareJob); progress counts the runs. */
+async function runCompare(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: JobContext, loaded: LoadedExplain, options: ExplainOptions, t0: number): Promise<ExplainResult> {
+  const req = job.request;
+  const { runCompareJob } = await import('../jobs/explain.js');
+  const { compareJson } = await import('../jobs/compare-outputs.js');
+  if (req.top !== undefined) throw new HeedError('invalid_input', 'compare explains one class: give classIndex (default: the top class), not top', { field: 'top' });
+  const { methods, topK: _topK, ...rest } = options;
+  const scale = req.compareScale ?? 'normalized';
+  const { result, files } = await runCompareJob(loaded, {
+    image: job.imagePath, options: { ...rest, ...(methods ? { methods } : {}) }, outDir: job.outDir, scale, ...(req.trace ? { traceDir: join(job.outDir, 'trace') } : {}),
+  }, {
+    signal: ctx.signal,
+    onRun: (phase, _method, i, total) => ctx.progress({ phase: 'explaining', step: phase === 'warm-up' ? i : total + i, total: 2 * total }),
+    onWriting: () => ctx.progress({ phase: 'writing', step: 1, total: 1 }),
+  });
+  return {
+    kind: 'explain',
+    jobId: job.jobId,
+    outDir: job.outDir,
+    files: files.map(fileRef),
+    explain: compareJson(result, scale),
+    compare: true,
+    timingsMs: { ...Object.fromEntries(result.methods.map((m) => [m.method, m.wallMs])), total: performance.now() - t0 },
   };
 }
 

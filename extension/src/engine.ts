@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import WebSocket from 'ws';
 import { HeedClient, type WebSocketLike } from './core/client.js';
-import { readConfig } from './config.js';
+import { engineCliPath, readConfig } from './config.js';
 
 export type EngineState =
   | { kind: 'stopped'; detail?: string }
@@ -165,9 +165,7 @@ export class EngineManager implements vscode.Disposable {
 
   /** Path of the engine's CLI: the setting, or the engine bundled in this extension. */
   private cliPath(): string {
-    const cfg = readConfig();
-    if (cfg.cliPath) return cfg.cliPath;
-    return path.join(this.context.extensionPath, 'engine', 'dist', 'engine', 'cli', 'main.js');
+    return engineCliPath(readConfig().cliPath);
   }
 
   private startLocal(): Promise<{ url: string; token: string }> {

@@ -1,7 +1,7 @@
 // The explanation panel: an image + a ViT or CLIP model. CLIP: texts → similarity scores and a Chefer relevance
 // overlay per text. ViT: top-k classes → rollout, gradient rollout and Chefer per class, head grids, the
 // mean-attention-distance plot. All numbers come from the engine's explain.json; the panel only draws them.
-import { explainOptionFields, type PanelExplainOptions } from './core/explainOptions.js';
+import { compareRequestFields, explainMethods, explainOptionFields, type PanelExplainOptions } from './core/explainOptions.js';
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { readFile } from 'node:fs/promises';
@@ -14,7 +14,7 @@ type ModelKind = 'clip' | 'vit';
 
 type FromWebview =
   | { type: 'ready' }
-  | { type: 'run'; model: ModelKind; texts: string[]; options?: PanelExplainOptions }
+  | { type: 'run'; model: ModelKind; texts: string[]; options?: PanelExplainOptions; compare?: boolean }
   | { type: 'pickImage' }
   | { type: 'cancel' };
 
@@ -46,7 +46,7 @@ export class ExplainPanel implements vscode.Disposable {
       retainContextWhenHidden: true,
       localResourceRoots: [vscode.Uri.joinPath(context.extensionUri, 'media')],
     });
-    this.panel.webview.html = webviewHtml(this.panel.webview, context.extensionUri, 'explain.js', 'Heed Explain', 'heed-explain');
+    this.panel.webview.html = webviewHtml(this.panel.webview, context.extensionUri, 'explain.js', 'Heed Explain', 'heed-explain', ['compare-view.js']);
     this.disposables.push(
       this.panel.onDidDispose(() => this.dispose()),
       this.panel.webview.onDidReceiveMessage((m: FromWebview) => void this.onMessage(m)),
@@ -73,7 +73,7 @@ export class ExplainPanel implements vscode.Disposable {
         return;
       }
       case 'run':
-        await this.run(m.model, m.texts, m.options);
+        await this.run(m.model, m.texts, m.options, m.compare === true);
         return;
       case 'cancel':
         if (this.jobId) await (await this.engine.ensureClient()).cancel(this.jobId).catch(() => undefined);
@@ -88,27 +88,30 @@ export class ExplainPanel implements vscode.Disposable {
     this.post({ type: 'image', path: image, name: path.basename(image), uri: `data:${mime};base64,${Buffer.from(bytes).toString('base64')}`, texts });
   }
 
-  async run(kind: ModelKind, texts: string[], options: PanelExplainOptions = {}): Promise<void> {
+  /** Explains the image; `compare` runs the *Compare methods* view instead (every map method, one class / text, timed). */
+  async run(kind: ModelKind, texts: string[], options: PanelExplainOptions = {}, compare = false): Promise<void> {
     const cfg = readConfig();
     const model = kind === 'clip' ? cfg.models.clip : cfg.models.vit;
     if (!this.imagePath) return this.post({ type: 'error', message: 'Choose an image first.' });
     if (!model) return this.post({ type: 'error', message: missingModelMessage(kind) });
     const cleaned = texts.map((t) => t.trim()).filter(Boolean);
     if (kind === 'clip' && cleaned.length === 0) return this.post({ type: 'error', message: 'Type at least one text for CLIP (one per line), e.g. "a photo of a frog".' });
-    const methods: ExplainMethod[] = kind === 'clip' ? ['chefer', 'rollout', 'heads', 'distance'] : ['rollout', 'grad-rollout', 'chefer', 'heads', 'distance'];
-    this.post({ type: 'running', kind, texts: cleaned });
+    if (compare && kind === 'clip' && cleaned.length > 1) return this.post({ type: 'error', message: `Compare methods explains one image–text pair: keep one text (there are ${cleaned.length}).` });
+    const methods: ExplainMethod[] = explainMethods(kind, options);
+    this.post({ type: 'running', kind, texts: cleaned, compare });
     try {
       const client = await this.engine.ensureClient();
       // A remote engine cannot read this machine's files: send the image inline then.
       const image = cfg.engineUrl ? { data: Buffer.from(await readFile(this.imagePath)).toString('base64'), name: path.basename(this.imagePath) } : { path: this.imagePath };
+      const fields = compare ? compareRequestFields(kind, options) : { methods, ...explainOptionFields(kind, options) };
       const job = client.explain(
-        { model, image, methods, ...(kind === 'clip' ? { texts: cleaned } : {}), ...explainOptionFields(kind, options) },
+        { model, image, ...(kind === 'clip' ? { texts: cleaned } : {}), ...fields },
         { onAccepted: (a) => (this.jobId = a.id), onProgress: (p) => this.engine.jobProgress(job.id, 'explaining', p.step, p.total) },
       );
       const result = await job.result.finally(() => this.engine.jobDone(job.id));
       const input = result.files.find((f) => path.basename(f.path) === 'input.png');
       const inputUri = input ? pngDataUri(await readEngineFile(this.engine, path.isAbsolute(input.path) ? input.path : path.join(result.outDir, input.path))) : undefined;
-      this.post({ type: 'result', kind, explain: result.explain, input: inputUri, outDir: result.outDir });
+      this.post({ type: 'result', kind, explain: result.explain, compare: result.compare === true, input: inputUri, outDir: result.outDir });
     } catch (e) {
       this.post({ type: 'error', message: (e as Error).message });
     } finally {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { GenerateRequest, ProgressEvent } from '../../engine/protocol/index.js';
 import type { PromptBlock } from './core/promptFile.js';
 import { lossTraceFromExcite } from './core/tokens.js';
-import { missingModelMessage, readConfig } from './config.js';
+import { missingModelMessage, readConfig, setExtensionRoot } from './config.js';
 import { EngineManager } from './engine.js';
 import { ExplainPanel } from './explainPanel.js';
 import { MapsPanel, type RunLabel } from './mapsPanel.js';
@@ -18,6 +18,7 @@ interface ActiveJob {
 }
 
 export function activate(context: vscode.ExtensionContext): void {
+  setExtensionRoot(context.extensionPath);
   const eng = new EngineManager(context);
   engine = eng;
   const features = new PromptFeatures(eng);

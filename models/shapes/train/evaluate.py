@@ -35,7 +35,9 @@ def load_sd(workdir, raw=False):
     unet = arch.unet()
     unet.load_state_dict(state["modules"]["unet"] if raw else state["ema"])
     te = arch.sd_text_encoder(tok)
-    te.load_state_dict(state["modules"]["text_encoder"])
+    # The EMA text encoder goes with the EMA UNet (train.py averages both); raw weights with raw weights.
+    ema_text = state.get("extra_emas", {}).get("text_encoder")
+    te.load_state_dict(state["modules"]["text_encoder"] if raw or ema_text is None else ema_text)
     vae = AutoencoderKL.from_pretrained(os.path.join(workdir, "vae", "vae"))
     for m in (unet, te, vae):
         m.eval()

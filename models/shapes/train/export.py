@@ -59,7 +59,9 @@ def export_sd(workdir, out, raw_unet):
     unet = arch.unet()
     unet.load_state_dict(state["modules"]["unet"] if raw_unet or state["ema"] is None else state["ema"])
     text_encoder = arch.sd_text_encoder(tok)
-    text_encoder.load_state_dict(state["modules"]["text_encoder"])
+    # The EMA text encoder goes with the EMA UNet (train.py averages both); raw weights with raw weights.
+    ema_text = state.get("extra_emas", {}).get("text_encoder")
+    text_encoder.load_state_dict(state["modules"]["text_encoder"] if raw_unet or state["ema"] is None or ema_text is None else ema_text)
     vae = AutoencoderKL.from_pretrained(os.path.join(workdir, "vae", "vae"))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet,
                                    scheduler=arch.inference_scheduler(), safety_checker=None, feature_extractor=None,

@@ -36,7 +36,9 @@ def main():
     unet = arch.unet()
     unet.load_state_dict(state["modules"]["unet"] if args.raw else state["ema"])
     te = arch.sd_text_encoder(tok)
-    te.load_state_dict(state["modules"]["text_encoder"])
+    # The EMA text encoder goes with the EMA UNet (train.py averages both); raw weights with raw weights.
+    ema_text = state.get("extra_emas", {}).get("text_encoder")
+    te.load_state_dict(state["modules"]["text_encoder"] if args.raw or ema_text is None else ema_text)
     vae = AutoencoderKL.from_pretrained(os.path.join(args.workdir, "vae", "vae"))
     unet.eval(), te.eval(), vae.eval()
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,

@@ -34,6 +34,12 @@ N_LATENT_IMAGES = int(os.environ.get("HEED_SHAPES_N_LATENTS", "4000"))
 VAE_CROP = 64
 CAPTION_DROPOUT = 0.1
 EMA_DECAY = 0.99
+# Second phase of the SD recipe (added after the first 3000 steps were trained at a constant rate): from this step on
+# the learning rate follows a cosine from LR to LR * SD_LR_FLOOR at the run's last step, and the EMA averages over
+# ~1000 steps instead of ~100 — smoother weights for sampling once the loss has plateaued.
+SD_DECAY_FROM = 3000
+SD_LR_FLOOR = 0.1
+SD_EMA_DECAY_LATE = 0.999
 CHECKPOINT_EVERY_S = 180
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
@@ -59,8 +65,16 @@ def batch_images(seed, step, n, pair=None, index_range=None):
     return images, samples
 
 
-def lr_at(step, base):
-    return base * min(1.0, (step + 1) / WARMUP)
+def lr_at(step, base, name=None, total=None):
+    warm = base * min(1.0, (step + 1) / WARMUP)
+    if name != "sd" or total is None or step < SD_DECAY_FROM or total <= SD_DECAY_FROM:
+        return warm
+    t = (step - SD_DECAY_FROM) / (total - SD_DECAY_FROM)
+    return base * (SD_LR_FLOOR + (1 - SD_LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def ema_decay_at(name, step):
+    return SD_EMA_DECAY_LATE if name == "sd" and step >= SD_DECAY_FROM else EMA_DECAY
 
 
 class Trainer:
@@ -69,6 +83,9 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=LR[name], weight_decay=1e-2)
         self.step = 0
         self.ema = None
+        # EMAs of further modules trained jointly with the first (the SD text encoder): sampling must pair the EMA UNet
+        # with an EMA text encoder of the same age, or the UNet sees embeddings it was not averaged on.
+        self.extra_emas = {}
         self.ckpt = os.path.join(workdir, "ckpt.pt")
         self.last_save = time.time()
 
@@ -76,15 +93,20 @@ class Trainer:
         self.ema = {k: v.detach().clone() for k, v in module.state_dict().items()}
         self.ema_module = module
 
+    def enable_extra_ema(self, key, module):
+        self.extra_emas[key] = (module, {k: v.detach().clone() for k, v in module.state_dict().items()})
+
     def update_ema(self):
         if self.ema is None:
             return
+        decay = ema_decay_at(self.name, self.step)
         with torch.no_grad():
-            for k, v in self.ema_module.state_dict().items():
-                if v.dtype.is_floating_point:
-                    self.ema[k].mul_(EMA_DECAY).add_(v, alpha=1 - EMA_DECAY)
-                else:
-                    self.ema[k].copy_(v)
+            for module, ema in [(self.ema_module, self.ema)] + list(self.extra_emas.values()):
+                for k, v in module.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(decay).add_(v, alpha=1 - decay)
+                    else:
+                        ema[k].copy_(v)
 
     def resume(self):
         if os.path.exists(self.ckpt):
@@ -95,12 +117,20 @@ class Trainer:
             self.step = state["step"]
             if state.get("ema") is not None:
                 self.ema = state["ema"]
+            for key, (module, _) in list(self.extra_emas.items()):
+                saved = state.get("extra_emas", {}).get(key)
+                if saved is not None:
+                    self.extra_emas[key] = (module, saved)
+                else:  # a checkpoint from before this EMA existed: it starts from the resumed weights
+                    self.extra_emas[key] = (module, {k: v.detach().clone() for k, v in module.state_dict().items()})
+                    log(self.workdir, f"EMA of {key} starts at step {self.step}")
             torch.set_rng_state(state["torch_rng"])
             log(self.workdir, f"resumed at step {self.step}")
 
     def save(self, final=False):
         state = {"modules": {k: m.state_dict() for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
-                 "step": self.step, "ema": self.ema, "torch_rng": torch.get_rng_state()}
+                 "step": self.step, "ema": self.ema, "torch_rng": torch.get_rng_state(),
+                 "extra_emas": {k: ema for k, (_, ema) in self.extra_emas.items()}}
         torch.save(state, self.ckpt + ".tmp")
         os.replace(self.ckpt + ".tmp", self.ckpt)
         self.last_save = time.time()
@@ -113,7 +143,7 @@ class Trainer:
                 log(self.workdir, f"deadline reached at step {self.step}")
                 break
             for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, LR[self.name])
+                g["lr"] = lr_at(self.step, LR[self.name], self.name, self.steps)
             loss, extra = loss_fn(self.step)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -195,8 +225,8 @@ def train_sd(args, workdir, vae_dir):
     tr = Trainer("sd", workdir, {"unet": unet, "text_encoder": text_encoder},
                  list(unet.parameters()) + list(text_encoder.parameters()), args.steps or DEFAULT_STEPS["sd"])
     tr.enable_ema(unet)
+    tr.enable_extra_ema("text_encoder", text_encoder)
     tr.resume()
-    tr.ema_text = None
 
     def loss_fn(step):
         rng = np.random.default_rng([SEED["sd"], step])
