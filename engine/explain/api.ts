@@ -291,7 +291,9 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
 
   // The methods: those reading only the attention maps first, then those needing gradients, which share one
   // gradient run per explained score.
-  const ctx: MethodContext = { model, options, vision, layout, fwd, result, image, gradients };
+  const labelOf = (i: number): string => model.info.labels?.[i] ?? `class_${i}`;
+  const explained = explainClasses.map((c) => ({ classIndex: c, label: labelOf(c) }));
+  const ctx: MethodContext = { model, options, vision, layout, fwd, result, image, gradients, explained };
   let targets: GradientTarget[] | undefined;
   for (const method of [...METHODS.filter((m) => m.needs === 'attention'), ...METHODS.filter((m) => m.needs === 'gradients')]) {
     if (!methods.has(method.name)) continue;

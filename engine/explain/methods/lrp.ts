@@ -11,7 +11,7 @@ import type { GridMap } from '../tensor.js';
 import { ExplainError } from '../errors.js';
 import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from './lrp-maps.js';
 import type { LrpMethod } from './lrp-run.js';
-import type { GradientMethod, GradientMethodContext } from './method.js';
+import type { AttentionMethod, GradientMethod, GradientMethodContext } from './method.js';
 import { poolToGrid } from '../lrp/attn-engine.js';
 
 /** Relevance of every attention map per class, computed once per explain run (keyed by the run's result object). */
@@ -65,21 +65,20 @@ export const partialLrpMethod = lrpMethod('partial-lrp', async (ctx, c) => parti
 export const rawAttentionMethod = lrpMethod('raw-attention', (ctx, _c, g) => rawAttention(g.vision, ctx.layout.prefixTokens));
 export const gradCamMethod = lrpMethod('gradcam', (ctx, _c, g) => attentionGradCam(g.vision, g.visionGrads, ctx.layout.prefixTokens));
 
-export const attnLrpMethod: GradientMethod = {
+/** attn-lrp reads no attention gradients (its own backward goes to the pixels), so it runs with the attention methods
+ * and skips the gradient pass the other LRP methods share. */
+export const attnLrpMethod: AttentionMethod = {
   name: 'attn-lrp',
   readsCls: false,
-  needs: 'gradients',
+  needs: 'attention',
   async run(ctx) {
-    const { layout, result, targets, image } = ctx;
+    const { layout, result, image } = ctx;
     const attention = ctx.options.attnLrpAttention ?? 'cp';
     await ctx.gradients.attnLrp.prepare(image, attention);
-    for (const { about } of targets) {
-      if (!('classIndex' in about)) throw new ExplainError('internal: attn-lrp explains classes', { kind: 'internal' });
-      const t0 = performance.now();
-      const r = await ctx.gradients.attnLrp.relevance(image, about.classIndex, attention);
-      result.timings['attn-lrp'] = (result.timings['attn-lrp'] ?? 0) + performance.now() - t0;
+    for (const { classIndex, label } of ctx.explained) {
+      const r = await ctx.gradients.attnLrp.relevance(image, classIndex, attention);
       result.lrp.push({
-        method: 'attn-lrp', classIndex: about.classIndex, label: about.label, attention,
+        method: 'attn-lrp', classIndex, label, attention,
         map: poolToGrid(r.heatmap, layout.grid.height, layout.grid.width), pixels: r.heatmap,
       });
     }
