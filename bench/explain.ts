@@ -110,11 +110,22 @@ export async function benchModel(name: string, cfg: VitConfig, imagePath: string
     const plrp = await timed(reps, () => partialLrp(cams, prefixTokens));
     const raw = await timed(reps, () => rawAttention(g.vision, prefixTokens));
     const gcam = await timed(reps, () => attentionGradCam(g.vision, g.visionGrads, prefixTokens));
+    // attn-lrp (lrp/attn-*.ts): one session of forward + modified backward to the pixels, with LXT's map (CP-LRP)
+    // and AttnLRP's attention rules; like the relevance session it recomputes the forward.
+    const attn: Record<string, number> = {};
+    for (const rule of ['cp', 'attnlrp'] as const) {
+      t0 = performance.now();
+      await grads.attnLrp.prepare(image, rule);
+      out[`${name}_attn_lrp_${rule}_build_ms`] = performance.now() - t0;
+      attn[rule] = (await timed(reps, () => grads.attnLrp.relevance(image, top, rule))).ms;
+    }
     const after: Record<string, number> = {
       'transformer-attribution': backward.ms + lrpRun.ms + ta.ms,
       'partial-lrp': lrpRun.ms + plrp.ms,
       'raw-attention': raw.ms,
       gradcam: backward.ms + gcam.ms,
+      'attn-lrp': attn.cp,
+      'attn-lrp-attnlrp': attn.attnlrp,
     };
     for (const [m, v] of Object.entries(after)) {
       out[`${name}_${m}_after_forward_ms`] = v;

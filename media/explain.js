@@ -7,7 +7,7 @@
   // The compare view's logic (extension/src/core/compareView.ts, bundled by build.mjs).
   const compareLib = window.heedCompare;
   const LRP = [['transformer-attribution', 'transformer attribution (LRP × gradient, rolled out)'], ['partial-lrp', 'partial LRP (last layer)'],
-    ['raw-attention', 'raw attention (last layer)'], ['gradcam', 'GradCAM (last attention block)']];
+    ['raw-attention', 'raw attention (last layer)'], ['gradcam', 'GradCAM (last attention block)'], ['attn-lrp', 'AttnLRP (LXT: one backward to the pixels, summed per patch)']];
   const app = document.getElementById('app');
   let state = vscode.getState() || { image: null, texts: ['a photo of a frog'], kind: 'clip', models: {}, status: 'idle', result: null, error: null, opacity: 0.6 };
 
@@ -55,6 +55,7 @@
               o.lrp = [...set];
               vscode.setState(state);
             } }), ' ', label))),
+          ...select('attnLrpAttention', 'AttnLRP attention rule', [['', 'default (CP-LRP, as LXT for ViTs)'], ['cp', 'CP-LRP (none through the softmax)'], ['attnlrp', 'AttnLRP softmax + uniform rules']]),
           ...numberField('compareClass', 'Compare methods: class (default the top one)', { min: 0, step: 1, placeholder: 'top' }),
         ] : []),
       ));

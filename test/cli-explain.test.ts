@@ -21,6 +21,7 @@ interface ExplainJsonMethods {
   gradRollout: { classIndex: number; variant: string; map: Nested }[];
   chefer: { start: string | number; image: Nested; tokens?: { token: string; score: number; normalized: number }[] }[];
   distance?: unknown;
+  lrp: { method: string; classIndex: number; attention?: string; map: Nested }[];
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -167,6 +168,22 @@ describe('cli: explain option flags on the tiny models (child process)', functio
     assert.deepEqual(relevance(served(join(tmp, 'vit-last')).chefer), relevance((await direct(models.vit, { methods: ['chefer'], cheferStart: 'last' })).chefer));
   });
 
+  it('ViT: --method attn-lrp --attn-lrp-attention attnlrp gives the API\'s map and writes the pixel heatmap', async function () {
+    const out = join(tmp, 'vit-attn-lrp');
+    const r = await heed(['explain', '--model', models.vit, '--image', image, '--method', 'attn-lrp', '--attn-lrp-attention', 'attnlrp', '--out', out, '--trace', join(out, 'trace'), '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const got = served(out).lrp;
+    assert.deepEqual(got, (await direct(models.vit, { methods: ['attn-lrp'], attnLrpAttention: 'attnlrp' })).lrp);
+    assert.equal(got[0]!.attention, 'attnlrp');
+    const c = got[0]!.classIndex;
+    assert.ok(existsSync(join(out, `attn_lrp_${c}.png`)));
+    const pixels = readNpyFloat32(join(out, 'trace', `attn_lrp_${c}_pixels.npy`));
+    const grid = readNpyFloat32(join(out, 'trace', `attn_lrp_${c}.npy`));
+    // The per-patch map is the pixel heatmap summed over patches: the totals agree.
+    const total = (a: Float32Array): number => a.reduce((s, v) => s + v, 0);
+    assert.ok(Math.abs(total(pixels.data) - total(grid.data)) <= 1e-5 * Math.max(1, Math.abs(total(grid.data))));
+  });
+
   it('CLIP: --chefer-start all accumulates every block of both encoders, as the API does', async function () {
     const out = join(tmp, 'clip');
     const r = await heed(['explain', '--model', models.clip, '--image', image, '--text', 'a bright square', '--method', 'chefer', '--chefer-start', 'ALL', '--out', out, '--quiet']);
@@ -189,6 +206,7 @@ describe('cli: explain option flags on the tiny models (child process)', functio
       [['--chefer-start', 'first'], /--chefer-start must be last, all or a layer index from 0 .*got 'first'/],
       [['--chefer-start', '-1'], /--chefer-start must be last, all or a layer index from 0 .*got '-1'/],
       [['--heads-layer', '1.5'], /--heads-layer must be an integer from -1024 to 1023, got '1.5'/],
+      [['--attn-lrp-attention', 'softmax'], /--attn-lrp-attention must be one of cp, attnlrp, got 'softmax'/],
       // Layer indices the model does not have: known once it is loaded, refused before any gradient is computed.
       [['--heads-layer', '9', '--method', 'heads'], /--heads-layer 9 is out of range: the model has \d+ layers \(use 0\.\.\d+, or -\d+\.\.-1 from the end\)/],
       [['--chefer-start', '9', '--method', 'chefer'], /--chefer-start 9 is out of range: the model has \d+ layers \(use 0\.\.\d+, 'last' or 'all'\)/],

@@ -55,13 +55,13 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('ViT: all seven map methods on the top class; each map equals its single-method run; times in JSON and compare.json', async function () {
+  it('ViT: all eight map methods on the top class; each map equals its single-method run; times in JSON and compare.json', async function () {
     const out = join(tmp, 'vit');
     const image = join(ref, 'synthetic_image.png');
     const r = await heed(['explain', '--model', join(ref, 'vit-tiny'), '--image', image, '--compare', '--threads', '1', '--out', out, '--trace', join(out, 'trace'), '--json']);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { classIndex: number; methods: { method: string; wallMs: number; timingsMs: Record<string, number> }[]; skipped: unknown[] };
-    const expected: ExplainMethod[] = ['rollout', 'grad-rollout', 'chefer', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam'];
+    const expected: ExplainMethod[] = ['rollout', 'grad-rollout', 'chefer', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam', 'attn-lrp'];
     assert.deepEqual(j.methods.map((m) => m.method), expected);
     assert.deepEqual(j.skipped, []);
     assert.equal(j.classIndex, 9, 'the reference top class (logit 2.798)');
@@ -81,7 +81,7 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
       const inJson = file.methods.find((m) => m.method === method)!.map.flat();
       assert.ok(maxRelDiff(inJson, want) <= 1e-6, `${method} in compare.json`);
     }
-    // input + 7 maps: two rows of five 224-px tiles (the tiny ViT sees 224×224) and a colour bar.
+    // input + 8 maps: two rows of five 224-px tiles (the tiny ViT sees 224×224) and a colour bar.
     const meta = await sharp(join(out, 'compare.png')).metadata();
     assert.ok(meta.width! > 5 * 224 && meta.height! > 2 * 224, `${meta.width}×${meta.height}`);
   });
@@ -112,7 +112,7 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
     const j = JSON.parse(r.stdout) as { text: string; methods: { method: string }[]; skipped: { method: string; reason: string }[] };
     assert.deepEqual(j.methods.map((m) => m.method), ['rollout', 'chefer']);
     assert.equal(j.text, 'a red disk');
-    assert.deepEqual(j.skipped.map((s) => s.method), ['grad-rollout', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam']);
+    assert.deepEqual(j.skipped.map((s) => s.method), ['grad-rollout', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam', 'attn-lrp']);
     assert.ok(j.skipped.every((s) => s.reason.length > 10));
   });
 
@@ -133,11 +133,18 @@ describe('explain --compare (child process, reference tiny ViT / CLIP)', functio
     assertUserError(await heed(['explain', '--model', join(ref, 'clip-tiny'), '--image', img, '--text', 'a', '--compare', '--methods', 'gradcam', '--out', out]), /'gradcam' does not apply/);
   });
 
-  it('a model without a CLS token: no map method applies, and the error lists why', async function () {
+  it('a model without a CLS token: only attn-lrp applies (it reads no CLS row); the others are skipped with why', async function () {
     const dir = buildForcedVit(join(tmp, 'nocls'), { target: 2, cls: false });
     const img = await writeTestImage(join(tmp, 'in.png'));
-    const r = await heed(['explain', '--model', dir, '--image', img, '--compare', '--quiet', '--out', join(tmp, 'nocls-out')]);
-    assertUserError(r, /no method applies.*rollout, grad-rollout, chefer, transformer-attribution, partial-lrp, raw-attention, gradcam \(the model has no CLS token/);
-    assert.ok(!existsSync(join(tmp, 'nocls-out', 'compare.png')));
+    const r = await heed(['explain', '--model', dir, '--image', img, '--compare', '--json', '--out', join(tmp, 'nocls-out')]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { methods: { method: string }[]; skipped: { method: string; reason: string }[] };
+    assert.deepEqual(j.methods.map((m) => m.method), ['attn-lrp']);
+    assert.deepEqual(j.skipped.map((s) => s.method), ['rollout', 'grad-rollout', 'chefer', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam']);
+    assert.ok(j.skipped.every((s) => /no CLS token/.test(s.reason)));
+    assert.ok(existsSync(join(tmp, 'nocls-out', 'compare.png')));
+    // Without attn-lrp nothing applies, and the error lists why.
+    const none = await heed(['explain', '--model', dir, '--image', img, '--compare', '--methods', 'rollout,chefer', '--quiet', '--out', join(tmp, 'nocls-none')]);
+    assertUserError(none, /'rollout' does not apply|no method applies/);
   });
 });

@@ -48,6 +48,8 @@ describe('extension: compare methods view', () => {
     assert.deepEqual(explainMethods('clip', { lrp: [...LRP_PANEL_METHODS] }), ['chefer', 'rollout', 'heads', 'distance']);
     assert.deepEqual(compareRequestFields('vit', { top: '3', compareClass: '7', headsLayer: '1', discard: '0.5' }), { compare: true, classIndex: 7, discard: 0.5 });
     assert.deepEqual(compareRequestFields('vit', { compareClass: '' }), { compare: true });
+    assert.deepEqual(compareRequestFields('vit', { attnLrpAttention: 'attnlrp' }), { compare: true, attnLrpAttention: 'attnlrp' });
+    assert.ok(explainMethods('vit', { lrp: ['attn-lrp'] }).includes('attn-lrp'));
     assert.deepEqual(compareRequestFields('clip', { compareClass: '2', cheferStart: 'all' }), { compare: true, cheferStart: 'all' });
     for (const [kind, fields] of [['vit', compareRequestFields('vit', { compareClass: '1' })], ['clip', compareRequestFields('clip', {})], ['vit', { methods: explainMethods('vit', { lrp: [...LRP_PANEL_METHODS] }) }]] as const) {
       const req = { type: 'explain', id: 'x', model: '/m', image: { path: '/i.png' }, ...(kind === 'clip' ? { texts: ['a cat'] } : {}), ...fields };

@@ -16,11 +16,19 @@ describe('extension: explain panel options', () => {
     assert.deepEqual(explainOptionFields('vit', { top: '0', headFusion: 'median', discard: 'abc' }), { top: 1 });
   });
 
+  it("attn-lrp's attention rule: sent for ViT when chosen, never for CLIP or a blank/unknown value", () => {
+    assert.deepEqual(explainOptionFields('vit', { attnLrpAttention: 'attnlrp' }), { top: 5, attnLrpAttention: 'attnlrp' });
+    assert.deepEqual(explainOptionFields('vit', { attnLrpAttention: 'cp' }), { top: 5, attnLrpAttention: 'cp' });
+    assert.deepEqual(explainOptionFields('vit', { attnLrpAttention: '' }), { top: 5 });
+    assert.deepEqual(explainOptionFields('vit', { attnLrpAttention: 'softmax' }), { top: 5 });
+    assert.deepEqual(explainOptionFields('clip', { attnLrpAttention: 'attnlrp' }), {});
+  });
+
   it('every combination the panel can send passes the server schema', () => {
     for (const kind of ['vit', 'clip'] as const) {
       for (const cheferStart of ['', 'all', 'last', '0', '11']) {
-        for (const headFusion of ['', 'mean', 'max', 'min']) {
-          const fields = explainOptionFields(kind, { top: '4', headFusion, discard: '0.9', headsLayer: '-1', cheferStart });
+        for (const [headFusion, attnLrpAttention] of [['', ''], ['mean', 'cp'], ['max', 'attnlrp'], ['min', '']]) {
+          const fields = explainOptionFields(kind, { top: '4', headFusion, discard: '0.9', headsLayer: '-1', cheferStart, attnLrpAttention });
           const req = { type: 'explain', id: 'x', model: '/m', image: { path: '/i.png' }, ...(kind === 'clip' ? { texts: ['a cat'] } : {}), ...fields };
           const parsed = ExplainRequest.safeParse(req);
           assert.ok(parsed.success, `${kind} ${cheferStart} ${headFusion}: ${parsed.success ? '' : parsed.error.message}`);

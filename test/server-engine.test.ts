@@ -363,6 +363,23 @@ describe('server: real engine on the tiny models', function () {
     });
   }
 
+  it('explain attn-lrp with attnLrpAttention gives the engine\'s map for that rule, and the rule is recorded', async () => {
+    const c = await HeedClient.connect(server.url, { token: server.token });
+    const x = await c.request({ type: 'explain', model: models.vit, image: { path: image }, methods: ['attn-lrp'], attnLrpAttention: 'attnlrp' });
+    await c.close();
+    assert.equal(x.terminal.type, 'result', JSON.stringify(x.terminal).slice(0, 300));
+    if (x.terminal.type !== 'result' || x.terminal.result.kind !== 'explain') return;
+    const got = (x.terminal.result.explain as { methods: { lrp: { method: string; attention: string; map: number[][] }[] } }).methods.lrp;
+    const viaJson = async (o: ExplainOptions): Promise<unknown> =>
+      JSON.parse(JSON.stringify((explainJson(await explainImage(models.vit, image, o)) as { methods: { lrp: unknown } }).methods.lrp));
+    assert.deepEqual(got, await viaJson({ methods: ['attn-lrp'], attnLrpAttention: 'attnlrp' }));
+    assert.equal(got[0]!.method, 'attn-lrp');
+    assert.equal(got[0]!.attention, 'attnlrp');
+    const cp = (await viaJson({ methods: ['attn-lrp'] })) as typeof got;
+    assert.equal(cp[0]!.attention, 'cp');
+    assert.notDeepEqual(got[0]!.map, cp[0]!.map, 'the attention rule changes the map');
+  });
+
   it('explain options: bad values → invalid_message naming the field; layers the model lacks → invalid_input', async () => {
     const c = await HeedClient.connect(server.url, { token: server.token });
     const req = { type: 'explain', model: models.vit, image: { path: image } };
@@ -374,6 +391,7 @@ describe('server: real engine on the tiny models', function () {
       [{ cheferStart: 1.5 }, 'cheferStart', /must be 'last', 'all' or a layer index from 0/],
       [{ headsLayer: 1.5 }, 'headsLayer', /expected int/],
       [{ headsLayer: 'last' }, 'headsLayer', /expected number, received string/],
+      [{ attnLrpAttention: 'softmax' }, 'attnLrpAttention', /expected one of "cp"\|"attnlrp"/],
     ];
     for (const [extra, field, re] of invalid) {
       const r = await c.request({ ...req, ...extra });

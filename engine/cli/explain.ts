@@ -5,6 +5,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type {
   ExplainMethod, ExplainOptions, ExplainResult, HeadFusion, RolloutNormalization, GradRolloutVariant, StartLayer,
 } from '../explain/index.js';
+import type { AttnLrpAttention } from '../explain/lrp/attn-rules.js';
 import { existingDir, existingFile, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
 import { HeedError } from '../errors.js';
@@ -17,11 +18,13 @@ const FUSIONS: readonly HeadFusion[] = ['mean', 'max', 'min'];
 // The engine's choices (engine/explain/api.ts), repeated so that parsing flags loads no model code.
 const NORMALIZATIONS: readonly RolloutNormalization[] = ['vit-explain', 'rows'];
 const GRAD_VARIANTS: readonly GradRolloutVariant[] = ['vit-explain', 'corrected'];
+const ATTN_LRP_ATTENTIONS: readonly AttnLrpAttention[] = ['cp', 'attnlrp'];
 /** Layer indices beyond any real model; the engine checks the actual layer count once the model is loaded. */
 const MAX_LAYER = 1023;
 /** The explain engine's methods (engine/explain EXPLAIN_METHODS; listed here so parsing flags loads no model code). */
 export const EXPLAIN_METHODS: readonly ExplainMethod[] = [
   'heads', 'rollout', 'grad-rollout', 'chefer', 'distance', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam',
+  'attn-lrp',
 ];
 
 export interface ExplainCliOptions extends OutputMode {
@@ -45,6 +48,7 @@ export interface ExplainCliOptions extends OutputMode {
   rolloutNormalization?: RolloutNormalization;
   gradRollout?: GradRolloutVariant;
   headsLayer?: number;
+  attnLrpAttention?: AttnLrpAttention;
   out: string;
   trace?: string;
   threads: number;
@@ -88,7 +92,7 @@ export function registerExplain(program: Command): Command {
     .option('--compare-repeat <n>', '--compare: timed runs per method; the time shown is their median (default 1)', positiveInt('--compare-repeat', 100))
     .option('--compare-scale <scale>', "--compare: 'normalized' (each map min–max scaled to [0, 1]; default) or 'shared' (raw values on one range)", oneOf('--compare-scale', ['normalized', 'shared'] as const))
     .option('--text <text>', 'CLIP: a text to compare the image with (repeat for several)', collect)
-    .option('--method <name>', `method(s), repeatable or comma-separated: ${EXPLAIN_METHODS.join(', ')} (default: all that apply except the LRP family transformer-attribution, partial-lrp, raw-attention, gradcam, which run when named)`, collect)
+    .option('--method <name>', `method(s), repeatable or comma-separated: ${EXPLAIN_METHODS.join(', ')} (default: all that apply except the LRP family transformer-attribution, partial-lrp, raw-attention, gradcam, attn-lrp, which run when named)`, collect)
     .option('--class <n>', 'ViT: class index to explain with grad-rollout / Chefer (default: the top class)', nonNegativeInt('--class'))
     .option('--top <k>', 'ViT: explain the top K classes', positiveInt('--top', 1000))
     .option('--head-fusion <f>', 'rollout head fusion: mean, max or min (repeatable; default max)', collect)
@@ -97,6 +101,7 @@ export function registerExplain(program: Command): Command {
     .option('--grad-rollout <variant>', "gradient rollout: 'vit-explain' (the repo's hook: gradient w.r.t. the softmax input, layers paired in reverse; default) or 'corrected' (∂y/∂A of the same layer)", oneOf('--grad-rollout', GRAD_VARIANTS))
     .option('--chefer-start <layer>', "Chefer relevance: first block accumulated — 'last', 'all' or a block index from 0 (default: all for ViT, as the ViT notebook; last for CLIP, as the CLIP notebook; CLIP applies it to the image and text encoders; also transformer-attribution's start_layer, default 0)", parseCheferStart)
     .option('--heads-layer <n>', 'layer of the per-head CLS attention maps (heads method); negative counts from the end (default -1, the last)', integer('--heads-layer', -MAX_LAYER - 1, MAX_LAYER))
+    .option('--attn-lrp-attention <rule>', "attn-lrp: how relevance crosses the attention — 'cp' (CP-LRP: none through the softmax, LXT's choice for ViTs; default) or 'attnlrp' (AttnLRP's softmax rule and uniform split at Q·Kᵀ and A·V)", oneOf('--attn-lrp-attention', ATTN_LRP_ATTENTIONS))
     .requiredOption('--out <dir>', 'output folder: PNG overlays, explain.json')
     .option('--trace <dir>', 'write raw arrays as .npy (attentions per layer, rollout, gradient rollout, Chefer, distance)')
     .option('--threads <n>', 'threads per ONNX Runtime operator', positiveInt('--threads', 256), DEFAULT_THREADS)
@@ -128,6 +133,7 @@ export function explainOptionsFromFlags(o: ExplainCliOptions): Omit<ExplainOptio
     ...(o.gradRollout ? { gradRollout: o.gradRollout } : {}),
     ...(o.cheferStart !== undefined ? { cheferStart: o.cheferStart } : {}),
     ...(o.headsLayer !== undefined ? { headsLayer: o.headsLayer } : {}),
+    ...(o.attnLrpAttention ? { attnLrpAttention: o.attnLrpAttention } : {}),
   };
 }
 
@@ -135,7 +141,8 @@ export function explainOptionsFromFlags(o: ExplainCliOptions): Omit<ExplainOptio
 export function withFlagNames(e: unknown): never {
   if (e instanceof HeedError && e.kind === 'invalid_input') {
     e.message = e.message.replace(/\bclassIndex\b/g, '--class').replace(/\btopK\b/g, '--top').replace(/\bpass texts\b/g, 'pass --text')
-      .replace(/\bcheferStart\b/g, '--chefer-start').replace(/^heads layer\b|\bheadsLayer\b/g, '--heads-layer');
+      .replace(/\bcheferStart\b/g, '--chefer-start').replace(/^heads layer\b|\bheadsLayer\b/g, '--heads-layer')
+      .replace(/\battnLrpAttention\b/g, '--attn-lrp-attention');
   }
   throw e;
 }

@@ -13,6 +13,7 @@ import type { ModelFamily } from './folder.js';
 import type { GradientTarget } from './families/index.js';
 import { METHODS, asList, type MethodContext } from './methods/index.js';
 import { LRP_METHODS, type LrpMethod, type LrpMethodResult } from './methods/lrp-run.js';
+import { ATTN_LRP_ATTENTIONS, type AttnLrpAttention } from './lrp/attn-rules.js';
 
 export type ExplainMethod = 'heads' | 'rollout' | 'grad-rollout' | 'chefer' | 'distance' | LrpMethod;
 export const EXPLAIN_METHODS: readonly ExplainMethod[] = ['heads', 'rollout', 'grad-rollout', 'chefer', 'distance', ...LRP_METHODS];
@@ -45,6 +46,9 @@ export interface ExplainOptions {
   cheferStart?: StartLayer;
   /** Layer of the per-head CLS maps; default the last. Negative counts from the end. */
   headsLayer?: number;
+  /** attn-lrp: how relevance crosses the attention — 'cp' (CP-LRP, LXT's choice for ViTs; default) or 'attnlrp' (AttnLRP's
+   * softmax and uniform matrix-product rules). */
+  attnLrpAttention?: AttnLrpAttention;
   /** CLIP: texts to compare the image with (at most 75 tokens each). */
   texts?: readonly string[];
   load?: ModelLoadOptions;
@@ -186,6 +190,9 @@ export function validateOptions(options: ExplainOptions): void {
   if (start !== undefined && start !== 'last' && start !== 'all' && !(Number.isInteger(start) && start >= 0)) {
     throw new ExplainError(`cheferStart must be 'last', 'all' or a layer index from 0 (got ${JSON.stringify(start)})`, { field: 'cheferStart' });
   }
+  if (options.attnLrpAttention !== undefined && !ATTN_LRP_ATTENTIONS.includes(options.attnLrpAttention)) {
+    throw new ExplainError(`unknown attnLrpAttention '${options.attnLrpAttention}' (choose ${ATTN_LRP_ATTENTIONS.join(' or ')})`, { field: 'attnLrpAttention' });
+  }
   if (options.headsLayer !== undefined && !Number.isInteger(options.headsLayer)) {
     throw new ExplainError(`headsLayer must be an integer (got ${options.headsLayer}); negative counts from the last layer`, { field: 'headsLayer' });
   }
@@ -284,7 +291,9 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
 
   // The methods: those reading only the attention maps first, then those needing gradients, which share one
   // gradient run per explained score.
-  const ctx: MethodContext = { model, options, vision, layout, fwd, result, image, gradients };
+  const labelOf = (i: number): string => model.info.labels?.[i] ?? `class_${i}`;
+  const explained = explainClasses.map((c) => ({ classIndex: c, label: labelOf(c) }));
+  const ctx: MethodContext = { model, options, vision, layout, fwd, result, image, gradients, explained };
   let targets: GradientTarget[] | undefined;
   for (const method of [...METHODS.filter((m) => m.needs === 'attention'), ...METHODS.filter((m) => m.needs === 'gradients')]) {
     if (!methods.has(method.name)) continue;

@@ -17,6 +17,7 @@ import { siteItem } from './sites.js';
 import type { PreparedImage } from './preprocess.js';
 import type { LayerTensor } from './tensor.js';
 import { LrpEngine } from './lrp/engine.js';
+import { AttnLrpEngine } from './lrp/attn-engine.js';
 
 export interface AttentionGradients {
   /** Scores of this batch item (ViT logits row, or CLIP logits_per_image row). */
@@ -46,9 +47,12 @@ export class GradientEngine {
 
   /** The relevance (LRP) pass of the same model, released with these sessions. */
   readonly lrp: LrpEngine;
+  /** The AttnLRP pass (one modified backward to the pixels), released with these sessions. */
+  readonly attnLrp: AttnLrpEngine;
 
   constructor(readonly model: ExplainModel) {
     this.lrp = new LrpEngine(model);
+    this.attnLrp = new AttnLrpEngine(model);
   }
 
   private compiled(inputDims: Record<string, number[]>): Promise<CompiledVjp> {
@@ -219,6 +223,7 @@ export class GradientEngine {
 
   async release(): Promise<void> {
     await this.lrp.release();
+    await this.attnLrp.release();
     const runners = [...this.runners.values()];
     this.runners.clear();
     for (const p of runners) {

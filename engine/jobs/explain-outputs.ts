@@ -8,7 +8,8 @@
 // chefer_image_<t>.png + chefer_text_<t>.png (token strip), distance.png.
 //   distance.npy [layers, heads]
 // LRP family (methods/lrp-run.ts): transformer_attribution_<class>, partial_lrp_<class>, raw_attention_<class>,
-// gradcam_<class> (.png overlay, .npy [grid] in the trace folder).
+// gradcam_<class>, attn_lrp_<class> (.png overlay, .npy [grid] in the trace folder); attn-lrp also writes
+// attn_lrp_<class>_pixels.npy [H, W] (LXT's heatmap) and draws its PNG on a scale symmetric about 0.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeNpy } from '../io/npy.js';
@@ -53,7 +54,7 @@ export function explainJson(result: ExplainResult): Record<string, unknown> {
         start: c.start, classIndex: c.classIndex, label: c.label, textIndex: c.textIndex, text: c.text,
         image: gridToNested(c.image), tokens: c.tokens,
       })),
-      lrp: result.lrp.map((r) => ({ method: r.method, classIndex: r.classIndex, label: r.label, startLayer: r.startLayer, map: gridToNested(r.map) })),
+      lrp: result.lrp.map((r) => ({ method: r.method, classIndex: r.classIndex, label: r.label, startLayer: r.startLayer, attention: r.attention, map: gridToNested(r.map) })),
       distance: result.distance && { unit: 'pixels', patch: result.distance.patch, values: result.distance.values },
     },
     skipped: result.skipped,
@@ -92,7 +93,12 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
       put(`chefer_text_${c.textIndex}.png`, await renderTokenRelevance(c.text ?? '', c.tokens, `text relevance: "${c.text ?? ''}" (start layer ${c.start})`));
     }
   }
-  for (const r of result.lrp) put(`${lrpFileStem(r)}.png`, await overlayPng(base, r.map, 'minmax'));
+  for (const r of result.lrp) {
+    // attn-lrp is signed: a scale symmetric about 0 (LXT's heatmap / max|heatmap|) keeps zero relevance mid-scale. It
+    // draws the per-patch map: with LRP-0 at the patch convolution the pixel heatmap is dominated by a few pixels.
+    const m = r.method === 'attn-lrp' ? r.map.data.reduce((a, v) => Math.max(a, Math.abs(v)), 0) || 1 : 0;
+    put(`${lrpFileStem(r)}.png`, await overlayPng(base, r.map, r.method === 'attn-lrp' ? { min: -m, max: m } : 'minmax'));
+  }
   if (result.distance) {
     const heads = result.distance.values[0]?.length ?? 0;
     const series = Array.from({ length: heads }, (_, h) => ({
@@ -133,7 +139,10 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
         npy(`chefer_${c.classIndex}.npy`, c.image.data, [c.image.height, c.image.width]);
       }
     }
-    for (const r of result.lrp) npy(`${lrpFileStem(r)}.npy`, r.map.data, [r.map.height, r.map.width]);
+    for (const r of result.lrp) {
+      npy(`${lrpFileStem(r)}.npy`, r.map.data, [r.map.height, r.map.width]);
+      if (r.pixels) npy(`${lrpFileStem(r)}_pixels.npy`, r.pixels.data, [r.pixels.height, r.pixels.width]);
+    }
     if (result.distance) {
       const v = result.distance.values;
       npy('distance.npy', Float32Array.from(v.flat()), [v.length, v[0]?.length ?? 0]);

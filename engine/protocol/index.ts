@@ -119,7 +119,7 @@ export const GenerateRequest = z.strictObject({
   trace: z.boolean().optional(),
 });
 
-export const ExplainMethod = z.enum(['rollout', 'grad-rollout', 'chefer', 'heads', 'distance', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam']);
+export const ExplainMethod = z.enum(['rollout', 'grad-rollout', 'chefer', 'heads', 'distance', 'transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam', 'attn-lrp']);
 export type ExplainMethod = z.infer<typeof ExplainMethod>;
 
 /** An image given by path (same machine) or inline (remote clients; counts against the message size limit). */
@@ -138,7 +138,7 @@ export const ExplainRequest = z.strictObject({
   image: ImageInput,
   /** CLIP: texts to score and explain against the image. */
   texts: z.array(z.string().max(2000)).max(32).optional(),
-  methods: z.array(ExplainMethod).min(1).max(9).optional(),
+  methods: z.array(ExplainMethod).min(1).max(10).optional(),
   classIndex: z.int().min(0).optional(),
   top: z.int().min(1).max(100).optional(),
   headFusion: z.enum(['mean', 'max', 'min']).optional(),
@@ -152,6 +152,9 @@ export const ExplainRequest = z.strictObject({
   cheferStart: z.union([z.enum(['last', 'all']), z.int().min(0, CHEFER_START_MESSAGE).max(1023, CHEFER_START_MESSAGE)], { error: CHEFER_START_MESSAGE }).optional(),
   /** Layer of the per-head CLS maps (CLI `--heads-layer`); negative counts from the end; default -1 (the last). */
   headsLayer: z.int().min(-1024).max(1023).optional(),
+  /** attn-lrp: how relevance crosses the attention (CLI `--attn-lrp-attention`): 'cp' (CP-LRP, LXT's choice for ViTs;
+   *  default) or 'attnlrp' (AttnLRP's softmax and uniform matrix-product rules). */
+  attnLrpAttention: z.enum(['cp', 'attnlrp']).optional(),
   /** Compare the map methods side by side (CLI `--compare`): every one that applies, or those of `methods`, each timed
    *  on its own; the result's `explain` is then compare.json. Takes `classIndex` (not `top`) and at most one text. */
   compare: z.boolean().optional(),

@@ -180,6 +180,7 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
     ...(req.gradRollout ? { gradRollout: req.gradRollout } : {}),
     ...(req.cheferStart !== undefined ? { cheferStart: req.cheferStart } : {}),
     ...(req.headsLayer !== undefined ? { headsLayer: req.headsLayer } : {}),
+    ...(req.attnLrpAttention ? { attnLrpAttention: req.attnLrpAttention } : {}),
   };
   if (req.compare) return runCompare(job, ctx, loaded, options, t0);
   const { result, files } = await runExplainJob(loaded, {

@@ -6,3 +6,7 @@ export type { LrpRule, LrpContext, LrpOptions } from './rule.js';
 export { LrpError, LrpUnsupportedOpError } from './errors.js';
 export { LrpEngine } from './engine.js';
 export type { ClassRelevance } from './engine.js';
+export { attnLrpRules, ATTN_LRP_ATTENTIONS } from './attn-rules.js';
+export type { AttnLrpAttention } from './attn-rules.js';
+export { AttnLrpEngine, buildAttnLrp, poolToGrid } from './attn-engine.js';
+export type { AttnLrpRelevance, AttnLrpBuildOptions } from './attn-engine.js';

@@ -6,10 +6,11 @@ import { rollout } from './rollout.js';
 import { gradRollout } from './grad-rollout.js';
 import { chefer } from './chefer.js';
 import { distance } from './distance.js';
-import { transformerAttributionMethod, partialLrpMethod, rawAttentionMethod, gradCamMethod } from './lrp.js';
+import { transformerAttributionMethod, partialLrpMethod, rawAttentionMethod, gradCamMethod, attnLrpMethod } from './lrp.js';
 
 export const METHODS: readonly ExplainMethodImpl[] = [
   heads, rollout, gradRollout, chefer, distance, transformerAttributionMethod, partialLrpMethod, rawAttentionMethod, gradCamMethod,
+  attnLrpMethod,
 ];
 
 export function methodNamed(name: ExplainMethod): ExplainMethodImpl | undefined {

@@ -2,6 +2,8 @@
 // transformer-attribution (LRP relevance of each attention map × its gradient, rolled out from the start layer),
 // partial-lrp (the last layer's relevance), raw-attention and gradcam (that repository's baselines). The relevance
 // pass (lrp/) runs once per explained class and is shared by the two methods that read it.
+// attn-lrp (Achtibat et al. 2024, the LXT library): one modified backward pass to the pixels (lrp/attn-*.ts); its map
+// is the pixel relevance summed per patch, with LXT's full-resolution heatmap alongside.
 import type { LayerTensor } from '../tensor.js';
 import { resolveStartLayer } from '../chefer.js';
 import { clsRowToGrid } from '../rollout.js';
@@ -9,7 +11,8 @@ import type { GridMap } from '../tensor.js';
 import { ExplainError } from '../errors.js';
 import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from './lrp-maps.js';
 import type { LrpMethod } from './lrp-run.js';
-import type { GradientMethod, GradientMethodContext } from './method.js';
+import type { AttentionMethod, GradientMethod, GradientMethodContext } from './method.js';
+import { poolToGrid } from '../lrp/attn-engine.js';
 
 /** Relevance of every attention map per class, computed once per explain run (keyed by the run's result object). */
 const relevanceCache = new WeakMap<object, Map<number, Promise<LayerTensor[]>>>();
@@ -61,3 +64,23 @@ export const transformerAttributionMethod = lrpMethod('transformer-attribution',
 export const partialLrpMethod = lrpMethod('partial-lrp', async (ctx, c) => partialLrp(await relevanceOf(ctx, c), ctx.layout.prefixTokens));
 export const rawAttentionMethod = lrpMethod('raw-attention', (ctx, _c, g) => rawAttention(g.vision, ctx.layout.prefixTokens));
 export const gradCamMethod = lrpMethod('gradcam', (ctx, _c, g) => attentionGradCam(g.vision, g.visionGrads, ctx.layout.prefixTokens));
+
+/** attn-lrp reads no attention gradients (its own backward goes to the pixels), so it runs with the attention methods
+ * and skips the gradient pass the other LRP methods share. */
+export const attnLrpMethod: AttentionMethod = {
+  name: 'attn-lrp',
+  readsCls: false,
+  needs: 'attention',
+  async run(ctx) {
+    const { layout, result, image } = ctx;
+    const attention = ctx.options.attnLrpAttention ?? 'cp';
+    await ctx.gradients.attnLrp.prepare(image, attention);
+    for (const { classIndex, label } of ctx.explained) {
+      const r = await ctx.gradients.attnLrp.relevance(image, classIndex, attention);
+      result.lrp.push({
+        method: 'attn-lrp', classIndex, label, attention,
+        map: poolToGrid(r.heatmap, layout.grid.height, layout.grid.width), pixels: r.heatmap,
+      });
+    }
+  },
+};

@@ -20,6 +20,9 @@ export interface MethodContext {
   /** The image and the gradient engine (the LRP methods run their own relevance pass on them). */
   image: PreparedImage;
   gradients: GradientEngine;
+  /** Classifiers: the classes being explained (`classIndex`, or the top `topK`), for methods that need no attention
+   *  gradients but explain a class (attn-lrp). Empty for models without logits. */
+  explained: { classIndex: number; label: string }[];
 }
 
 export interface GradientMethodContext extends MethodContext {

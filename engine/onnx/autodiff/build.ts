@@ -18,7 +18,7 @@ import { Emitter, sameDims } from './emitter.js';
 import { UnsupportedOpError, VjpError } from './errors.js';
 import { rules } from './rules/index.js';
 import { simplifyForward } from './simplify.js';
-import type { GradPart, RuleContext } from './rule.js';
+import type { GradPart, Rule, RuleContext } from './rule.js';
 
 /** Suffix of the cotangent input added for each seed: `<seed>__cot`. */
 export const COTANGENT_SUFFIX = '__cot';
@@ -32,6 +32,12 @@ export interface VjpOptions {
   wrt: string[];
   /** Fixed dims of the graph inputs (required for every symbolic dim). */
   inputDims?: Record<string, number[]>;
+  /**
+   * The rule registry (default: the derivative rules of rules/). Modified-gradient methods pass their own, e.g.
+   * AttnLRP (engine/explain/lrp/attn-rules.ts), whose Gradient×Input form is this backward pass with a few rules
+   * replaced.
+   */
+  rules?: ReadonlyMap<string, Rule>;
 }
 
 export interface TensorSpec {
@@ -168,7 +174,7 @@ function differentiate(model: OnnxModel, options: VjpOptions): Differentiated {
     if (node.domain !== '' && node.domain !== 'ai.onnx') {
       throw new UnsupportedOpError(`${node.domain}.${node.opType}`, node.name || node.output[0], 'custom-domain op');
     }
-    const rule = rules.get(node.opType);
+    const rule = (options.rules ?? rules).get(node.opType);
     if (!rule) throw new UnsupportedOpError(node.opType, node.name || node.output[0]);
     const ctx: RuleContext = {
       e: emitter,

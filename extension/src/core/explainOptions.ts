@@ -3,8 +3,8 @@
 // engine's default, and the engine validates the rest and names the field if a value is out of range.
 import type { ExplainMethod, ExplainRequest } from '../../../engine/protocol/index.js';
 
-/** The LRP family (Chefer et al. 2021 and its baselines), run for ViT classifiers when ticked in Options. */
-export const LRP_PANEL_METHODS = ['transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam'] as const satisfies readonly ExplainMethod[];
+/** The LRP family (Chefer et al. 2021 and its baselines; AttnLRP), run for ViT classifiers when ticked in Options. */
+export const LRP_PANEL_METHODS = ['transformer-attribution', 'partial-lrp', 'raw-attention', 'gradcam', 'attn-lrp'] as const satisfies readonly ExplainMethod[];
 
 export interface PanelExplainOptions {
   /** ViT: LRP methods ticked in Options (run in addition to the default ones). */
@@ -17,9 +17,11 @@ export interface PanelExplainOptions {
   headsLayer?: number | string;
   /** 'default' | 'all' | 'last' | a block index. */
   cheferStart?: number | string;
+  /** attn-lrp's attention rule: '' (default, cp) | 'cp' | 'attnlrp'. */
+  attnLrpAttention?: string;
 }
 
-type OptionFields = Pick<ExplainRequest, 'top' | 'headFusion' | 'discard' | 'headsLayer' | 'cheferStart'>;
+type OptionFields = Pick<ExplainRequest, 'top' | 'headFusion' | 'discard' | 'headsLayer' | 'cheferStart' | 'attnLrpAttention'>;
 
 function num(v: number | string | undefined): number | undefined {
   if (v === undefined || (typeof v === 'string' && v.trim() === '')) return undefined;
@@ -42,6 +44,7 @@ export function explainOptionFields(kind: 'vit' | 'clip', o: PanelExplainOptions
     const start = num(o.cheferStart);
     if (start !== undefined) out.cheferStart = Math.trunc(start);
   }
+  if (kind === 'vit' && (o.attnLrpAttention === 'cp' || o.attnLrpAttention === 'attnlrp')) out.attnLrpAttention = o.attnLrpAttention;
   return out;
 }
 
@@ -52,7 +55,7 @@ export function explainMethods(kind: 'vit' | 'clip', o: PanelExplainOptions = {}
   return ['rollout', 'grad-rollout', 'chefer', 'heads', 'distance', ...lrp];
 }
 
-type CompareFields = Pick<ExplainRequest, 'compare' | 'classIndex' | 'headFusion' | 'discard' | 'cheferStart'>;
+type CompareFields = Pick<ExplainRequest, 'compare' | 'classIndex' | 'headFusion' | 'discard' | 'cheferStart' | 'attnLrpAttention'>;
 
 /** A *Compare methods* run: every map method that applies (the engine picks them), one class (or the top one). */
 export function compareRequestFields(kind: 'vit' | 'clip', o: PanelExplainOptions = {}): CompareFields {
