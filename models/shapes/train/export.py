@@ -74,6 +74,11 @@ def export_sd(workdir, out, raw_unet):
     script = os.path.join(env.REFSRC, "diffusers/scripts/convert_stable_diffusion_checkpoint_to_onnx.py")
     sys.argv = [script, "--model_path", torch_dir, "--output_path", target, "--opset", "14"]
     runpy.run_path(script, run_name="__main__")
+    # diffusers' converter writes no component configs, and its OnnxStableDiffusionPipeline hard-codes SD's VAE
+    # scaling factor 0.18215. Optimum copies each component's config.json beside its model.onnx; do the same, so that
+    # a reader (Heed) takes this VAE's own scaling_factor and the UNet's sample_size (the default image size).
+    for component, source in [("unet", "unet"), ("vae_decoder", "vae"), ("vae_encoder", "vae"), ("text_encoder", "text_encoder")]:
+        shutil.copy(os.path.join(torch_dir, source, "config.json"), os.path.join(target, component, "config.json"))
 
 
 def write_tokenizer(tok, folder):
