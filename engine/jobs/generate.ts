@@ -23,6 +23,8 @@ export interface GenerateJobSpec {
   negativePrompt?: string;
   steps?: number;
   guidance?: number;
+  /** SDXL only: diffusers' guidance_rescale. */
+  guidanceRescale?: number;
   scheduler?: string;
   seed?: number;
   /** Initial latents .npy (also reported as report.json's `latentsFile`). */
@@ -122,6 +124,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
       ...(spec.negativePrompt !== undefined ? { negativePrompt: spec.negativePrompt } : {}),
       ...(spec.steps !== undefined ? { steps: spec.steps } : {}),
       ...(spec.guidance !== undefined ? { guidance: spec.guidance } : {}),
+      ...(spec.guidanceRescale !== undefined ? { guidanceRescale: spec.guidanceRescale } : {}),
       ...(spec.scheduler !== undefined ? { scheduler: spec.scheduler } : {}),
       ...(seed !== undefined ? { seed } : {}),
       ...(spec.latents !== undefined ? { latents: spec.latents } : {}),
