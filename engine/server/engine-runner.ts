@@ -74,6 +74,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(req.negativePrompt !== undefined ? { negativePrompt: req.negativePrompt } : {}),
     ...(req.steps !== undefined ? { steps: req.steps } : {}),
     ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
+    ...(req.guidanceRescale !== undefined ? { guidanceRescale: req.guidanceRescale } : {}),
     ...(req.scheduler !== undefined ? { scheduler: req.scheduler } : {}),
     ...(req.seed !== undefined ? { seed: req.seed } : {}),
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),
