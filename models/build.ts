@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { buildSdPipeline, sd15Config, sdTinyConfig } from './sd.js';
 import { buildVitFolder, vitB16Config, vitTinyConfig } from './vit.js';
 import { buildClipFolder, clipTinyConfig } from './clip.js';
-import { buildSdxlPipeline, sdxlTinyConfig } from './sdxl.js';
+import { buildSdxlPipeline, sdxlTinyConfig, sdxlWideConfig } from './sdxl.js';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -44,8 +44,8 @@ if (o.kind === 'sd') {
   console.log(`SD pipeline (${o.size}) → ${out}: UNet ${r.parameterCounts.unet} params, text encoder ${r.parameterCounts.textEncoder}, ` +
     `VAE decoder ${r.parameterCounts.vae}, vocab ${r.vocabSize} (${Date.now() - t0} ms)`);
 } else if (o.kind === 'sdxl') {
-  if (o.size !== 'tiny') fail(`--size ${o.size}: only tiny SDXL is available (the architecture of test/fixtures/sdxl/tiny)`);
-  const r = buildSdxlPipeline(out, sdxlTinyConfig(o.seed));
+  if (o.size !== 'tiny' && o.size !== 'wide') fail(`--size ${o.size} is not an SDXL size: use tiny or wide (SDXL widths, reduced depth)`);
+  const r = buildSdxlPipeline(out, o.size === 'wide' ? sdxlWideConfig(o.seed) : sdxlTinyConfig(o.seed));
   const p = r.parameterCounts;
   console.log(`SDXL pipeline (tiny) → ${out}: UNet ${p.unet} params, text encoders ${p.textEncoder} + ${p.textEncoder2}, ` +
     `VAE decoder ${p.vae}, vocab ${r.vocabSize} (${Date.now() - t0} ms)`);

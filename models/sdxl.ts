@@ -51,6 +51,31 @@ export function sdxlTinyConfig(seed = 0): SdxlPipelineConfig {
   };
 }
 
+/**
+ * SDXL base's widths (block channels 320/640/1280, 5/10/20 heads of 64, cross_attention_dim 2048 = 768 + 1280, pooled
+ * projection 1280, add_time embedding 256 × 6) with reduced depth, for benchmarks: transformer layers (1, 2, 2) instead of
+ * (1, 2, 10) and 2-layer text encoders (SDXL: 12 and 32). SDXL base's UNet has 2.6 B parameters; this one ≈ 0.9 B.
+ */
+export function sdxlWideConfig(seed = 0): SdxlPipelineConfig {
+  return {
+    seed,
+    unet: {
+      inChannels: 4, outChannels: 4, sampleSize: 128, blockOutChannels: [320, 640, 1280], layersPerBlock: 2, normGroups: 32, normEps: 1e-5,
+      crossAttentionDim: 2048, attentionHeadDim: [5, 10, 20], useLinearProjection: true, timestepType: 'int64', attn2QkScale: 1,
+      crossAttnDown: [false, true, true], transformerLayers: [1, 2, 2], addition: { timeEmbedDim: 256, textEmbedDim: 1280, timeIds: 6 },
+    },
+    textEncoder: {
+      hidden: 768, intermediate: 3072, layers: 2, heads: 12, maxPositions: 77, layerNormEps: 1e-5, initializerFactor: 1, inputIdsType: 'int32',
+      activation: 'quick_gelu',
+    },
+    textEncoder2: {
+      hidden: 1280, intermediate: 5120, layers: 2, heads: 20, maxPositions: 77, layerNormEps: 1e-5, initializerFactor: 1, inputIdsType: 'int32',
+      activation: 'gelu', projectionDim: 1280,
+    },
+    vae: { latentChannels: 4, outChannels: 3, blockOutChannels: [128, 256, 512, 512], layersPerBlock: 2, normGroups: 32, scalingFactor: 0.13025 },
+  };
+}
+
 /** stabilityai/stable-diffusion-xl-base-1.0's scheduler config (EulerDiscreteScheduler, leading spacing). */
 export function sdxlSchedulerConfig(): Record<string, unknown> {
   return {
