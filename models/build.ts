@@ -47,7 +47,7 @@ if (o.kind === 'sd') {
   if (o.size !== 'tiny' && o.size !== 'wide') fail(`--size ${o.size} is not an SDXL size: use tiny or wide (SDXL widths, reduced depth)`);
   const r = buildSdxlPipeline(out, o.size === 'wide' ? sdxlWideConfig(o.seed) : sdxlTinyConfig(o.seed));
   const p = r.parameterCounts;
-  console.log(`SDXL pipeline (tiny) → ${out}: UNet ${p.unet} params, text encoders ${p.textEncoder} + ${p.textEncoder2}, ` +
+  console.log(`SDXL pipeline (${o.size}) → ${out}: UNet ${p.unet} params, text encoders ${p.textEncoder} + ${p.textEncoder2}, ` +
     `VAE decoder ${p.vae}, vocab ${r.vocabSize} (${Date.now() - t0} ms)`);
 } else if (o.kind === 'vit' || o.kind === 'dino') {
   if (o.size !== 'tiny' && o.size !== 'vit-b16') fail(`--size ${o.size} is not a ViT size: use tiny or vit-b16`);
