@@ -58,11 +58,14 @@ describe('SDXL builder and `heed generate` on an SDXL folder', function () {
   it('heed generate runs on it with maps and writes an SDXL report', async () => {
     const out = join(tmp, 'gen');
     const r = await heed(['generate', '--model', built, '--prompt', 'a cat and a frog', '--steps', '2', '--size', '192x128',
-      '--seed', '1', '--maps', '--guidance-rescale', '0.5', '--out', out, '--json', '--threads', '1']);
+      '--seed', '1', '--maps', '--guidance-rescale', '0.5', '--original-size', '384x256', '--crop-coords', '8,16',
+      '--out', out, '--json', '--threads', '1']);
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as {
-      settings: { guidance: number; architecture: string; guidanceRescale: number }; maps: { word: string }[];
+      settings: { guidance: number; architecture: string; guidanceRescale: number; timeIds: number[] }; maps: { word: string }[];
     };
+    // (height, width), (top, left), then the target size defaulting to the image's 128x192.
+    assert.deepEqual(report.settings.timeIds, [256, 384, 8, 16, 128, 192]);
     assert.equal(report.settings.architecture, 'sdxl');
     assert.equal(report.settings.guidance, 5);
     assert.equal(report.settings.guidanceRescale, 0.5);
@@ -79,9 +82,12 @@ describe('SDXL builder and `heed generate` on an SDXL folder', function () {
     assert.equal(ex.options.resolution, 8);
   });
 
-  it('an out-of-range --guidance-rescale is a usage error (exit 2)', async () => {
+  it('an out-of-range --guidance-rescale and a malformed --crop-coords are usage errors (exit 2)', async () => {
     const r = await heed(['generate', '--model', built, '--prompt', 'a cat', '--guidance-rescale', '2', '--out', join(tmp, 'x')]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--guidance-rescale/);
+    const c = await heed(['generate', '--model', built, '--prompt', 'a cat', '--crop-coords', '8x16', '--out', join(tmp, 'x')]);
+    assert.equal(c.code, 2, c.stderr);
+    assert.match(c.stderr, /--crop-coords must look like 0,0 \(top,left\)/);
   });
 });

@@ -167,7 +167,9 @@ export interface GenerateResult {
   /** Grid height of the Attend-and-Excite map (defaultAttentionGrid: 16, or the nearest the UNet has). */
   aeResolution: number;
   settings: { steps: number; guidance: number; scheduler: string; width: number; height: number; predictionType: string; cfg: boolean;
-    guidanceRescale: number; architecture: 'sd' | 'sdxl' };
+    guidanceRescale: number; architecture: 'sd' | 'sdxl';
+    /** SDXL: add_time_ids (original size, crop top-left, target size; (h, w) and (top, left)). */
+    timeIds?: number[] };
   /** prepareMs: opening the UNet session (first generation, or when the exposed attention sites change). */
   timings: { encodeMs: number; prepareMs: number; denoiseMs: number; stepMs: number[]; decodeMs: number; totalMs: number };
   warnings: string[];
@@ -494,7 +496,7 @@ export class StableDiffusionPipeline {
       timesteps, noisePredictions, attention: store, attentionSites: sites, aeResolution,
       settings: {
         steps, guidance, scheduler: scheduler.kind, width, height, predictionType: scheduler.config.predictionType, cfg, guidanceRescale,
-        architecture: this.architecture,
+        architecture: this.architecture, ...(added ? { timeIds: [...added.cond.timeIds] } : {}),
       },
       timings: { encodeMs, prepareMs, denoiseMs, stepMs, decodeMs, totalMs: performance.now() - t0 },
       warnings,

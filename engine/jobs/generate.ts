@@ -25,6 +25,8 @@ export interface GenerateJobSpec {
   guidance?: number;
   /** SDXL only: diffusers' guidance_rescale. */
   guidanceRescale?: number;
+  /** SDXL only: original_size / crops_coords_top_left / target_size, (height, width) and (top, left). */
+  sdxl?: GenerateOptions['sdxl'];
   scheduler?: string;
   seed?: number;
   /** Initial latents .npy (also reported as report.json's `latentsFile`). */
@@ -125,6 +127,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
       ...(spec.steps !== undefined ? { steps: spec.steps } : {}),
       ...(spec.guidance !== undefined ? { guidance: spec.guidance } : {}),
       ...(spec.guidanceRescale !== undefined ? { guidanceRescale: spec.guidanceRescale } : {}),
+      ...(spec.sdxl !== undefined ? { sdxl: spec.sdxl } : {}),
       ...(spec.scheduler !== undefined ? { scheduler: spec.scheduler } : {}),
       ...(seed !== undefined ? { seed } : {}),
       ...(spec.latents !== undefined ? { latents: spec.latents } : {}),

@@ -107,6 +107,12 @@ export const GenerateRequest = z.strictObject({
   guidance: z.number().min(0).max(100).optional(),
   /** SDXL folders only: diffusers' guidance_rescale (CLI `--guidance-rescale`); 0 = off. */
   guidanceRescale: z.number().min(0).max(1).optional(),
+  /** SDXL folders only: micro-conditioning in diffusers' order, (height, width) and (top, left) pixels. */
+  sdxl: z.strictObject({
+    originalSize: z.tuple([z.int().min(0).max(65536), z.int().min(0).max(65536)]).optional(),
+    cropsCoordsTopLeft: z.tuple([z.int().min(0).max(65536), z.int().min(0).max(65536)]).optional(),
+    targetSize: z.tuple([z.int().min(0).max(65536), z.int().min(0).max(65536)]).optional(),
+  }).optional(),
   /** Scheduler name as the CLI's `--scheduler` accepts it (the engine reports unknown names). */
   scheduler: z.string().min(1).max(64).optional(),
   seed: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),

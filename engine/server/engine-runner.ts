@@ -75,6 +75,7 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(req.steps !== undefined ? { steps: req.steps } : {}),
     ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
     ...(req.guidanceRescale !== undefined ? { guidanceRescale: req.guidanceRescale } : {}),
+    ...(req.sdxl !== undefined ? { sdxl: req.sdxl } : {}),
     ...(req.scheduler !== undefined ? { scheduler: req.scheduler } : {}),
     ...(req.seed !== undefined ? { seed: req.seed } : {}),
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),
