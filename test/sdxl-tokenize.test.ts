@@ -8,6 +8,7 @@ import { ClipTokenizer } from '../engine/text/tokenizer.js';
 import { overflowFinding } from '../extension/src/core/tokens.js';
 import { parsePromptFile } from '../extension/src/core/promptFile.js';
 import type { TokenizeResult } from '../engine/protocol/index.js';
+import { heed } from './cli-helpers.js';
 
 const FIXTURE = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/tiny/', import.meta.url)));
 
@@ -50,5 +51,16 @@ describe('SDXL prompt tokenization in the editor', function () {
     assert.equal(o.problem.code, 'past-token-window-2');
     assert.match(o.problem.message, /second SDXL text encoder \(tokenizer_2\): 2 words \(a, frog\)/);
     assert.equal(o.textStart, text.lastIndexOf('a'));
+  });
+
+  it('heed tokenize on an SDXL folder also reports tokenizer_2 (pads with "!" = 0)', async () => {
+    const r = await heed(['tokenize', '--model', FIXTURE, '--json', '--all', 'a cat']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(r.stdout) as { ids?: unknown; tokens: { id: number }[]; second: { padId: number; ids: number[]; length: number } };
+    assert.equal(rep.second.padId, 0);
+    assert.equal(rep.second.length, 4);
+    assert.deepEqual(rep.second.ids.slice(0, 4), rep.tokens.slice(0, 4).map((t) => t.id));
+    assert.ok(rep.second.ids.slice(4).every((id) => id === 0));
+    assert.ok(rep.tokens.slice(4).every((t) => t.id === rep.tokens[3]!.id)); // tokenizer pads with <|endoftext|>
   });
 });
