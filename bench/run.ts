@@ -1,6 +1,6 @@
 // `npm run bench`: runs each benchmark section in its own child process (so that each peak RSS is its own) and
 // writes one JSON file, `bench/results.json` by default (or the path given as the first argument).
-// Sections: diffusion (UNet hooks, generation, Attend-and-Excite), vjp, explain, server, sessions (memory of edited
+// Sections: diffusion (UNet hooks, generation, Attend-and-Excite), sdxl (the same on an SDXL folder), vjp, explain, server, sessions (memory of edited
 // models: staged vs buffers), memory (peak Pss of an A&E generation vs the weights; step time with shared weights).
 // `node dist/bench/run.js [out.json] [--only diffusion,vjp]`.
 import { spawnSync } from 'node:child_process';
@@ -9,12 +9,13 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpus, totalmem } from 'node:os';
 
-const SECTIONS = ['diffusion', 'vjp', 'explain', 'server', 'sessions', 'memory'] as const;
+const SECTIONS = ['diffusion', 'sdxl', 'vjp', 'explain', 'server', 'sessions', 'memory'] as const;
 type Section = (typeof SECTIONS)[number];
 
 async function runSection(name: Section): Promise<Record<string, unknown>> {
   switch (name) {
     case 'diffusion': return (await import('./diffusion.js')).benchDiffusion();
+    case 'sdxl': return (await import('./sdxl.js')).benchSdxl();
     case 'vjp': return (await import('./vjp.js')).benchVjp();
     case 'explain': return (await import('./explain.js')).benchExplain();
     case 'server': return (await import('./server.js')).benchServer();

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Builds one model folder with deterministic random weights:
-//   node dist/models/build.js --kind sd|vit|clip --size tiny|sd15|vit-b16 --out DIR --seed N
+//   node dist/models/build.js --kind sd|sdxl|vit|clip --size tiny|sd15|vit-b16 --out DIR --seed N
 import { Command, InvalidArgumentError } from 'commander';
 import { resolve } from 'node:path';
 import { buildSdPipeline, sd15Config, sdTinyConfig } from './sd.js';
 import { buildVitFolder, vitB16Config, vitTinyConfig } from './vit.js';
 import { buildClipFolder, clipTinyConfig } from './clip.js';
+import { buildSdxlPipeline, sdxlTinyConfig, sdxlWideConfig } from './sdxl.js';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -15,7 +16,7 @@ const int = (v: string): number => {
 
 const program = new Command('build-model')
   .description('Write an ONNX model folder (real export layout) with seeded random weights')
-  .requiredOption('--kind <kind>', 'sd | vit | dino | clip')
+  .requiredOption('--kind <kind>', 'sd | sdxl | vit | dino | clip')
   .option('--size <size>', 'tiny | sd15 (sd) | vit-b16 (vit, dino)', 'tiny')
   .requiredOption('--out <dir>', 'output folder (created)')
   .option('--seed <n>', 'weight seed', int, 0)
@@ -42,6 +43,12 @@ if (o.kind === 'sd') {
   const r = buildSdPipeline(out, cfg);
   console.log(`SD pipeline (${o.size}) → ${out}: UNet ${r.parameterCounts.unet} params, text encoder ${r.parameterCounts.textEncoder}, ` +
     `VAE decoder ${r.parameterCounts.vae}, vocab ${r.vocabSize} (${Date.now() - t0} ms)`);
+} else if (o.kind === 'sdxl') {
+  if (o.size !== 'tiny' && o.size !== 'wide') fail(`--size ${o.size} is not an SDXL size: use tiny or wide (SDXL widths, reduced depth)`);
+  const r = buildSdxlPipeline(out, o.size === 'wide' ? sdxlWideConfig(o.seed) : sdxlTinyConfig(o.seed));
+  const p = r.parameterCounts;
+  console.log(`SDXL pipeline (${o.size}) → ${out}: UNet ${p.unet} params, text encoders ${p.textEncoder} + ${p.textEncoder2}, ` +
+    `VAE decoder ${p.vae}, vocab ${r.vocabSize} (${Date.now() - t0} ms)`);
 } else if (o.kind === 'vit' || o.kind === 'dino') {
   if (o.size !== 'tiny' && o.size !== 'vit-b16') fail(`--size ${o.size} is not a ViT size: use tiny or vit-b16`);
   const cfg = o.size === 'vit-b16' ? vitB16Config(o.seed) : vitTinyConfig(o.seed);
@@ -62,5 +69,5 @@ if (o.kind === 'sd') {
   const r = buildClipFolder(out, cfg);
   console.log(`CLIP (tiny) → ${out}: ${r.parameterCount} params (${Date.now() - t0} ms)`);
 } else {
-  fail(`--kind ${o.kind} is unknown: use sd, vit, dino or clip`);
+  fail(`--kind ${o.kind} is unknown: use sd, sdxl, vit, dino or clip`);
 }

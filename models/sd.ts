@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { DT, GraphBuilder } from './lib/graph-builder.js';
 import { hashString } from './lib/rng.js';
 import { clipTextTransformer, type ClipTextConfig } from './lib/clip-text.js';
-import { buildUNet, type UNetConfig } from './sd/unet.js';
+import { buildUNet, crossAttnDownFlags, type UNetConfig } from './sd/unet.js';
 import { buildVaeDecoder, type VaeDecoderConfig } from './sd/vae.js';
 import { tinyTokenizer, writeTokenizerFiles, type BpeTokenizer } from './tokenizer.js';
 
@@ -154,12 +154,18 @@ export function ddimSchedulerConfig(): Record<string, unknown> {
 
 /** diffusers' config.json keys for the UNet architecture. */
 export function unetConfigJson(u: UNetConfig): Record<string, unknown> {
-  const n = u.blockOutChannels.length;
+  const cross = crossAttnDownFlags(u);
+  const down = cross.map((c) => (c ? 'CrossAttnDownBlock2D' : 'DownBlock2D'));
   return {
     sample_size: u.sampleSize, in_channels: u.inChannels, out_channels: u.outChannels, flip_sin_to_cos: true, freq_shift: 0,
-    down_block_types: [...Array(n - 1).fill('CrossAttnDownBlock2D'), 'DownBlock2D'],
+    down_block_types: down,
     mid_block_type: 'UNetMidBlock2DCrossAttn',
-    up_block_types: ['UpBlock2D', ...Array(n - 1).fill('CrossAttnUpBlock2D')],
+    up_block_types: [...cross].reverse().map((c) => (c ? 'CrossAttnUpBlock2D' : 'UpBlock2D')),
+    ...(u.transformerLayers ? { transformer_layers_per_block: u.transformerLayers } : {}),
+    ...(u.addition ? {
+      addition_embed_type: 'text_time', addition_time_embed_dim: u.addition.timeEmbedDim,
+      projection_class_embeddings_input_dim: u.addition.textEmbedDim + u.addition.timeIds * u.addition.timeEmbedDim,
+    } : {}),
     block_out_channels: u.blockOutChannels, layers_per_block: u.layersPerBlock, norm_num_groups: u.normGroups, norm_eps: u.normEps,
     cross_attention_dim: u.crossAttentionDim, attention_head_dim: u.attentionHeadDim, use_linear_projection: u.useLinearProjection,
     timestep_type: u.timestepType, attn2_qk_weight_scale: u.attn2QkScale,

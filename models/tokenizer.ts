@@ -202,7 +202,8 @@ const ADDED = (content: string) => ({ content, lstrip: false, normalized: true, 
  * normalizer / pre-tokenizer / post-processor / decoder), `tokenizer_config.json` (model_max_length 77, pad
  * `<|endoftext|>`) and `special_tokens_map.json` into `dir`.
  */
-export function writeTokenizerFiles(dir: string, tok: BpeTokenizer, maxLength = 77): void {
+/** `padToken`: "<|endoftext|>" (SD 1.x, SDXL's tokenizer) or "!" (SD 2.x, SDXL's tokenizer_2). */
+export function writeTokenizerFiles(dir: string, tok: BpeTokenizer, maxLength = 77, padToken = EOT): void {
   mkdirSync(dir, { recursive: true });
   const vocabObj = Object.fromEntries(tok.vocab);
   writeFileSync(join(dir, 'vocab.json'), JSON.stringify(vocabObj));
@@ -249,11 +250,11 @@ export function writeTokenizerFiles(dir: string, tok: BpeTokenizer, maxLength = 
     eos_token: { __type: 'AddedToken', ...ADDED(EOT) },
     errors: 'replace',
     model_max_length: maxLength,
-    pad_token: EOT,
+    pad_token: padToken,
     tokenizer_class: 'CLIPTokenizer',
     unk_token: { __type: 'AddedToken', ...ADDED(EOT) },
   };
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config, null, 2) + '\n');
-  const special = { bos_token: ADDED(SOT), eos_token: ADDED(EOT), pad_token: EOT, unk_token: ADDED(EOT) };
+  const special = { bos_token: ADDED(SOT), eos_token: ADDED(EOT), pad_token: padToken, unk_token: ADDED(EOT) };
   writeFileSync(join(dir, 'special_tokens_map.json'), JSON.stringify(special, null, 2) + '\n');
 }

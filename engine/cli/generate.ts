@@ -6,7 +6,7 @@ import type { MapsOptions } from '../protocol/index.js';
 import { COLORMAP_NAMES, type ColormapName } from '../render/colormap.js';
 import { existingDir, existingFile, interruptSignal, ms, outputDir, say, warn, type OutputMode } from './common.js';
 import { UsageError } from './errors.js';
-import { finiteNumber, oneOf, parseSeed, parseSize, positiveInt, type ImageSize } from './options.js';
+import { finiteNumber, oneOf, parseSeed, parseSize, pixelPair, positiveInt, type ImageSize } from './options.js';
 import type { WrittenGenerate } from '../jobs/outputs.js';
 import { stepProgress, type StepProgress } from './progress.js';
 import { addExciteOptions, exciteOptionsFromFlags, validateExciteFlags, type ExciteCliOptions } from './excite.js';
@@ -18,9 +18,16 @@ import { defaultDevice, deviceOption, resolveCliDevice } from './device.js';
 export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   model: string;
   prompt: string;
-  negative: string;
+  /** Absent: "" for SD 1.x/2.x, zero embeddings for SDXL (diffusers' negative_prompt=None). */
+  negative?: string;
   steps: number;
-  guidance: number;
+  /** Absent: the pipeline's default (7.5 for SD 1.x/2.x, 5 for SDXL, as diffusers). */
+  guidance?: number;
+  guidanceRescale?: number;
+  /** SDXL micro-conditioning, (height, width) / (top, left) as diffusers takes them. */
+  originalSize?: [number, number];
+  targetSize?: [number, number];
+  cropCoords?: [number, number];
   scheduler?: string;
   maxJobMemoryMb?: number;
   seed?: number;
@@ -55,9 +62,13 @@ export function registerGenerate(program: Command): Command {
     .description('generate an image from a prompt with a Stable Diffusion ONNX folder; --maps adds per-word attention maps')
     .requiredOption('--model <dir>', 'Stable Diffusion ONNX folder (diffusers/Optimum layout: model_index.json, unet/, text_encoder/, vae_decoder/, tokenizer/, scheduler/)')
     .requiredOption('--prompt <text>', 'the prompt')
-    .option('--negative <text>', 'negative prompt (the unconditional branch of classifier-free guidance)', '')
+    .option('--negative <text>', 'negative prompt (the unconditional branch of classifier-free guidance; default "", or zero embeddings on SDXL folders with force_zeros_for_empty_prompt)')
     .option('--steps <n>', 'inference steps', positiveInt('--steps', 1000), 50)
-    .option('--guidance <g>', 'classifier-free guidance scale (≤ 1 disables CFG)', finiteNumber('--guidance', 0, 100), 7.5)
+    .option('--guidance <g>', 'classifier-free guidance scale, ≤ 1 disables CFG (default 7.5; 5 on SDXL folders)', finiteNumber('--guidance', 0, 100))
+    .option('--guidance-rescale <phi>', 'SDXL only: diffusers\' guidance_rescale, 0..1 (default 0 = off)', finiteNumber('--guidance-rescale', 0, 1))
+    .option('--original-size <WxH>', 'SDXL only: original_size conditioning (default: the image size)', pixelPair('--original-size', 'WxH'))
+    .option('--target-size <WxH>', 'SDXL only: target_size conditioning (default: the image size)', pixelPair('--target-size', 'WxH'))
+    .option('--crop-coords <TOP,LEFT>', 'SDXL only: crops_coords_top_left conditioning (default 0,0)', pixelPair('--crop-coords', 'TOP,LEFT'))
     .option('--scheduler <name>', "sampler (default: the folder's scheduler); e.g. pndm, ddim, euler, euler-ancestral, dpm++2m, dpm++2m-karras, lms, lcm")
     .option('--max-job-memory-mb <n>', 'refuse sizes whose estimated working set exceeds this (default: half the RAM)', positiveInt('--max-job-memory-mb', 2 ** 30))
     .option('--seed <n>', 'seed of the torch-compatible generator (same latents as torch.Generator("cpu").manual_seed(n))', parseSeed)
@@ -143,7 +154,17 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
   let bar: StepProgress | undefined;
   try {
     const job = await runGenerateJob(pipe, {
-      prompt: o.prompt, negativePrompt: o.negative, steps: o.steps, guidance: o.guidance,
+      prompt: o.prompt, steps: o.steps,
+      ...(o.negative !== undefined ? { negativePrompt: o.negative } : {}),
+      ...(o.guidance !== undefined ? { guidance: o.guidance } : {}),
+      ...(o.guidanceRescale !== undefined ? { guidanceRescale: o.guidanceRescale } : {}),
+      ...(o.originalSize || o.targetSize || o.cropCoords ? {
+        sdxl: {
+          ...(o.originalSize ? { originalSize: o.originalSize } : {}),
+          ...(o.targetSize ? { targetSize: o.targetSize } : {}),
+          ...(o.cropCoords ? { cropsCoordsTopLeft: o.cropCoords } : {}),
+        },
+      } : {}),
       ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
       ...(paths.latents !== undefined ? { latents: paths.latents } : {}),

@@ -47,6 +47,21 @@ export interface ImageSize {
 }
 
 /** `WxH` (also `W×H`, `W*H`) or a single `N` for a square; both sides positive multiples of 8. */
+/**
+ * `--original-size` / `--target-size` (WxH, like --size; any non-negative integers, SDXL conditions on them as numbers)
+ * and `--crop-coords` (TOP,LEFT): SDXL's micro-conditioning, returned in diffusers' (height, width) / (top, left) order.
+ */
+export function pixelPair(flag: string, form: 'WxH' | 'TOP,LEFT'): (v: string) => [number, number] {
+  return (v: string) => {
+    const m = form === 'WxH' ? /^\s*(\d+)\s*[x×*X]\s*(\d+)\s*$/.exec(v) : /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(v);
+    if (!m) throw new InvalidArgumentError(`${flag} must look like ${form === 'WxH' ? '1024x1024 (width x height)' : '0,0 (top,left)'}, got '${v}'`);
+    const a = Number(m[1]);
+    const b = Number(m[2]);
+    if (a > 65536 || b > 65536) throw new InvalidArgumentError(`${flag} values must be at most 65536, got '${v}'`);
+    return form === 'WxH' ? [b, a] : [a, b];
+  };
+}
+
 export function parseSize(v: string): ImageSize {
   const m = /^\s*(\d+)\s*(?:[x×*X]\s*(\d+))?\s*$/.exec(v);
   if (!m) throw new InvalidArgumentError(`--size must look like 512x512 (width x height) or 512, got '${v}'`);

@@ -45,6 +45,8 @@ export interface TokenizeReport {
   droppedWords: string[];
   tokens: { index: number; id: number; token: string; text: string; word: number | null }[];
   words: { index: number; word: string; normalized: string; start: number; end: number; tokenIndices: number[] }[];
+  /** SDXL folders: the same prompt through tokenizer_2 (its own pad token and window). */
+  second?: { length: number; maxLength: number; truncated: boolean; padId: number; ids: number[]; warning?: string };
 }
 
 export function tokenizeReport(tok: ClipTokenizer, prompt: string, t: TokenizedPrompt, all: boolean): TokenizeReport {
@@ -102,11 +104,26 @@ export async function runTokenize(prompt: string, o: TokenizeCliOptions): Promis
   if (o.maxLength !== undefined && o.maxLength < 2) throw new UsageError('--max-length must be at least 2 (start and end tokens)');
   const t = tok.encode(prompt, o.maxLength !== undefined ? { maxLength: o.maxLength } : {});
   const report = tokenizeReport(tok, prompt, t, !!o.all);
+  const second = join(resolve(o.model), 'tokenizer_2');
+  if (existsSync(second)) {
+    const tok2 = await ClipTokenizer.fromFolder(second);
+    const t2 = tok2.encode(prompt, o.maxLength !== undefined ? { maxLength: o.maxLength } : {});
+    report.second = {
+      length: t2.length, maxLength: t2.ids.length, truncated: t2.truncated, padId: tok2.padTokenId,
+      ids: t2.ids.slice(0, o.all ? t2.ids.length : t2.length), ...(t2.warning ? { warning: `tokenizer_2: ${t2.warning}` } : {}),
+    };
+  }
   if (o.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (o.quiet) process.stdout.write(report.tokens.map((x) => x.id).join(' ') + '\n');
   else {
     process.stdout.write(formatTable(report) + '\n');
+    const s = report.second;
+    if (s) {
+      process.stdout.write(`\ntokenizer_2 (SDXL's second text encoder): ${s.length} of ${s.maxLength} positions` +
+        `${s.truncated ? ' (TRUNCATED)' : ''}, pads with id ${s.padId}; ids ${s.ids.join(' ')}\n`);
+    }
     if (report.warning) process.stderr.write(`warning: ${report.warning}\n`);
+    if (s?.warning) process.stderr.write(`warning: ${s.warning}\n`);
   }
   return report;
 }

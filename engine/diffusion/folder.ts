@@ -16,15 +16,26 @@ export class ModelFolderError extends HeedError {
 
 export type JsonObject = Record<string, unknown>;
 
+/** 'sd': SD 1.x/2.x (one CLIP text encoder); 'sdxl': Stable Diffusion XL base (two text encoders, size conditioning). */
+export type PipelineArchitecture = 'sd' | 'sdxl';
+
 export interface ModelFolder {
   /** The folder that holds the components (the given one, or its `onnx/` sub-folder). */
   root: string;
+  architecture: PipelineArchitecture;
   /** model_index.json, when present. */
   modelIndex: JsonObject | null;
   textEncoder: string;
   unet: string;
   vaeDecoder: string;
   tokenizer: string;
+  /** SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer; null for SD 1.x/2.x. */
+  textEncoder2: string | null;
+  tokenizer2: string | null;
+  /** SDXL's model_index `force_zeros_for_empty_prompt`: without a negative prompt, CFG's negative embeddings are zeros. */
+  forceZerosForEmptyPrompt: boolean;
+  /** VAE config `force_upcast` (SDXL: true; its VAE overflows in float16). */
+  vaeForceUpcast: boolean;
   schedulerConfigPath: string;
   schedulerConfig: JsonObject;
   /** Latents are divided by this before the VAE decoder (vae config `scaling_factor`, SD 1.x/2.x: 0.18215). */
@@ -100,28 +111,20 @@ export function resolveModelFolder(dir: string): ModelFolder {
   }
   const warnings: string[] = [];
   const modelIndex = readJsonIfPresent(join(root, 'model_index.json'), 'model_index.json');
-  if (!modelIndex) {
-    warnings.push(`${root} has no model_index.json; reading the components by the standard layout.`);
-  } else {
-    const cls = typeof modelIndex._class_name === 'string' ? modelIndex._class_name : '';
-    if (/XL|Cascade|Kandinsky|Flux|StableDiffusion3/i.test(cls) || 'text_encoder_2' in modelIndex) {
-      throw new ModelFolderError(`${root}/model_index.json describes a ${cls || 'pipeline with text_encoder_2'}, which is not a ` +
-        'Stable Diffusion 1.x/2.x pipeline; Heed supports SD 1.x and 2.x ONNX exports.');
-    }
-    if (cls && !/StableDiffusion/i.test(cls)) {
-      warnings.push(`model_index.json names ${cls}; treating it as a Stable Diffusion 1.x/2.x pipeline.`);
-    }
+  const architecture = pipelineArchitecture(root, modelIndex, warnings);
+  if (architecture === 'sdxl' && !existsSync(join(root, 'text_encoder'))) {
+    // Refusing here (not at a missing file) names the real reason: the refiner is an image-to-image model.
+    throw new ModelFolderError(`${root} has text_encoder_2/ but no text_encoder/: that is an SDXL refiner ` +
+      '(StableDiffusionXLImg2ImgPipeline, conditioned on an aesthetic score), an image-to-image model that refines a ' +
+      'base model\'s output. Heed generates from text: use the SDXL base folder (stable-diffusion-xl-base-1.0).');
   }
   const textEncoder = componentModel(root, 'text_encoder');
+  const textEncoder2 = architecture === 'sdxl' ? componentModel(root, 'text_encoder_2') : null;
   const unet = componentModel(root, 'unet');
   const vaeDecoder = componentModel(root, 'vae_decoder');
 
-  const tokenizer = join(root, 'tokenizer');
-  const hasTokenizer = existsSync(join(tokenizer, 'tokenizer.json')) ||
-    (existsSync(join(tokenizer, 'vocab.json')) && existsSync(join(tokenizer, 'merges.txt')));
-  if (!hasTokenizer) {
-    throw new ModelFolderError(`missing tokenizer files in ${tokenizer}: need tokenizer.json, or vocab.json + merges.txt. ${LAYOUT_HELP}`);
-  }
+  const tokenizer = tokenizerFolder(root, 'tokenizer');
+  const tokenizer2 = architecture === 'sdxl' ? tokenizerFolder(root, 'tokenizer_2') : null;
 
   const schedulerConfigPath = join(root, 'scheduler', 'scheduler_config.json');
   if (!existsSync(schedulerConfigPath)) {
@@ -134,12 +137,53 @@ export function resolveModelFolder(dir: string): ModelFolder {
   const vaeConfig = readJsonIfPresent(join(root, 'vae_decoder', 'config.json'), 'VAE decoder config')
     ?? readJsonIfPresent(join(root, 'vae', 'config.json'), 'VAE config');
   const vaeScalingFactor = positiveNumber(vaeConfig?.scaling_factor) ?? DEFAULT_SCALING_FACTOR;
+  if (architecture === 'sdxl' && vaeScalingFactor === DEFAULT_SCALING_FACTOR && positiveNumber(vaeConfig?.scaling_factor) === undefined) {
+    warnings.push(`no vae_decoder/config.json with scaling_factor in ${root}; using SD 1.x's ${DEFAULT_SCALING_FACTOR} ` +
+      '(SDXL\'s VAE uses 0.13025: add the VAE config.json to decode correctly)');
+  }
+  const vaeForceUpcast = vaeConfig?.force_upcast === true;
+  const forceZerosForEmptyPrompt = architecture === 'sdxl' && modelIndex?.force_zeros_for_empty_prompt !== false;
   const unetConfig = readJsonIfPresent(join(root, 'unet', 'config.json'), 'UNet config');
   const sampleSize = positiveNumber(unetConfig?.sample_size);
   const defaultImageSize = sampleSize ? sampleSize * VAE_SCALE : 512;
 
   return {
-    root, modelIndex, textEncoder, unet, vaeDecoder, tokenizer, schedulerConfigPath, schedulerConfig,
-    vaeScalingFactor, defaultImageSize, warnings,
+    root, architecture, modelIndex, textEncoder, unet, vaeDecoder, tokenizer, textEncoder2, tokenizer2,
+    forceZerosForEmptyPrompt, vaeForceUpcast, schedulerConfigPath, schedulerConfig, vaeScalingFactor, defaultImageSize,
+    warnings,
   };
+}
+
+function tokenizerFolder(root: string, name: string): string {
+  const dir = join(root, name);
+  const ok = existsSync(join(dir, 'tokenizer.json')) || (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt')));
+  if (!ok) throw new ModelFolderError(`missing tokenizer files in ${dir}: need tokenizer.json, or vocab.json + merges.txt. ${LAYOUT_HELP}`);
+  return dir;
+}
+
+/**
+ * Which pipeline the folder holds, from model_index.json (its class name and whether it lists text_encoder_2) or, with
+ * no model_index.json, from the presence of text_encoder_2/. Pipelines Heed does not run are refused with the reason.
+ */
+function pipelineArchitecture(root: string, modelIndex: JsonObject | null, warnings: string[]): PipelineArchitecture {
+  if (!modelIndex) {
+    warnings.push(`${root} has no model_index.json; reading the components by the standard layout.`);
+    return existsSync(join(root, 'text_encoder_2')) ? 'sdxl' : 'sd';
+  }
+  const cls = typeof modelIndex._class_name === 'string' ? modelIndex._class_name.replace(/^ORT/, '') : '';
+  if (/Img2Img|Inpaint|InstructPix2Pix|Upscale|Depth2Img/i.test(cls)) {
+    const refiner = /XL/i.test(cls) && modelIndex.requires_aesthetics_score === true;
+    throw new ModelFolderError(`${root}/model_index.json describes a ${cls}${refiner ? ' (an SDXL refiner: no ' +
+      'text_encoder, conditioned on an aesthetic score; it refines a base model\'s output)' : ''}, an image-conditioned ` +
+      'pipeline. Heed generates from text: use a text-to-image folder (SD 1.x/2.x, or the SDXL base).');
+  }
+  if (/Cascade|Kandinsky|Flux|StableDiffusion3|PixArt|Wuerstchen|Kolors/i.test(cls)) {
+    throw new ModelFolderError(`${root}/model_index.json describes a ${cls}, which is not a Stable Diffusion 1.x/2.x or SDXL ` +
+      'pipeline; Heed supports SD 1.x, 2.x and SDXL ONNX exports.');
+  }
+  const xl = /StableDiffusionXL/i.test(cls) || 'text_encoder_2' in modelIndex;
+  if (cls && !/StableDiffusion/i.test(cls)) {
+    warnings.push(`model_index.json names ${cls}; treating it as a Stable Diffusion ${xl ? 'XL' : '1.x/2.x'} pipeline.`);
+  }
+  return xl ? 'sdxl' : 'sd';
 }

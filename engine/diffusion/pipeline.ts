@@ -1,7 +1,8 @@
-// Text-to-image generation with an SD 1.x/2.x ONNX folder, following diffusers' StableDiffusionPipeline step by
-// step (so that the same latents, prompt and scheduler give the same numbers): encode [negative, prompt]; scale the
-// initial latents by init_noise_sigma; per timestep run the UNet on [uncond, cond] (classifier-free guidance when
-// guidance > 1), combine uncond + g·(cond − uncond), scheduler step; decode latents / scaling_factor.
+// Text-to-image generation with an SD 1.x/2.x or SDXL ONNX folder, following diffusers' StableDiffusionPipeline /
+// StableDiffusionXLPipeline step by step (so that the same latents, prompt and scheduler give the same numbers): encode
+// [negative, prompt]; scale the initial latents by init_noise_sigma; per timestep run the UNet on [uncond, cond]
+// (classifier-free guidance when guidance > 1), combine uncond + g·(cond − uncond) (SDXL: then the optional guidance
+// rescale), scheduler step; decode latents / scaling_factor. SDXL's text conditioning is in sdxl-conditioning.ts.
 //
 // Attention maps ride along: the UNet session exposes the cross-attention probabilities the requested maps need,
 // and an AttentionStore folds each call's conditional half into running aggregates (DAAM, per-step, per-layer).
@@ -10,8 +11,9 @@
 import { performance } from 'node:perf_hooks';
 import { ClipTokenizer, type TokenizedPrompt } from '../text/tokenizer.js';
 import { resolveModelFolder, type JsonObject, type ModelFolder } from './folder.js';
-import { TextEncoder } from './text-encoder.js';
-import { Unet, type AttentionOutput, type UnetOutput } from './unet.js';
+import { ModelInputError, TextEncoder } from './text-encoder.js';
+import { Unet, type AddedConditioning, type AttentionOutput, type UnetOutput } from './unet.js';
+import { encodeSdxlPrompts, rescaleNoiseCfg, sdxlTimeIds, type SdxlSizeConditioning } from './sdxl-conditioning.js';
 import { VaeDecoder, type FloatImage } from './vae.js';
 import { latentShape, loadLatents, seededLatents, validateLatentData, LatentsError, type LatentShape } from './latents.js';
 import { TorchGenerator } from './random.js';
@@ -85,6 +87,8 @@ export interface BeforeStepContext {
   /** Conditional text embeddings [1, seq, hidden]. */
   cond: Float32Array;
   embeddingDims: [number, number, number];
+  /** SDXL: the conditional row of the added conditioning (pooled embedding, time ids); absent for SD 1.x/2.x. */
+  added?: AddedConditioning;
   pipeline: StableDiffusionPipeline;
   signal?: AbortSignal;
 }
@@ -94,8 +98,16 @@ export type BeforeStepHook = (ctx: BeforeStepContext) => Float32Array | void | P
 
 export interface GenerateOptions {
   prompt: string;
-  /** Negative prompt (default ""): the unconditional branch of CFG. */
+  /**
+   * Negative prompt: the unconditional branch of CFG. Absent: "" for SD 1.x/2.x; for SDXL folders whose
+   * model_index says force_zeros_for_empty_prompt (the SDXL base does), zero embeddings, as diffusers does when
+   * negative_prompt is None. An explicit "" is encoded.
+   */
   negativePrompt?: string;
+  /** SDXL: guidance rescale φ (diffusers' guidance_rescale, default 0 = off; 0.7 in the paper it comes from). */
+  guidanceRescale?: number;
+  /** SDXL micro-conditioning (diffusers' original_size, crops_coords_top_left, target_size); default (h, w), (0, 0), (h, w). */
+  sdxl?: Partial<SdxlSizeConditioning>;
   /** Inference steps (default 50). */
   steps?: number;
   /** Guidance scale (default 7.5); CFG runs when > 1, as in diffusers. */
@@ -144,6 +156,8 @@ export interface GenerateResult {
   negativePrompt: TokenizedPrompt;
   /** [uncond; cond] text embeddings, each [1, seq, hidden]. */
   textEmbeddings: { uncond: Float32Array; cond: Float32Array; dims: [number, number, number] };
+  /** SDXL only: the added conditioning of each branch (pooled embeddings [1, d], time ids [1, 6]). */
+  added: { uncond: AddedConditioning; cond: AddedConditioning } | null;
   timesteps: number[];
   noisePredictions: NoisePrediction[];
   /** The store with the collected maps, or null when maps were not requested. */
@@ -152,7 +166,10 @@ export interface GenerateResult {
   attentionSites: AttentionSite[];
   /** Grid height of the Attend-and-Excite map (defaultAttentionGrid: 16, or the nearest the UNet has). */
   aeResolution: number;
-  settings: { steps: number; guidance: number; scheduler: string; width: number; height: number; predictionType: string; cfg: boolean };
+  settings: { steps: number; guidance: number; scheduler: string; width: number; height: number; predictionType: string; cfg: boolean;
+    guidanceRescale: number; architecture: 'sd' | 'sdxl';
+    /** SDXL: add_time_ids (original size, crop top-left, target size; (h, w) and (top, left)). */
+    timeIds?: number[] };
   /** prepareMs: opening the UNet session (first generation, or when the exposed attention sites change). */
   timings: { encodeMs: number; prepareMs: number; denoiseMs: number; stepMs: number[]; decodeMs: number; totalMs: number };
   warnings: string[];
@@ -188,6 +205,9 @@ export class StableDiffusionPipeline {
     readonly textEncoder: TextEncoder,
     readonly unet: Unet,
     readonly vae: VaeDecoder,
+    /** SDXL's second tokenizer and text encoder (null for SD 1.x/2.x). Token positions (maps, A&E) use the first. */
+    readonly tokenizer2: ClipTokenizer | null,
+    readonly textEncoder2: TextEncoder | null,
     /** Session options of its sessions (threads, device); sessions opened later for this pipeline (A&E's gradient) use
      *  the same. */
     readonly sessionOptions: SessionOptions,
@@ -204,22 +224,48 @@ export class StableDiffusionPipeline {
     const threads = options.threads ?? DEFAULT_THREADS;
     const session: SessionOptions = { intraOpThreads: threads, memArena: false, ...options.session };
     const tokenizer = await ClipTokenizer.fromFolder(folder.tokenizer);
+    const tokenizer2 = folder.tokenizer2 ? await ClipTokenizer.fromFolder(folder.tokenizer2) : null;
     const unet = Unet.open(folder.unet, session);
-    const textEncoder = await TextEncoder.open(folder.textEncoder, session);
-    let vae: VaeDecoder;
+    const xlUnet = unet.io.textEmbeds !== null;
+    if (xlUnet !== (folder.architecture === 'sdxl')) {
+      throw new ModelInputError(xlUnet
+        ? `${folder.unet} takes text_embeds/time_ids (an SDXL UNet) but ${folder.root} has no text_encoder_2: an SDXL folder ` +
+          'needs text_encoder_2/ and tokenizer_2/ (and model_index.json naming StableDiffusionXLPipeline).'
+        : `${folder.root} is laid out as SDXL (text_encoder_2) but ${folder.unet} takes no text_embeds/time_ids.`);
+    }
+    const opened: { dispose(): Promise<void> }[] = [];
     try {
-      vae = await VaeDecoder.open(folder.vaeDecoder, session);
+      const textEncoder = await TextEncoder.open(folder.textEncoder, session);
+      opened.push(textEncoder);
+      const textEncoder2 = folder.textEncoder2 ? await TextEncoder.open(folder.textEncoder2, session) : null;
+      if (textEncoder2) opened.push(textEncoder2);
+      const vae = await VaeDecoder.open(folder.vaeDecoder, session);
+      return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae, tokenizer2, textEncoder2, session);
     } catch (e) {
-      await textEncoder.dispose();
+      await Promise.all(opened.map((o) => o.dispose()));
       throw e;
     }
-    return new StableDiffusionPipeline(folder, tokenizer, textEncoder, unet, vae, session);
   }
 
-  /** Tokenises and encodes [negative, prompt]. */
-  async encodePrompts(prompt: string, negativePrompt: string): Promise<{
+  get architecture(): 'sd' | 'sdxl' {
+    return this.folder.architecture;
+  }
+
+  /**
+   * Tokenises and encodes [negative, prompt]. SDXL: both encoders' penultimate hidden states concatenated, and the
+   * second encoder's pooled projections; `negativePrompt` undefined means diffusers' None (zeros when the folder says so).
+   */
+  async encodePrompts(prompt: string, negativePrompt: string | undefined): Promise<{
     prompt: TokenizedPrompt; negative: TokenizedPrompt; uncond: Float32Array; cond: Float32Array; dims: [number, number, number];
+    pooled: { uncond: Float32Array; cond: Float32Array; dim: number } | null;
   }> {
+    if (this.tokenizer2 && this.textEncoder2) {
+      return encodeSdxlPrompts({
+        tokenizer: this.tokenizer, tokenizer2: this.tokenizer2, textEncoder: this.textEncoder, textEncoder2: this.textEncoder2,
+        forceZerosForEmptyPrompt: this.folder.forceZerosForEmptyPrompt,
+      }, prompt, negativePrompt);
+    }
+    negativePrompt = negativePrompt ?? '';
     const seq = this.textEncoder.fixedSequenceLength ?? this.tokenizer.maxLength;
     const p = this.tokenizer.encode(prompt, { maxLength: seq });
     const n = this.tokenizer.encode(negativePrompt, { maxLength: seq });
@@ -227,7 +273,7 @@ export class StableDiffusionPipeline {
     const [, s, hidden] = emb.dims;
     const half = s * hidden;
     return {
-      prompt: p, negative: n, uncond: emb.data.slice(0, half), cond: emb.data.slice(half, 2 * half), dims: [1, s, hidden],
+      prompt: p, negative: n, uncond: emb.data.slice(0, half), cond: emb.data.slice(half, 2 * half), dims: [1, s, hidden], pooled: null,
     };
   }
 
@@ -235,10 +281,13 @@ export class StableDiffusionPipeline {
    * The cross-attention grid (rows) Attend-and-Excite and the per-step maps read by default for an image size:
    * diffusers' pipeline reads the 16×16 maps at every size (`attn_res=(16, 16)`, v0.21.4 to today); where this UNet
    * has no cross-attention with 16 rows at this size (diffusers would fail), the grid nearest to 16, with a warning.
+   * SDXL (no A&E pipeline in diffusers): the coarsest cross-attention grid, latent/4, as the SDXL A&E ports read
+   * (attn_res 32×32 at 1024 px): it holds most of SDXL's transformer layers (down_blocks.2, mid, up_blocks.0).
    */
   defaultAttentionGrid(width: number, height: number): { res: number; warning?: string } {
     const shape = latentShape(width, height, this.unet.io.channels);
     const grids = [...new Set(this.attentionSites(shape[2], shape[3]).filter((s) => s.kind === 'cross' && s.height !== undefined).map((s) => s.height as number))];
+    if (this.architecture === 'sdxl' && grids.length > 0) return { res: Math.min(...grids) };
     if (grids.length === 0 || grids.includes(DIFFUSERS_AE_GRID)) return { res: DIFFUSERS_AE_GRID };
     const res = grids.reduce((best, g) => (Math.abs(Math.log2(g / DIFFUSERS_AE_GRID)) < Math.abs(Math.log2(best / DIFFUSERS_AE_GRID)) ? g : best));
     return {
@@ -259,10 +308,10 @@ export class StableDiffusionPipeline {
    * caller's business (A&E feeds the raw latents, as diffusers does).
    */
   async unetWithAttention(latents: Float32Array, shape: LatentShape, timestep: number, cond: Float32Array,
-    embeddingDims: [number, number, number], sites: readonly AttentionSite[]): Promise<UnetOutput> {
+    embeddingDims: [number, number, number], sites: readonly AttentionSite[], added?: AddedConditioning): Promise<UnetOutput> {
     return this.unet.run({
       sample: latents, batch: 1, height: shape[2], width: shape[3], timestep,
-      encoderHiddenStates: cond, sequence: embeddingDims[1], hidden: embeddingDims[2],
+      encoderHiddenStates: cond, sequence: embeddingDims[1], hidden: embeddingDims[2], added,
     }, sites);
   }
 
@@ -275,8 +324,18 @@ export class StableDiffusionPipeline {
       throw new GenerationOptionsError('the prompt is empty: give a prompt to generate from (maps are computed per prompt word)', 'prompt');
     }
     const steps = positiveInt(options.steps ?? 50, 'steps', 'e.g. 20-50');
-    const guidance = options.guidance ?? 7.5;
+    const guidance = options.guidance ?? (this.architecture === 'sdxl' ? 5 : 7.5);
     if (!Number.isFinite(guidance) || guidance < 0) throw new GenerationOptionsError(`guidance must be a finite number >= 0 (got ${guidance}); SD's usual value is 7.5`, 'guidance');
+    const guidanceRescale = options.guidanceRescale ?? 0;
+    if (!Number.isFinite(guidanceRescale) || guidanceRescale < 0 || guidanceRescale > 1) {
+      throw new GenerationOptionsError(`guidance rescale must be in [0, 1] (got ${guidanceRescale}); 0 turns it off, 0.7 is the paper's value`, 'guidanceRescale');
+    }
+    if (guidanceRescale > 0 && this.architecture !== 'sdxl') {
+      throw new GenerationOptionsError('guidance rescale is implemented for SDXL folders only (as diffusers\' StableDiffusionXLPipeline applies it)', 'guidanceRescale');
+    }
+    if (options.sdxl && this.architecture !== 'sdxl') {
+      throw new GenerationOptionsError('original/crop/target size conditioning applies to SDXL folders only', 'sdxl');
+    }
     const width = options.width ?? this.folder.defaultImageSize;
     const height = options.height ?? this.folder.defaultImageSize;
     const shape = (() => {
@@ -329,7 +388,16 @@ export class StableDiffusionPipeline {
 
     checkAbort(signal, 0, scheduler.timesteps.length);
     const tEnc = performance.now();
-    const enc = await this.encodePrompts(options.prompt, options.negativePrompt ?? '');
+    const enc = await this.encodePrompts(options.prompt, options.negativePrompt);
+    let added: { uncond: AddedConditioning; cond: AddedConditioning } | null = null;
+    if (enc.pooled) {
+      const ids = sdxlTimeIds(this.unet.io, enc.pooled.dim, { height, width, ...options.sdxl });
+      added = { uncond: { textEmbeds: enc.pooled.uncond, timeIds: ids }, cond: { textEmbeds: enc.pooled.cond, timeIds: ids } };
+      if (this.folder.vaeForceUpcast && this.vae.inputType === 'float16') {
+        warnings.push(`${this.folder.vaeDecoder} is float16 while the VAE config says force_upcast (diffusers decodes SDXL's VAE in ` +
+          'float32 because it overflows in float16): the image may come out black or NaN; use a float32 vae_decoder or an fp16-fixed SDXL VAE.');
+      }
+    }
     if (enc.prompt.warning) warnings.push(enc.prompt.warning);
     if (enc.negative.warning) warnings.push(`negative prompt: ${enc.negative.warning}`);
     const encodeMs = performance.now() - tEnc;
@@ -362,6 +430,11 @@ export class StableDiffusionPipeline {
 
     // Batch [uncond, cond] as diffusers concatenates it; without CFG only cond.
     const ehs = cfg ? concat2(enc.uncond, enc.cond) : enc.cond;
+    const addedBatch: AddedConditioning | undefined = added
+      ? (cfg
+        ? { textEmbeds: concat2(added.uncond.textEmbeds, added.cond.textEmbeds), timeIds: concat2(added.uncond.timeIds, added.cond.timeIds) }
+        : added.cond)
+      : undefined;
     const batch = cfg ? 2 : 1;
     const n = initLatents.length;
     let latents = scheduler.scaleInitialNoise(initLatents);
@@ -384,6 +457,7 @@ export class StableDiffusionPipeline {
       if (options.beforeStep) {
         const replaced = await options.beforeStep({
           step: i, total, timestep: t, latents: latents.slice(), latentShape: shape, cond: enc.cond, embeddingDims: enc.dims, pipeline: this, signal,
+          ...(added ? { added: added.cond } : {}),
         });
         if (replaced) {
           latents = validateLatentData(replaced, shape, `the latents returned by beforeStep at step ${i}`);
@@ -392,11 +466,12 @@ export class StableDiffusionPipeline {
       }
       const modelInput = scheduler.scaleModelInput(latents, i);
       const sample = cfg ? concat2(modelInput, modelInput) : modelInput;
-      const out = await this.unet.run({ sample, batch, height: shape[2], width: shape[3], timestep: t, encoderHiddenStates: ehs, sequence: seq, hidden }, sites);
+      const out = await this.unet.run({ sample, batch, height: shape[2], width: shape[3], timestep: t, encoderHiddenStates: ehs, sequence: seq, hidden, added: addedBatch }, sites);
       if (store) store.add(i, t, out.attention.values() as IterableIterator<AttentionOutput>, batch, cfg ? 1 : 0);
       const uncond = cfg ? out.noise.subarray(0, n) : null;
       const cond = cfg ? out.noise.subarray(n, 2 * n) : out.noise;
-      const guided = uncond ? guide(uncond, cond, guidance) : cond;
+      let guided = uncond ? guide(uncond, cond, guidance) : cond;
+      if (uncond && guidanceRescale > 0) guided = rescaleNoiseCfg(guided, cond, guidanceRescale);
       if (i < keepNoise) noisePredictions.push({ step: i, timestep: t, cond: cond.slice(), uncond: uncond ? uncond.slice() : null, guided: guided.slice() });
       latents = scheduler.step(guided, i, latents, generator);
       const ms = performance.now() - tStep;
@@ -417,9 +492,12 @@ export class StableDiffusionPipeline {
       image, latents, initLatents, latentShape: shape, seed,
       promptText: options.prompt, negativePromptText: options.negativePrompt ?? '',
       prompt: enc.prompt, negativePrompt: enc.negative,
-      textEmbeddings: { uncond: enc.uncond, cond: enc.cond, dims: enc.dims },
+      textEmbeddings: { uncond: enc.uncond, cond: enc.cond, dims: enc.dims }, added,
       timesteps, noisePredictions, attention: store, attentionSites: sites, aeResolution,
-      settings: { steps, guidance, scheduler: scheduler.kind, width, height, predictionType: scheduler.config.predictionType, cfg },
+      settings: {
+        steps, guidance, scheduler: scheduler.kind, width, height, predictionType: scheduler.config.predictionType, cfg, guidanceRescale,
+        architecture: this.architecture, ...(added ? { timeIds: [...added.cond.timeIds] } : {}),
+      },
       timings: { encodeMs, prepareMs, denoiseMs, stepMs, decodeMs, totalMs: performance.now() - t0 },
       warnings,
     };
@@ -432,7 +510,7 @@ export class StableDiffusionPipeline {
 
   /** Releases every ORT session. */
   async dispose(): Promise<void> {
-    await Promise.all([this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+    await Promise.all([this.textEncoder.dispose(), this.textEncoder2?.dispose(), this.unet.dispose(), this.vae.dispose()]);
   }
 }
 

@@ -27,6 +27,8 @@ export class TextEncoder {
     private readonly ids: ValueSpec & { type: FeedType },
     private readonly mask: (ValueSpec & { type: FeedType }) | undefined,
     private readonly output: string,
+    /** Every output the graph declares (SDXL reads `hidden_states.N` and the pooled output by name). */
+    readonly outputNames: readonly string[],
   ) {}
 
   static async open(path: string, options: SessionOptions = {}): Promise<TextEncoder> {
@@ -51,7 +53,8 @@ export class TextEncoder {
       // diffusers reads text_encoder(...)[0]; prefer the name when it is there.
       const output = outputs.find((o) => o.name === 'last_hidden_state') ?? outputs[0];
       if (!output) throw new ModelInputError(`${path}: the model has no outputs`);
-      return new TextEncoder(session, path, ids as ValueSpec & { type: FeedType }, mask as (ValueSpec & { type: FeedType }) | undefined, output.name);
+      return new TextEncoder(session, path, ids as ValueSpec & { type: FeedType }, mask as (ValueSpec & { type: FeedType }) | undefined,
+        output.name, outputs.map((o) => o.name));
     } catch (e) {
       await session.release();
       throw e;
@@ -68,6 +71,47 @@ export class TextEncoder {
    * else one by one; the rows are independent either way.
    */
   async encode(sequences: readonly (readonly number[])[]): Promise<Embeddings> {
+    const out = await this.encodeOutputs(sequences, [this.output]);
+    const e = out[this.output];
+    if (e.dims.length !== 3) {
+      throw new ModelInputError(`${this.path}: output '${this.output}' has dims [${e.dims.join(', ')}], expected [batch, sequence, hidden]`);
+    }
+    return { data: e.data, dims: e.dims as [number, number, number] };
+  }
+
+  /**
+   * SDXL's use of a text encoder (diffusers' StableDiffusionXLPipeline.encode_prompt): `hidden_states[-2]`, the
+   * penultimate layer's output before the final layer norm, and the pooled output (`text_embeds` of
+   * CLIPTextModelWithProjection, else `pooler_output`; the pipeline keeps only the second encoder's).
+   */
+  async encodeHiddenAndPooled(sequences: readonly (readonly number[])[]): Promise<{ hidden: Embeddings; pooled: { data: Float32Array; dims: [number, number] } }> {
+    const layers = this.outputNames.filter((n) => /^hidden_states\.\d+$/.test(n)).map((n) => Number(n.slice('hidden_states.'.length)));
+    if (layers.length < 2) {
+      throw new ModelInputError(`${this.path}: SDXL reads the penultimate hidden state of each text encoder, but this graph has no ` +
+        `'hidden_states.N' outputs (it declares ${this.outputNames.join(', ')}). Re-export it with the hidden states as outputs ` +
+        '(Optimum\'s SDXL export does: optimum-cli export onnx --model <sdxl> <dir>).', 'model', 'model_invalid');
+    }
+    const penultimate = `hidden_states.${Math.max(...layers) - 1}`;
+    if (!this.outputNames.includes(penultimate)) {
+      throw new ModelInputError(`${this.path}: has hidden_states outputs but not '${penultimate}' (the penultimate layer)`);
+    }
+    const pooledName = ['text_embeds', 'pooler_output'].find((n) => this.outputNames.includes(n));
+    if (!pooledName) {
+      throw new ModelInputError(`${this.path}: no pooled output ('text_embeds' or 'pooler_output'); SDXL conditions the UNet on ` +
+        `the second encoder's pooled projection. Outputs: ${this.outputNames.join(', ')}.`);
+    }
+    const out = await this.encodeOutputs(sequences, [penultimate, pooledName]);
+    const h = out[penultimate];
+    const p = out[pooledName];
+    if (h.dims.length !== 3 || p.dims.length !== 2) {
+      throw new ModelInputError(`${this.path}: '${penultimate}' has dims [${h.dims.join(', ')}] and '${pooledName}' [${p.dims.join(', ')}]; ` +
+        'expected [batch, sequence, hidden] and [batch, dim]');
+    }
+    return { hidden: { data: h.data, dims: h.dims as [number, number, number] }, pooled: { data: p.data, dims: p.dims as [number, number] } };
+  }
+
+  /** Runs the encoder and returns the named outputs, batch-concatenated (see encode for the batching). */
+  private async encodeOutputs(sequences: readonly (readonly number[])[], names: readonly string[]): Promise<Record<string, { data: Float32Array; dims: number[] }>> {
     if (!this.session) throw new Error(`text encoder ${this.path} was disposed`);
     if (sequences.length === 0) throw new RangeError('encode: no sequences');
     const seq = sequences[0].length;
@@ -81,29 +125,35 @@ export class TextEncoder {
     if (fixedBatch !== null && fixedBatch !== 1) {
       throw new ModelInputError(`${this.path} has a fixed batch of ${fixedBatch}; only free or 1 is supported`);
     }
-    const parts: Float32Array[] = [];
-    let hidden = 0;
+    const parts = new Map<string, { chunks: Float32Array[]; dims: number[] }>(names.map((n) => [n, { chunks: [], dims: [] }]));
     for (const group of groups) {
       const flat = group.flat();
       const feeds: Record<string, ortTypes.Tensor> = { [this.ids.name]: toModelTensor(this.ids.type, flat, [group.length, seq]) };
       // An all-ones mask is what the SD pipelines mean by passing no mask (they never mask the padding).
       if (this.mask) feeds[this.mask.name] = toModelTensor(this.mask.type, new Array<number>(flat.length).fill(1), [group.length, seq]);
-      const out = await runSession(this.session, feeds, [this.output]);
-      const t = out[this.output];
-      if (t.dims.length !== 3 || t.dims[0] !== group.length || t.dims[1] !== seq) {
-        throw new ModelInputError(`${this.path}: output '${this.output}' has dims [${t.dims.join(', ')}], expected [${group.length}, ${seq}, hidden]`);
+      const out = await runSession(this.session, feeds, [...names]);
+      for (const name of names) {
+        const t = out[name];
+        if (t.dims[0] !== group.length || (t.dims.length === 3 && t.dims[1] !== seq)) {
+          throw new ModelInputError(`${this.path}: output '${name}' has dims [${t.dims.join(', ')}], expected [${group.length}, ${t.dims.length === 3 ? `${seq}, hidden` : 'dim'}]`);
+        }
+        const entry = parts.get(name) as { chunks: Float32Array[]; dims: number[] };
+        entry.chunks.push(Float32Array.from(fromModelTensor(t, `${this.path} ${name}`)));
+        entry.dims = [sequences.length, ...t.dims.slice(1)];
+        t.dispose();
       }
-      hidden = t.dims[2];
-      parts.push(Float32Array.from(fromModelTensor(t, `${this.path} ${this.output}`)));
-      t.dispose();
     }
-    const data = new Float32Array(sequences.length * seq * hidden);
-    let off = 0;
-    for (const p of parts) {
-      data.set(p, off);
-      off += p.length;
+    const result: Record<string, { data: Float32Array; dims: number[] }> = {};
+    for (const [name, { chunks, dims }] of parts) {
+      const data = new Float32Array(chunks.reduce((a, c) => a + c.length, 0));
+      let off = 0;
+      for (const c of chunks) {
+        data.set(c, off);
+        off += c.length;
+      }
+      result[name] = { data, dims };
     }
-    return { data, dims: [sequences.length, seq, hidden] };
+    return result;
   }
 
   async dispose(): Promise<void> {

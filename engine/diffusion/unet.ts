@@ -19,6 +19,9 @@ export interface UnetIO {
   sample: FeedSpec;
   timestep: FeedSpec;
   encoderHiddenStates: FeedSpec;
+  /** SDXL's added conditioning (`addition_embed_type: text_time`): the pooled text projection and the 6 size/crop ids. */
+  textEmbeds: FeedSpec | null;
+  timeIds: FeedSpec | null;
   output: string;
   /** 1 when the export fixes the batch to 1 (CFG then runs as two calls), else null. */
   fixedBatch: number | null;
@@ -37,6 +40,14 @@ export interface UnetInput {
   encoderHiddenStates: Float32Array;
   sequence: number;
   hidden: number;
+  /** SDXL only: [batch, textEmbedDim] pooled embeddings and [batch, timeIdsDim] time ids, rows matching the batch. */
+  added?: AddedConditioning;
+}
+
+/** SDXL's `added_cond_kwargs` (diffusers' names `text_embeds`, `time_ids`), row-major with the batch first. */
+export interface AddedConditioning {
+  textEmbeds: Float32Array;
+  timeIds: Float32Array;
 }
 
 export interface AttentionOutput {
@@ -64,14 +75,25 @@ export function unetIO(path: string, inputs: ValueSpec[], outputs: ValueSpec[]):
   const sample = findInput(inputs, ['sample']);
   const timestep = findInput(inputs, ['timestep', 'timesteps']);
   const ehs = findInput(inputs, ['encoder_hidden_states']);
+  const textEmbeds = findInput(inputs, ['text_embeds']) ?? null;
+  const timeIds = findInput(inputs, ['time_ids']) ?? null;
+  if ((textEmbeds === null) !== (timeIds === null)) {
+    throw new ModelInputError(`${path}: the UNet declares '${textEmbeds ? 'text_embeds' : 'time_ids'}' without ` +
+      `'${textEmbeds ? 'time_ids' : 'text_embeds'}'; an SDXL UNet (addition_embed_type "text_time") takes both.`);
+  }
+  for (const s of [textEmbeds, timeIds]) {
+    if (s && ((s.type !== 'float32' && s.type !== 'float16') || s.shape.length !== 2 || typeof s.shape[1] !== 'number')) {
+      throw new ModelInputError(`${path}: input '${s.name}' is ${s.type} [${s.shape.join(', ')}]; expected float [batch, fixed size].`);
+    }
+  }
   const missing = [!sample && 'sample', !timestep && 'timestep', !ehs && 'encoder_hidden_states'].filter(Boolean);
   if (!sample || !timestep || !ehs) {
     throw new ModelInputError(`${path}: missing UNet input(s) ${missing.join(', ')}; the model declares ${describeSpecs(inputs)}. ${expected}.`);
   }
-  const unexpected = inputs.filter((s) => s !== sample && s !== timestep && s !== ehs);
+  const unexpected = inputs.filter((s) => s !== sample && s !== timestep && s !== ehs && s !== textEmbeds && s !== timeIds);
   if (unexpected.length > 0) {
-    throw new ModelInputError(`${path}: unexpected UNet input(s) ${describeSpecs(unexpected)} (SDXL/ControlNet-style exports need ` +
-      `inputs Heed does not provide); ${expected}.`);
+    throw new ModelInputError(`${path}: unexpected UNet input(s) ${describeSpecs(unexpected)} (ControlNet-style exports need ` +
+      `inputs Heed does not provide); ${expected} (SDXL UNets also 'text_embeds' and 'time_ids').`);
   }
   for (const s of [sample, ehs]) {
     if (s.type !== 'float32' && s.type !== 'float16') {
@@ -91,7 +113,8 @@ export function unetIO(path: string, inputs: ValueSpec[], outputs: ValueSpec[]):
     throw new ModelInputError(`${path}: the UNet's batch is fixed to ${fixedBatch}; Heed runs batch 2 (CFG) or 1, so re-export with a free batch dim.`);
   }
   return {
-    sample: sample as FeedSpec, timestep: timestep as FeedSpec, encoderHiddenStates: ehs as FeedSpec, output: output.name,
+    sample: sample as FeedSpec, timestep: timestep as FeedSpec, encoderHiddenStates: ehs as FeedSpec,
+    textEmbeds: textEmbeds as FeedSpec | null, timeIds: timeIds as FeedSpec | null, output: output.name,
     fixedBatch, channels: fixedDim(sample, 1) ?? 4,
   };
 }
@@ -141,6 +164,7 @@ export class Unet {
       [io.sample.name]: [1, io.channels, latentHeight, latentWidth],
       [io.timestep.name]: io.timestep.shape.length === 0 ? [] : [1],
       [io.encoderHiddenStates.name]: [1, sequence, hiddenDim],
+      ...addedInputDims(io, 1),
     };
     const infos = inferShapes(graph, { inputDims });
     const sites = findAttentionSites(graph, infos, {
@@ -215,6 +239,7 @@ export class Unet {
     if (input.encoderHiddenStates.length !== batch * sequence * hidden) {
       throw new RangeError(`encoder_hidden_states has ${input.encoderHiddenStates.length} values, expected ${batch}x${sequence}x${hidden}`);
     }
+    const added = this.checkAdded(input);
     const session = await this.ensureSession(sites);
     const splits = this.io.fixedBatch === 1 ? batch : 1;
     const per = batch / splits;
@@ -229,6 +254,9 @@ export class Unet {
         [this.io.timestep.name]: this.timestepTensor(input.timestep, per),
         [this.io.encoderHiddenStates.name]: toModelTensor(this.io.encoderHiddenStates.type, ehsChunk, [per, sequence, hidden]),
       };
+      if (added) {
+        for (const { spec, data, dim } of added) feeds[spec.name] = toModelTensor(spec.type, data.subarray(k * per * dim, (k + 1) * per * dim), [per, dim]);
+      }
       const out = await runSession(session, feeds, outputs);
       const o = out[this.io.output];
       if (o.dims.length !== 4 || o.dims[0] !== per || o.dims[1] !== c || o.dims[2] !== height || o.dims[3] !== width) {
@@ -257,6 +285,29 @@ export class Unet {
     return { noise, attention };
   }
 
+  /** The added-conditioning feeds this UNet needs (none for SD 1.x/2.x), checked against the batch. */
+  private checkAdded(input: UnetInput): { spec: FeedSpec; data: Float32Array; dim: number }[] | null {
+    const { textEmbeds, timeIds } = this.io;
+    if (!textEmbeds || !timeIds) {
+      if (input.added) throw new RangeError(`${this.path}: this UNet takes no text_embeds/time_ids (not an SDXL UNet)`);
+      return null;
+    }
+    if (!input.added) {
+      throw new ModelInputError(`${this.path}: this SDXL UNet needs 'text_embeds' and 'time_ids' (added conditioning); ` +
+        'open the folder as an SDXL pipeline (model_index.json with text_encoder_2).');
+    }
+    const out = [
+      { spec: textEmbeds, data: input.added.textEmbeds, dim: textEmbeds.shape[1] as number },
+      { spec: timeIds, data: input.added.timeIds, dim: timeIds.shape[1] as number },
+    ];
+    for (const o of out) {
+      if (o.data.length !== input.batch * o.dim) {
+        throw new RangeError(`${o.spec.name} has ${o.data.length} values, expected ${input.batch}x${o.dim}`);
+      }
+    }
+    return out;
+  }
+
   /** Releases the ORT session (the object cannot run afterwards). */
   async dispose(): Promise<void> {
     this.disposed = true;
@@ -266,6 +317,13 @@ export class Unet {
     this.siteCache.clear();
     if (s) await s.release();
   }
+}
+
+/** Input dims of the added-conditioning inputs at a batch size (empty for an SD 1.x/2.x UNet). */
+export function addedInputDims(io: UnetIO, batch: number): Record<string, number[]> {
+  const dims: Record<string, number[]> = {};
+  for (const s of [io.textEmbeds, io.timeIds]) if (s) dims[s.name] = [batch, s.shape[1] as number];
+  return dims;
 }
 
 function concat(chunks: Float32Array[]): Float32Array {

@@ -39,6 +39,11 @@ export class VaeDecoder {
     }
   }
 
+  /** The element type of the decoder's input (float16 exports decode in half precision). */
+  get inputType(): FeedType {
+    return this.input.type;
+  }
+
   /** Decodes one latent [1, C, h, w] (already in the UNet's latent space) into a float image. */
   async decode(latents: Float32Array, dims: readonly [number, number, number, number], scalingFactor: number): Promise<FloatImage> {
     if (!this.session) throw new Error(`VAE decoder ${this.path} was disposed`);

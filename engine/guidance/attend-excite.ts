@@ -12,6 +12,7 @@ import type { AttentionSite } from '../attention/discover.js';
 import { aeAggregate, type SiteProbs } from '../attention/aggregate.js';
 import { CancelledError, type BeforeStepContext, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import { toModelTensor, fromModelTensor } from '../diffusion/boundary.js';
+import { addedInputDims, type AddedConditioning } from '../diffusion/unet.js';
 import { aeLoss, aeStepSizes, DEFAULT_AE_LOSS, type AeLossOptions } from './ae-loss.js';
 import { HeedError, type HeedErrorKind } from '../errors.js';
 
@@ -130,6 +131,7 @@ export class AttendExcite {
         [io.sample.name]: [1, latentShape[1], h, w],
         [io.timestep.name]: timestepDims,
         [io.encoderHiddenStates.name]: [1, contextLength, encoderHidden(pipeline)],
+        ...addedInputDims(io, 1),
       },
       session: { ...pipeline.sessionOptions, memArena: false },
     });
@@ -183,6 +185,12 @@ export class AttendExcite {
       [io.timestep.name]: toModelTensor(io.timestep.type, [ctx.timestep], io.timestep.shape.length === 0 ? [] : [1]),
       [io.encoderHiddenStates.name]: toModelTensor(io.encoderHiddenStates.type, ctx.cond, ctx.embeddingDims),
     };
+    // SDXL: the conditional row of the added conditioning, as the batch-1 pass of the SDXL A&E ports feeds it.
+    if (io.textEmbeds && io.timeIds) {
+      if (!ctx.added) throw new AttendExciteError('this SDXL UNet needs text_embeds/time_ids for the A&E pass', undefined, 'internal');
+      feeds[io.textEmbeds.name] = toModelTensor(io.textEmbeds.type, ctx.added.textEmbeds, [1, ctx.added.textEmbeds.length]);
+      feeds[io.timeIds.name] = toModelTensor(io.timeIds.type, ctx.added.timeIds, [1, ctx.added.timeIds.length]);
+    }
     const t0 = performance.now();
     const { seeds, residuals } = await this.runner.forward(feeds);
     this.timing.forwardMs += performance.now() - t0;
@@ -238,8 +246,9 @@ export class AttendExcite {
   }
 
   /** Loss and ∂loss/∂latents at given latents (for tests and traces). */
-  async lossAndGradient(latents: Float32Array, timestep: number, cond: Float32Array, embeddingDims: [number, number, number]): Promise<{ loss: number; scores: number[]; grad: Float32Array; maps: Float32Array }> {
-    const ctx = { step: -1, total: 1, timestep, latents, latentShape: this.latentShape, cond, embeddingDims, pipeline: this.pipeline } as BeforeStepContext;
+  async lossAndGradient(latents: Float32Array, timestep: number, cond: Float32Array, embeddingDims: [number, number, number],
+    added?: AddedConditioning): Promise<{ loss: number; scores: number[]; grad: Float32Array; maps: Float32Array }> {
+    const ctx = { step: -1, total: 1, timestep, latents, latentShape: this.latentShape, cond, embeddingDims, pipeline: this.pipeline, added } as BeforeStepContext;
     const ev = await this.evaluate(latents, ctx, 'main');
     this.events.pop();
     const grad = await this.gradient(ev);

@@ -23,6 +23,10 @@ export interface GenerateJobSpec {
   negativePrompt?: string;
   steps?: number;
   guidance?: number;
+  /** SDXL only: diffusers' guidance_rescale. */
+  guidanceRescale?: number;
+  /** SDXL only: original_size / crops_coords_top_left / target_size, (height, width) and (top, left). */
+  sdxl?: GenerateOptions['sdxl'];
   scheduler?: string;
   seed?: number;
   /** Initial latents .npy (also reported as report.json's `latentsFile`). */
@@ -122,6 +126,8 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
       ...(spec.negativePrompt !== undefined ? { negativePrompt: spec.negativePrompt } : {}),
       ...(spec.steps !== undefined ? { steps: spec.steps } : {}),
       ...(spec.guidance !== undefined ? { guidance: spec.guidance } : {}),
+      ...(spec.guidanceRescale !== undefined ? { guidanceRescale: spec.guidanceRescale } : {}),
+      ...(spec.sdxl !== undefined ? { sdxl: spec.sdxl } : {}),
       ...(spec.scheduler !== undefined ? { scheduler: spec.scheduler } : {}),
       ...(seed !== undefined ? { seed } : {}),
       ...(spec.latents !== undefined ? { latents: spec.latents } : {}),

@@ -105,6 +105,14 @@ export const GenerateRequest = z.strictObject({
   negativePrompt: Prompt.optional(),
   steps: z.int().min(1).max(1000).optional(),
   guidance: z.number().min(0).max(100).optional(),
+  /** SDXL folders only: diffusers' guidance_rescale (CLI `--guidance-rescale`); 0 = off. */
+  guidanceRescale: z.number().min(0).max(1).optional(),
+  /** SDXL folders only: micro-conditioning in diffusers' order, (height, width) and (top, left) pixels. */
+  sdxl: z.strictObject({
+    originalSize: z.tuple([z.int().min(0).max(65536), z.int().min(0).max(65536)]).optional(),
+    cropsCoordsTopLeft: z.tuple([z.int().min(0).max(65536), z.int().min(0).max(65536)]).optional(),
+    targetSize: z.tuple([z.int().min(0).max(65536), z.int().min(0).max(65536)]).optional(),
+  }).optional(),
   /** Scheduler name as the CLI's `--scheduler` accepts it (the engine reports unknown names). */
   scheduler: z.string().min(1).max(64).optional(),
   seed: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
@@ -384,6 +392,17 @@ export const TokenizeResult = z.strictObject({
   droppedWords: z.array(z.string()),
   warning: z.string().optional(),
   words: z.array(WordInfo),
+  /**
+   * SDXL folders: the same prompt through tokenizer_2 (its own window; the second text encoder sees only what fits).
+   * The positions above (maps, A&E subjects) are the first tokenizer's.
+   */
+  second: z.strictObject({
+    length: z.int().min(0),
+    maxLength: z.int().positive(),
+    truncated: z.boolean(),
+    droppedWords: z.array(z.string()),
+    warning: z.string().optional(),
+  }).optional(),
 });
 export type TokenizeResult = z.infer<typeof TokenizeResult>;
 

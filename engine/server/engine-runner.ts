@@ -74,6 +74,8 @@ async function runGenerate(job: Extract<WorkerJob, { kind: 'generate' }>, ctx: J
     ...(req.negativePrompt !== undefined ? { negativePrompt: req.negativePrompt } : {}),
     ...(req.steps !== undefined ? { steps: req.steps } : {}),
     ...(req.guidance !== undefined ? { guidance: req.guidance } : {}),
+    ...(req.guidanceRescale !== undefined ? { guidanceRescale: req.guidanceRescale } : {}),
+    ...(req.sdxl !== undefined ? { sdxl: req.sdxl } : {}),
     ...(req.scheduler !== undefined ? { scheduler: req.scheduler } : {}),
     ...(req.seed !== undefined ? { seed: req.seed } : {}),
     ...(job.latentsPath ? { latents: job.latentsPath } : {}),

@@ -2,6 +2,8 @@
 // tokenizes on request, so neither blocks the server's main thread. Pure JS, no onnxruntime: a worker thread is
 // enough here (see worker-handle.ts for why jobs use processes).
 import { parentPort } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { ClipTokenizer } from '../text/tokenizer.js';
 import type { TokenizeResult } from '../protocol/index.js';
 
@@ -25,9 +27,18 @@ function load(dir: string): Promise<ClipTokenizer> {
   return p;
 }
 
+/** SDXL folders carry a second tokenizer (tokenizer_2/); null when `dir` is not a model folder with one. */
+async function loadSecond(dir: string): Promise<ClipTokenizer | null> {
+  const second = join(dir, 'tokenizer_2');
+  const has = existsSync(join(second, 'tokenizer.json')) || (existsSync(join(second, 'vocab.json')) && existsSync(join(second, 'merges.txt')));
+  return has ? load(second) : null;
+}
+
 async function tokenize(dir: string, text: string): Promise<TokenizeResult> {
   const tok = await load(dir);
   const t = tok.encode(text);
+  const tok2 = await loadSecond(dir);
+  const t2 = tok2?.encode(text);
   return {
     kind: 'tokenize',
     ids: t.ids,
@@ -38,6 +49,12 @@ async function tokenize(dir: string, text: string): Promise<TokenizeResult> {
     droppedWords: t.droppedWords,
     ...(t.warning ? { warning: t.warning } : {}),
     words: t.words.map((w) => ({ word: w.word, start: w.start, end: w.end, tokenIndices: w.tokenIndices })),
+    ...(tok2 && t2 ? {
+      second: {
+        length: t2.length, maxLength: tok2.maxLength, truncated: t2.truncated, droppedWords: t2.droppedWords,
+        ...(t2.warning ? { warning: `tokenizer_2: ${t2.warning}` } : {}),
+      },
+    } : {}),
   };
 }
 

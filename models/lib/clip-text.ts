@@ -3,7 +3,7 @@
 // quick_gelu MLP, final LayerNorm, and the pooled output taken at the FIRST eos token (ArgMax of Equal(ids, eos)).
 // Shared by the SD text encoder and the CLIP model.
 import { DT, tensorF32, tensorI64 as i64, type GraphBuilder, type Init } from './graph-builder.js';
-import { cast, dim, layerNorm, linear, quickGelu, reshape, shapeVec, torchExpand, transpose, unsq, ZEROS } from './layers.js';
+import { cast, dim, geluErf, layerNorm, linear, quickGelu, reshape, shapeVec, torchExpand, transpose, unsq, ZEROS } from './layers.js';
 
 export interface ClipTextConfig {
   vocabSize: number;
@@ -16,6 +16,8 @@ export interface ClipTextConfig {
   layerNormEps: number;
   /** transformers' `initializer_factor` (1.0 in SD's text encoder; the reference CLIP used 2.0). */
   initializerFactor: number;
+  /** MLP activation: quick_gelu (CLIP ViT-L, SD 1.x) or exact gelu (OpenCLIP ViT-bigG, SDXL's text_encoder_2). */
+  activation?: 'quick_gelu' | 'gelu';
 }
 
 /** float32 lowest value, which transformers uses as "minus infinity" in masks. */
@@ -24,6 +26,8 @@ export const F32_MIN = -3.4028234663852886e38;
 export interface ClipTextOutputs {
   lastHiddenState: string;
   pooled: string;
+  /** Embeddings output, then each layer's output (transformers' `hidden_states`, before the final layer norm). */
+  hiddenStates: string[];
 }
 
 /**
@@ -69,7 +73,8 @@ export function clipTextTransformer(g: GraphBuilder, cfg: ClipTextConfig, inputI
       padding = g.op1('Where', [cast(g, inverted, DT.BOOL), g.scalarF32(F32_MIN), inverted]);
     }
 
-    const h = clipEncoder(g, hidden0, cfg, [causal, ...(padding ? [padding] : [])]);
+    const hiddenStates = [hidden0];
+    const h = clipEncoder(g, hidden0, cfg, [causal, ...(padding ? [padding] : [])], hiddenStates);
 
     const last = g.scope('final_layer_norm', () => layerNorm(g, h, cfg.hidden, cfg.layerNormEps, opts.lastHiddenName));
 
@@ -80,7 +85,7 @@ export function clipTextTransformer(g: GraphBuilder, cfg: ClipTextConfig, inputI
     const flat = g.op1('Flatten', [last], { axis: { i: 2 } });
     const flatIdx = g.op1('Add', [first, g.op1('Mul', [batchIdx, dim(g, last, 1)])]);
     const pooled = g.op1('Gather', [flat, flatIdx], { axis: { i: 0 } }, opts.pooledName);
-    return { lastHiddenState: last, pooled };
+    return { lastHiddenState: last, pooled, hiddenStates };
   });
 }
 
@@ -91,6 +96,7 @@ export interface ClipEncoderConfig {
   heads: number;
   layerNormEps: number;
   initializerFactor: number;
+  activation?: 'quick_gelu' | 'gelu';
 }
 
 /**
@@ -98,7 +104,7 @@ export interface ClipEncoderConfig {
  * residual) under scope `encoder`, with transformers' CLIP init (normal, stds scaled by `initializer_factor`).
  * `masks` are added to the attention logits before the Softmax, in order.
  */
-export function clipEncoder(g: GraphBuilder, x: string, cfg: ClipEncoderConfig, masks: string[]): string {
+export function clipEncoder(g: GraphBuilder, x: string, cfg: ClipEncoderConfig, masks: string[], layerOutputs?: string[]): string {
   const f = cfg.initializerFactor;
   const inProjStd = Math.pow(cfg.hidden, -0.5) * Math.pow(2 * cfg.layers, -0.5) * f;
   const outProjStd = Math.pow(cfg.hidden, -0.5) * f;
@@ -116,11 +122,12 @@ export function clipEncoder(g: GraphBuilder, x: string, cfg: ClipEncoderConfig, 
         const n2 = g.scope('layer_norm2', () => layerNorm(g, h1, cfg.hidden, cfg.layerNormEps));
         const m = g.scope('mlp', () => {
           const x1 = g.scope('fc1', () => linear(g, n2, cfg.hidden, cfg.intermediate, { weightInit: normal(fcStd), biasInit: ZEROS }));
-          const act = g.scope('activation_fn', () => quickGelu(g, x1));
+          const act = g.scope('activation_fn', () => (cfg.activation === 'gelu' ? geluErf(g, x1) : quickGelu(g, x1)));
           return g.scope('fc2', () => linear(g, act, cfg.intermediate, cfg.hidden, { weightInit: normal(inProjStd), biasInit: ZEROS }));
         });
         return g.op1('Add', [h1, m]);
       });
+      layerOutputs?.push(h);
     }
   });
   return h;

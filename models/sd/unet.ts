@@ -33,6 +33,40 @@ export interface UNetConfig {
    * loss does not move; ×2.5 gives logit std ≈ 2 and informative maps.
    */
   attn2QkScale: number;
+  /**
+   * Which down blocks are CrossAttnDownBlock2D (the up blocks mirror them). Default: all but the last (SD 1.x/2.x);
+   * SDXL: [false, true, true] (no attention at full latent resolution).
+   */
+  crossAttnDown?: boolean[];
+  /** diffusers `transformer_layers_per_block`, per down block (mid: the last; up: reversed). Default 1 each; SDXL (1, 2, 10). */
+  transformerLayers?: number[];
+  /**
+   * SDXL's `addition_embed_type: "text_time"`: inputs `text_embeds` [b, textEmbedDim] and `time_ids` [b, timeIds];
+   * add_time_proj (sinusoidal, timeEmbedDim per id) → concat → add_embedding (Linear, SiLU, Linear) added to the
+   * time embedding.
+   */
+  addition?: { timeEmbedDim: number; textEmbedDim: number; timeIds: number };
+}
+
+/** Down-block attention flags with the SD 1.x/2.x default. */
+export function crossAttnDownFlags(cfg: UNetConfig): boolean[] {
+  return cfg.crossAttnDown ?? cfg.blockOutChannels.map((_, i) => i < cfg.blockOutChannels.length - 1);
+}
+
+function transformerDepth(cfg: UNetConfig, block: number): number {
+  const t = cfg.transformerLayers;
+  return t ? t[Math.min(block, t.length - 1)] : 1;
+}
+
+/** diffusers Timesteps(dim, flip_sin_to_cos=True, freq_shift=0) on a 1-D tensor, as torch exports it. */
+function timestepProjection(g: GraphBuilder, t: string, dimOut: number): string {
+  const half = dimOut / 2;
+  const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp(-Math.log(10000) * i / half));
+  const arg = g.op1('Mul', [cast(g, g.op1('Unsqueeze', [t, g.constI64([1])]), DT.FLOAT), g.constF32(freqs, [1, half])]);
+  const emb = g.op1('Concat', [g.op1('Sin', [arg]), g.op1('Cos', [arg])], { axis: { i: -1 } });
+  const cosPart = g.op1('Slice', [emb, g.constI64([half]), g.constI64([Number.MAX_SAFE_INTEGER]), g.constI64([1]), g.constI64([1])]);
+  const sinPart = g.op1('Slice', [emb, g.constI64([0]), g.constI64([half]), g.constI64([1]), g.constI64([1])]);
+  return g.op1('Concat', [cosPart, sinPart], { axis: { i: -1 } });
 }
 
 interface Skip {
@@ -56,20 +90,29 @@ export function buildUNet(g: GraphBuilder, cfg: UNetConfig): void {
 
   // timesteps.expand(sample.shape[0]), then Timesteps(flip_sin_to_cos=True, freq_shift=0).
   const t = torchExpand(g, timestep, shapeVec(g, [unsq(g, dim(g, sample, 0))]));
-  const tproj = g.scope('time_proj', () => {
-    const half = c0 / 2;
-    const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp(-Math.log(10000) * i / half));
-    const arg = g.op1('Mul', [cast(g, g.op1('Unsqueeze', [t, g.constI64([1])]), DT.FLOAT), g.constF32(freqs, [1, half])]);
-    const emb = g.op1('Concat', [g.op1('Sin', [arg]), g.op1('Cos', [arg])], { axis: { i: -1 } });
-    const cosPart = g.op1('Slice', [emb, g.constI64([half]), g.constI64([Number.MAX_SAFE_INTEGER]), g.constI64([1]), g.constI64([1])]);
-    const sinPart = g.op1('Slice', [emb, g.constI64([0]), g.constI64([half]), g.constI64([1]), g.constI64([1])]);
-    return g.op1('Concat', [cosPart, sinPart], { axis: { i: -1 } });
-  });
-  const temb = g.scope('time_embedding', () => {
+  const add = cfg.addition;
+  const textEmbeds = add ? g.input('text_embeds', DT.FLOAT, ['batch', add.textEmbedDim]) : undefined;
+  const timeIds = add ? g.input('time_ids', DT.FLOAT, ['batch', add.timeIds]) : undefined;
+  const tproj = g.scope('time_proj', () => timestepProjection(g, t, c0));
+  let temb = g.scope('time_embedding', () => {
     const x = g.scope('linear_1', () => gemm(g, cast(g, tproj, DT.FLOAT), c0, tembDim));
     const a = g.scope('act', () => silu(g, x));
     return g.scope('linear_2', () => gemm(g, a, tembDim, tembDim));
   });
+  if (add && textEmbeds && timeIds) {
+    // time_embeds = add_time_proj(time_ids.flatten()).reshape((text_embeds.shape[0], -1)); concat; add_embedding.
+    const flat = reshape(g, timeIds, g.constI64([-1]));
+    const tp = g.scope('add_time_proj', () => timestepProjection(g, flat, add.timeEmbedDim));
+    const te = reshape(g, tp, shapeVec(g, [unsq(g, dim(g, textEmbeds, 0)), -1]));
+    const cat = g.op1('Concat', [textEmbeds, te], { axis: { i: -1 } });
+    const inDim = add.textEmbedDim + add.timeIds * add.timeEmbedDim;
+    const aug = g.scope('add_embedding', () => {
+      const x = g.scope('linear_1', () => gemm(g, cat, inDim, tembDim));
+      const a = g.scope('act', () => silu(g, x));
+      return g.scope('linear_2', () => gemm(g, a, tembDim, tembDim));
+    });
+    temb = g.op1('Add', [temb, aug]);
+  }
 
   // torch's exporter merges the identical SiLU(temb) of every resnet into the first one's.
   let tembAct: string | undefined;
@@ -81,20 +124,21 @@ export function buildUNet(g: GraphBuilder, cfg: UNetConfig): void {
   const resnet = (x: string, inC: number, outC: number): string =>
     resnetBlock(g, x, inC, outC, cfg.normGroups, cfg.normEps, { temb: { act: sharedTembAct, dim: tembDim } });
 
-  const attention = (x: string, channels: number, heads: number): string =>
-    transformer2d(g, x, channels, heads, ehs, cfg);
+  const attention = (x: string, channels: number, heads: number, depth: number): string =>
+    transformer2d(g, x, channels, heads, depth, ehs, cfg);
+  const crossDown = crossAttnDownFlags(cfg);
 
   let h = g.scope('conv_in', () => conv2d(g, sample, cfg.inChannels, c0, 3));
   const skips: Skip[] = [{ name: h, channels: c0 }];
   let ch = c0;
   for (let i = 0; i < nBlocks; i++) {
     const out = cfg.blockOutChannels[i];
-    const cross = i < nBlocks - 1;
+    const cross = crossDown[i];
     g.scope(`down_blocks.${i}`, () => {
       for (let j = 0; j < cfg.layersPerBlock; j++) {
         h = g.scope(`resnets.${j}`, () => resnet(h, ch, out));
         ch = out;
-        if (cross) h = g.scope(`attentions.${j}`, () => attention(h, out, headsFor(cfg, i)));
+        if (cross) h = g.scope(`attentions.${j}`, () => attention(h, out, headsFor(cfg, i), transformerDepth(cfg, i)));
         skips.push({ name: h, channels: out });
       }
       if (i < nBlocks - 1) {
@@ -106,15 +150,15 @@ export function buildUNet(g: GraphBuilder, cfg: UNetConfig): void {
 
   g.scope('mid_block', () => {
     h = g.scope('resnets.0', () => resnet(h, ch, ch));
-    h = g.scope('attentions.0', () => attention(h, ch, headsFor(cfg, nBlocks - 1)));
+    h = g.scope('attentions.0', () => attention(h, ch, headsFor(cfg, nBlocks - 1), transformerDepth(cfg, nBlocks - 1)));
     h = g.scope('resnets.1', () => resnet(h, ch, ch));
   });
 
   const reversed = [...cfg.blockOutChannels].reverse();
   for (let i = 0; i < nBlocks; i++) {
     const out = reversed[i];
-    const cross = i > 0;
     const headsIdx = nBlocks - 1 - i;
+    const cross = crossDown[headsIdx];
     g.scope(`up_blocks.${i}`, () => {
       for (let j = 0; j <= cfg.layersPerBlock; j++) {
         const skip = skips.pop();
@@ -122,7 +166,7 @@ export function buildUNet(g: GraphBuilder, cfg: UNetConfig): void {
         const cat = g.op1('Concat', [h, skip.name], { axis: { i: 1 } });
         h = g.scope(`resnets.${j}`, () => resnet(cat, ch + skip.channels, out));
         ch = out;
-        if (cross) h = g.scope(`attentions.${j}`, () => attention(h, out, headsFor(cfg, headsIdx)));
+        if (cross) h = g.scope(`attentions.${j}`, () => attention(h, out, headsFor(cfg, headsIdx), transformerDepth(cfg, headsIdx)));
       }
       if (i < nBlocks - 1) {
         h = g.scope('upsamplers.0', () => {
@@ -171,8 +215,8 @@ export function resnetBlock(g: GraphBuilder, x: string, inC: number, outC: numbe
   return g.op1('Div', [g.op1('Add', [shortcut, h]), g.scalarF32(1)]);
 }
 
-/** Transformer2DModel with one BasicTransformerBlock (self-attn, cross-attn, GEGLU FF). Call inside `attentions.j`. */
-function transformer2d(g: GraphBuilder, x: string, channels: number, heads: number, ehs: string, cfg: UNetConfig): string {
+/** Transformer2DModel with `depth` BasicTransformerBlocks (self-attn, cross-attn, GEGLU FF). Call inside `attentions.j`. */
+function transformer2d(g: GraphBuilder, x: string, channels: number, heads: number, depth: number, ehs: string, cfg: UNetConfig): string {
   const b = dim(g, x, 0);
   const hh = dim(g, x, 2);
   const ww = dim(g, x, 3);
@@ -190,7 +234,10 @@ function transformer2d(g: GraphBuilder, x: string, channels: number, heads: numb
     const flat = reshape(g, tr, shapeVec(g, [unsq(g, b), unsq(g, g.op1('Mul', [hh, ww])), unsq(g, inner)]));
     tokens = g.scope('proj_in', () => linear(g, flat, channels, channels));
   }
-  tokens = g.scope('transformer_blocks.0', () => basicTransformerBlock(g, tokens, channels, heads, ehs, cfg));
+  for (let d = 0; d < depth; d++) {
+    const inTokens = tokens;
+    tokens = g.scope(`transformer_blocks.${d}`, () => basicTransformerBlock(g, inTokens, channels, heads, ehs, cfg));
+  }
   let out: string;
   if (!cfg.useLinearProjection) {
     const r = reshape(g, tokens, shapeVec(g, [unsq(g, b), unsq(g, hh), unsq(g, ww), unsq(g, inner)]));

@@ -37,7 +37,7 @@ export interface OverflowFinding {
  * and it is among `droppedWords`).
  */
 export function overflowFinding(block: PromptBlock, tok: TokenizeResult): OverflowFinding | undefined {
-  if (!tok.truncated) return undefined;
+  if (!tok.truncated) return secondWindowFinding(block, tok);
   const lastSlot = tok.maxLength - 2;
   let first = tok.words.findIndex((w) => w.tokenIndices.length === 0 && /\S/.test(w.word));
   if (first < 0) first = tok.words.length;
@@ -54,9 +54,34 @@ export function overflowFinding(block: PromptBlock, tok: TokenizeResult): Overfl
     ranges,
     problem: {
       range: ranges[0]!,
-      message: `Past CLIP's ${tok.maxLength}-token window: "${cut.length > 60 ? `${cut.slice(0, 57)}…` : cut}" (${words} word${words === 1 ? '' : 's'}) is cut off and has no effect on the image. Shorten the prompt or move what matters to the front.`,
+      message: `Past ${tok.second ? `the ${tok.maxLength}-token window of ${tok.second.truncated ? 'both SDXL text encoders' : 'the first SDXL text encoder'}` : `CLIP's ${tok.maxLength}-token window`}: "${cut.length > 60 ? `${cut.slice(0, 57)}…` : cut}" (${words} word${words === 1 ? '' : 's'}) is cut off and has no effect on the image. Shorten the prompt or move what matters to the front.`,
       severity: 'warning',
       code: 'past-token-window',
+    },
+  };
+}
+
+/**
+ * SDXL: the first tokenizer kept everything but tokenizer_2's window cut the prompt (different windows or vocabularies):
+ * the second text encoder never sees the tail. Marked from the first dropped word's last occurrence to the end.
+ */
+function secondWindowFinding(block: PromptBlock, tok: TokenizeResult): OverflowFinding | undefined {
+  const s = tok.second;
+  if (!s?.truncated) return undefined;
+  const first = s.droppedWords[0];
+  const at = first ? block.text.toLowerCase().lastIndexOf(first.toLowerCase()) : -1;
+  const start = at >= 0 ? at : 0;
+  const ranges = textRangeToLineRanges(block, start, block.text.length);
+  if (ranges.length === 0) return undefined;
+  return {
+    textStart: start,
+    ranges,
+    problem: {
+      range: ranges[0]!,
+      message: `Past the ${s.maxLength}-token window of the second SDXL text encoder (tokenizer_2): ${s.droppedWords.length} word` +
+        `${s.droppedWords.length === 1 ? '' : 's'} (${s.droppedWords.slice(0, 5).join(', ')}${s.droppedWords.length > 5 ? ', …' : ''}) reach only the first encoder. Shorten the prompt.`,
+      severity: 'warning',
+      code: 'past-token-window-2',
     },
   };
 }
