@@ -10,6 +10,7 @@ import { registerGenerate } from './generate.js';
 import { registerExplain } from './explain.js';
 import { registerTokenize } from './tokenize.js';
 import { registerDemo } from './demo.js';
+import { registerEvalExplain } from './eval-explain.js';
 
 export const VERSION = '0.1.0';
 
@@ -28,6 +29,7 @@ export function buildProgram(extra: readonly CommandRegistrar[] = []): Command {
   registerExplain(program);
   registerTokenize(program);
   registerDemo(program);
+  registerEvalExplain(program);
   for (const r of extra) r(program);
   // Subcommands inherit the error behaviour: throw instead of exiting, print nothing themselves.
   for (const c of program.commands) c.exitOverride().configureOutput({ outputError: () => {} });
