@@ -58,14 +58,14 @@ async function chartPng(r: EvalExplainReport): Promise<Buffer> {
       ...(m.method === 'random' ? { dashed: true, color: '#888888' } : {}),
     }));
     const png = await renderLineChart({
-      series, title: `${d} perturbation (${d === 'positive' ? 'most' : 'least'} relevant removed first)`,
-      xLabel: 'removed (%)', yLabel: 'accuracy', xDomain: [0, 90], yDomain: [0, 1], width: 640, height: 420,
+      series, xLabel: `removed (%), ${d === 'positive' ? 'most' : 'least'} relevant first`, yLabel: 'accuracy (AUC in the legend)',
+      xDomain: [0, 90], yDomain: [0, 1], width: 820, height: 420,
     });
     return decodeImage(png, `${d} chart`);
   };
   const { png } = await renderSideBySide([
-    { image: await panel('positive'), title: 'positive: lower AUC is better' },
-    { image: await panel('negative'), title: 'negative: higher AUC is better' },
+    { image: await panel('positive'), title: 'positive perturbation: lower AUC is better' },
+    { image: await panel('negative'), title: 'negative perturbation: higher AUC is better' },
   ]);
   return png;
 }
