@@ -12,6 +12,9 @@ import { resizeMap } from '../engine/render/map.js';
 import { trapezoidArea, PERTURBATION_STEPS } from '../engine/explain/evaluation/index.js';
 import { buildForcedVit, writeTestImage, FORCED_IMAGE } from './explain-fixtures.js';
 import { heed, assertUserError, REPO } from './cli-helpers.js';
+import { requireReference } from './helpers/reference.js';
+import { EVAL_METHODS } from '../engine/explain/evaluation/index.js';
+import { copyFileSync } from 'node:fs';
 
 describe('eval explain end to end: forced-attention ViT', function () {
   this.timeout(120_000);
@@ -87,6 +90,33 @@ describe('eval explain end to end: forced-attention ViT', function () {
     await writeTestImage(join(bare, 'x.png'), FORCED_IMAGE.width, FORCED_IMAGE.height);
     const run = await heed(['eval-explain', '--model', model, '--images', bare, '--target', 'label', '--methods', 'random', '--out', join(dir, 'out-bare')]);
     assertUserError(run, /target 'label' needs a <stem>\.label\.txt beside every image.*use target 'predicted'/);
+  });
+});
+
+describe('eval explain end to end: every method on the reference tiny ViT', function () {
+  this.timeout(300_000);
+  it('runs all eight methods (the LRP family included) on two images with masks; scores are in range', async function () {
+    const ref = requireReference(this);
+    const dir = mkdtempSync(join(tmpdir(), 'heed-evalx-tiny-'));
+    try {
+      copyFileSync(join(ref, 'synthetic_image.png'), join(dir, 'a.png'));
+      await writeTestImage(join(dir, 'b.png'), 224, 224);
+      const m = Buffer.alloc(224 * 224, 0);
+      for (let y = 40; y < 150; y++) for (let x = 60; x < 200; x++) m[y * 224 + x] = 255;
+      for (const s of ['a', 'b']) await sharp(m, { raw: { width: 224, height: 224, channels: 1 } }).png().toFile(join(dir, `${s}.mask.png`));
+      const r = await runEvalExplain({ modelDir: join(ref, 'vit-tiny'), imagesDir: dir, methods: EVAL_METHODS, target: 'predicted', fill: 'black', granularity: 'patch' });
+      assert.deepEqual(r.methods.map((x) => x.method), [...EVAL_METHODS]);
+      assert.deepEqual(r.model.grid, { height: 14, width: 14 });
+      for (const x of r.methods) {
+        assert.equal(x.positive.accuracy[0], 1);
+        for (const v of [...x.positive.accuracy, ...x.negative.accuracy]) assert.ok(v >= 0 && v <= 1);
+        const seg = x.segmentation!;
+        assert.equal(seg.images, 2);
+        for (const v of [seg.pixelAccuracy, seg.mIoU, seg.mAP]) assert.ok(v >= 0 && v <= 1, `${x.method}: ${JSON.stringify(seg)}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,7 +9,8 @@ import {
   averagePrecision, minMaxNormalize, scoreSegmentation, summarizeSegmentation, upsampleToImage, randomMap, type Classifier,
 } from '../engine/explain/evaluation/index.js';
 import { listEvalImages, resolveLabel } from '../engine/jobs/eval-explain-folder.js';
-import { parseEvalMethods, parseFill } from '../engine/cli/eval-explain.js';
+import { Command } from 'commander';
+import { evalExplain, parseEvalMethods, parseFill } from '../engine/cli/eval-explain.js';
 
 const close = (a: number, b: number, tol = 1e-12): void => assert.ok(Math.abs(a - b) <= tol, `${a} ≠ ${b}`);
 
@@ -185,6 +186,16 @@ describe('eval explain: image folder and flags', () => {
     assert.equal(resolveLabel('green circle', labels, 3, 'x'), 1);
     assert.throws(() => resolveLabel('3', labels, 3, 'x.label.txt'), /x\.label\.txt: class 3 is out of range/);
     assert.throws(() => resolveLabel('purple', labels, 3, 'x'), /unknown class "purple"; write one of "red circle"/);
+  });
+
+  it('evalExplain mounts the command as `explain` under a parent `eval` command', () => {
+    const program = new Command('heed');
+    const evalCommand = program.command('eval');
+    evalExplain(evalCommand);
+    const sub = evalCommand.commands.find((c) => c.name() === 'explain');
+    assert.ok(sub);
+    const flags = sub.options.map((o) => o.long);
+    for (const f of ['--model', '--images', '--methods', '--out', '--target', '--fill', '--granularity']) assert.ok(flags.includes(f), f);
   });
 
   it('parses --methods and --fill', () => {
