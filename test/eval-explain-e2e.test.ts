@@ -120,6 +120,25 @@ describe('eval explain end to end: every method on the reference tiny ViT', func
   });
 });
 
+describe('eval explain: bad folders are user errors', function () {
+  this.timeout(60_000);
+  it('a mask of another size than its image names both sizes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'heed-evalx-bad-'));
+    try {
+      const model = buildForcedVit(join(dir, 'model'), { target: 1 });
+      mkdirSync(join(dir, 'images'));
+      await writeTestImage(join(dir, 'images', 'x.png'), FORCED_IMAGE.width, FORCED_IMAGE.height);
+      await writeTestImage(join(dir, 'images', 'x.mask.png'), 10, 10);
+      await assert.rejects(
+        runEvalExplain({ modelDir: model, imagesDir: join(dir, 'images'), methods: ['random'], target: 'predicted', fill: 'black', granularity: 'pixel' }),
+        (e: Error & { kind?: string; field?: string }) => e.kind === 'invalid_input' && e.field === 'images' && /is 10×10 but its image is 48×32/.test(e.message),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 const SHAPES_VIT = join(REPO, 'models/shapes/vit');
 
 describe('eval explain end to end: Shapes ViT through the CLI', function () {

@@ -8,6 +8,7 @@ import { HeedError } from '../errors.js';
 import { openSession, runSession, ort } from '../onnx/session.js';
 import { Graph, valueInfoType } from '../onnx/graph.js';
 import type { ModelLoadOptions, ExplainOptions } from '../explain/index.js';
+import type { PreparedImage } from '../explain/preprocess.js';
 import type { Image8 } from '../image/resample.js';
 import {
   PERTURBATION_STEPS, PERTURBATION_DIRECTIONS, fillValues, fillName, removalOrder, patchOrderToPixels, perturbationHits, trapezoidArea,
@@ -124,10 +125,17 @@ async function plainClassifier(models: ExplainModels, dims: [number, number, num
 }
 
 /** A mask file as a 0/1 plane at the geometry the model saw: the processor's resize and crop, nearest-neighbour. */
-async function readMask(models: ExplainModels, path: string, height: number, width: number): Promise<Uint8Array> {
+async function readMask(models: ExplainModels, path: string, image: PreparedImage): Promise<Uint8Array> {
   const { decodeRgb } = await import('../explain/preprocess.js');
   const { runProcessor } = await import('../explain/image-processor.js');
-  const raw = await decodeRgb(path);
+  const { height, width } = image;
+  const raw = await decodeRgb(path).catch((e: unknown) => {
+    throw new HeedError('invalid_input', `mask ${path}: ${(e as Error).message}`, { field: 'images', cause: e });
+  });
+  const size = image.originalSize;
+  if (raw.width !== size.width || raw.height !== size.height) {
+    throw new HeedError('invalid_input', `mask ${path} is ${raw.width}×${raw.height} but its image is ${size.width}×${size.height}; a mask must have its image's size`, { field: 'images' });
+  }
   const n = raw.width * raw.height;
   const binary: Image8 = { data: new Uint8Array(n * 3), width: raw.width, height: raw.height, channels: 3 };
   for (let i = 0; i < n; i++) {
@@ -169,6 +177,11 @@ export async function runEvalExplain(spec: EvalExplainSpec, hooks: EvalExplainHo
   const { validateExplainOptions } = await import('../explain/index.js');
   validateExplainOptions(explainOptionsFor(spec.methods, 0, spec.explain));
   const models = await openExplainModels(spec.modelDir, load);
+  if (models.model.family !== 'vit' || !models.model.hasScores) {
+    await models.release();
+    throw new HeedError('invalid_input', `${spec.modelDir} is not an image classifier (${models.model.family === 'vit' ? "no 'logits' output" : `a ${models.model.family} model`}): ` +
+      'the evaluation scores whether the predicted class survives perturbation, so it needs a ViT-like classifier with class logits', { field: 'model' });
+  }
   let classifier: Awaited<ReturnType<typeof plainClassifier>> | undefined;
   try {
     const { explainWithModel } = await import('../explain/index.js');
@@ -216,7 +229,7 @@ export async function runEvalExplain(spec: EvalExplainSpec, hooks: EvalExplainHo
       grid ??= { height: Math.floor(image.height / info.patch.height), width: Math.floor(image.width / info.patch.width) };
       if (spec.methods.includes('random')) maps.set('random', randomMap(grid, (spec.seed ?? 0) + index));
 
-      const mask = entry.mask ? await readMask(models, entry.mask, image.height, image.width) : undefined;
+      const mask = entry.mask ? await readMask(models, entry.mask, image) : undefined;
       const record: ImageRecord = { stem: entry.stem, predicted: predicted!, ...(label !== undefined ? { label } : {}), target, methods: {} };
       for (const m of spec.methods) {
         const map = maps.get(m)!;
