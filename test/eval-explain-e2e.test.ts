@@ -122,7 +122,7 @@ describe('eval explain end to end: every method on the reference tiny ViT', func
 
 describe('eval explain: bad folders are user errors', function () {
   this.timeout(60_000);
-  it('a mask of another size than its image names both sizes', async () => {
+  it('a mask of another size than its image names both sizes; an aborted run is cancelled', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'heed-evalx-bad-'));
     try {
       const model = buildForcedVit(join(dir, 'model'), { target: 1 });
@@ -132,6 +132,13 @@ describe('eval explain: bad folders are user errors', function () {
       await assert.rejects(
         runEvalExplain({ modelDir: model, imagesDir: join(dir, 'images'), methods: ['random'], target: 'predicted', fill: 'black', granularity: 'pixel' }),
         (e: Error & { kind?: string; field?: string }) => e.kind === 'invalid_input' && e.field === 'images' && /is 10×10 but its image is 48×32/.test(e.message),
+      );
+      // A stopped job ends as `cancelled` (CLI exit 130), not as an internal error.
+      const ac = new AbortController();
+      ac.abort();
+      await assert.rejects(
+        runEvalExplain({ modelDir: model, imagesDir: join(dir, 'images'), methods: ['random'], target: 'predicted', fill: 'black', granularity: 'pixel' }, { signal: ac.signal }),
+        (e: Error & { kind?: string }) => e.kind === 'cancelled',
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -200,7 +200,7 @@ export async function runEvalExplain(spec: EvalExplainSpec, hooks: EvalExplainHo
     const engineMethods = spec.methods.filter((m) => m !== 'random');
 
     for (const [index, entry] of entries.entries()) {
-      hooks.signal?.throwIfAborted();
+      if (hooks.signal?.aborted) throw new HeedError('cancelled', `evaluation cancelled before image ${index + 1} of ${entries.length}`);
       const image = await models.model.prepareImage(entry.image).catch((e: unknown) => {
         throw e instanceof HeedError && e.kind === 'invalid_input' ? new HeedError('invalid_input', `${entry.image}: ${e.message}`, { field: 'images', cause: e }) : e;
       });
