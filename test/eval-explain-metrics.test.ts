@@ -11,6 +11,7 @@ import {
 import { listEvalImages, resolveLabel } from '../engine/jobs/eval-explain-folder.js';
 import { Command } from 'commander';
 import { evalExplain, parseEvalMethods, parseFill } from '../engine/cli/eval-explain.js';
+import { compactJson } from '../engine/jobs/eval-explain-outputs.js';
 
 const close = (a: number, b: number, tol = 1e-12): void => assert.ok(Math.abs(a - b) <= tol, `${a} ≠ ${b}`);
 
@@ -196,6 +197,13 @@ describe('eval explain: image folder and flags', () => {
     assert.ok(sub);
     const flags = sub.options.map((o) => o.long);
     for (const f of ['--model', '--images', '--methods', '--out', '--target', '--fill', '--granularity']) assert.ok(flags.includes(f), f);
+  });
+
+  it('writes number arrays on one line and the JSON still parses to the same value', () => {
+    const v = { a: [1, 0, 0.5, -2e-7], b: { c: ['x', 'y'], d: [[1, 2], [3]] }, e: [] };
+    const text = compactJson(v);
+    assert.deepEqual(JSON.parse(text), v);
+    assert.match(text, /"a": \[1, 0, 0\.5, -2e-7\]/);
   });
 
   it('parses --methods and --fill', () => {

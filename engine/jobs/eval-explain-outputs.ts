@@ -70,12 +70,17 @@ async function chartPng(r: EvalExplainReport): Promise<Buffer> {
   return png;
 }
 
+/** Indented JSON with arrays of numbers on one line (per-image hit rows would otherwise take a line per 0 or 1). */
+export function compactJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]/g, (_, inner: string) => `[${inner.split(/,\s*/).join(', ')}]`);
+}
+
 /** Writes the three files into `outDir` (created) and returns their absolute paths. */
 export async function writeEvalExplainOutputs(r: EvalExplainReport, outDir: string): Promise<string[]> {
   const dir = resolve(outDir);
   mkdirSync(dir, { recursive: true });
   const files = [join(dir, EVAL_EXPLAIN_FILES.json), join(dir, EVAL_EXPLAIN_FILES.markdown), join(dir, EVAL_EXPLAIN_FILES.chart)];
-  writeFileSync(files[0]!, JSON.stringify(r, null, 2) + '\n');
+  writeFileSync(files[0]!, compactJson(r) + '\n');
   writeFileSync(files[1]!, evalExplainMarkdown(r));
   writeFileSync(files[2]!, await chartPng(r));
   return files;
