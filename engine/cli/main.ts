@@ -11,6 +11,7 @@ import { registerExplain } from './explain.js';
 import { registerTokenize } from './tokenize.js';
 import { registerDemo } from './demo.js';
 import { registerEval } from './eval.js';
+import { evalExplain } from './eval-explain.js';
 
 export const VERSION = '0.1.0';
 
@@ -29,8 +30,9 @@ export function buildProgram(extra: readonly CommandRegistrar[] = []): Command {
   registerExplain(program);
   registerTokenize(program);
   registerDemo(program);
-  // `eval` takes sub-modes as sub-commands of the Command it returns (e.g. `heed eval explain`).
-  registerEval(program);
+  // `heed eval explain` (explanation methods) is a sub-command of `heed eval` (diffusion); eval's own flags (--out,
+  // --seeds, …) must not swallow explain's, hence positional options: after `explain`, flags are explain's.
+  evalExplain(registerEval(program).enablePositionalOptions());
   for (const r of extra) r(program);
   // Subcommands (and their sub-modes, e.g. `eval explain`) inherit the error behaviour: throw instead of exiting,
   // print nothing themselves.
