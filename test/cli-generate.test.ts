@@ -317,7 +317,7 @@ describe('cli: demo (child process)', function () {
       const clip = JSON.parse(readFileSync(join(tmp, 'explain-clip/explain.json'), 'utf8')) as { similarities: { text: string }[] };
       assert.deepEqual(clip.similarities.map((s) => s.text), ['a cat', 'a frog']);
       // A folder without the models: a user error that says how to get them.
-      assertUserError(await heed(['demo', '--models', join(tmp, 'generate'), '--out', join(tmp, 'again')]), /npm run demo/);
+      assertUserError(await heed(["demo", "--models", join(tmp, "generate"), "--out", join(tmp, "again")]), /missing sd\/, vit\/, clip\/.*--models DIR/);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

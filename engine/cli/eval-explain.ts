@@ -71,9 +71,17 @@ function configure(cmd: Command): Command {
     });
 }
 
-/** Mounts `explain` under an existing `heed eval` command: `heed eval explain …`. */
+/** Mounts `explain` under an existing `heed eval` command, so that `heed eval --help` lists it. */
 export function evalExplain(evalCommand: Command): Command {
   return configure(evalCommand.command('explain'));
+}
+
+/** The command `heed eval explain …` runs: main.ts rewrites those two words to this hidden one, because commander
+ *  lets the parent `eval` consume the flags it shares with explain (--out, --json, --threads…) when they follow a
+ *  nested sub-command (positional options would have to be enabled on the root, breaking `--verbose` anywhere). */
+export const EVAL_EXPLAIN_COMMAND = 'eval-explain';
+export function registerEvalExplain(program: Command): Command {
+  return configure(program.command(EVAL_EXPLAIN_COMMAND, { hidden: true }));
 }
 
 export async function runEvalExplainCli(o: EvalExplainCliOptions): Promise<{ report: EvalExplainReport; files: string[] }> {

@@ -11,7 +11,7 @@ import { registerExplain } from './explain.js';
 import { registerTokenize } from './tokenize.js';
 import { registerDemo } from './demo.js';
 import { registerEval } from './eval.js';
-import { evalExplain } from './eval-explain.js';
+import { EVAL_EXPLAIN_COMMAND, evalExplain, registerEvalExplain } from './eval-explain.js';
 
 export const VERSION = '0.1.0';
 
@@ -30,9 +30,10 @@ export function buildProgram(extra: readonly CommandRegistrar[] = []): Command {
   registerExplain(program);
   registerTokenize(program);
   registerDemo(program);
-  // `heed eval explain` (explanation methods) is a sub-command of `heed eval` (diffusion); eval's own flags (--out,
-  // --seeds, …) must not swallow explain's, hence positional options: after `explain`, flags are explain's.
-  evalExplain(registerEval(program).enablePositionalOptions());
+  // `heed eval explain` (explanation methods) is listed under `heed eval` (diffusion) but runs as a hidden top-level
+  // command (see EVAL_EXPLAIN_COMMAND), so that eval's flags cannot swallow explain's.
+  evalExplain(registerEval(program));
+  registerEvalExplain(program);
   for (const r of extra) r(program);
   // Subcommands (and their sub-modes, e.g. `eval explain`) inherit the error behaviour: throw instead of exiting,
   // print nothing themselves.
@@ -67,6 +68,7 @@ function tidyCommanderMessage(e: CommanderError): string {
 export async function run(argv: readonly string[]): Promise<number> {
   const verbose = argv.includes('--verbose');
   // The server module (ws, zod schemas) costs ~0.4 s to load: only when `serve` is run or the help lists commands.
+  if (argv[2] === 'eval' && argv[3] === 'explain') argv = [argv[0]!, argv[1]!, EVAL_EXPLAIN_COMMAND, ...argv.slice(4)];
   const args = argv.slice(2);
   const wantsServe = args.length === 0 || args.some((a) => a === 'serve' || a === 'help' || a === '--help' || a === '-h');
   const program = buildProgram(wantsServe ? await serveRegistrar() : []);

@@ -25,7 +25,7 @@ import tokenizer as shapes_tokenizer
 import world
 
 SEED = {"vae": 10, "sd": 11, "clip": 12, "vit": 13}
-DEFAULT_STEPS = {"vae": 450, "sd": 3000, "clip": 400, "vit": 250}
+DEFAULT_STEPS = {"vae": 450, "sd": 6000, "clip": 3000, "vit": 4000}
 BATCH = {"vae": 16, "sd": 16, "clip": 64, "vit": 32}
 LR = {"vae": 1e-3, "sd": 1e-3, "clip": 1e-3, "vit": 1e-3}
 WARMUP = 50
