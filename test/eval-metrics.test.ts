@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { HeedError } from '../engine/errors.js';
 import { neglectedSubjects, subjectAttention } from '../engine/attention/neglect.js';
+import { exciteWordsOf } from '../engine/jobs/eval/run.js';
 import {
   argmax, bestF1, chooseThreshold, cosine, f1, iou, mapIou, maskArea, minObjectSimilarity, nearestColourMasks, normalizeMinMax, pointingHit, prSweep,
   thresholdGrid, thresholdMap, type Mask,
@@ -155,5 +156,15 @@ describe('eval: prompts and seeds', function () {
     for (const bad of ['3..1', 'a..b', '', '1,,2', '-1', '1.5']) {
       assert.throws(() => parseSeedRange(bad), (e: unknown) => e instanceof HeedError && e.kind === 'invalid_input' && e.field === 'seeds', bad);
     }
+  });
+});
+
+describe('heed eval: which words Attend-and-Excite strengthens', () => {
+  const subjects = evalPrompt('a red circle and a blue square', () => []).subjects;
+  it('the nouns by default (the paper), the colour words, or both in prompt order; a subject without a colour keeps its noun', () => {
+    assert.deepEqual(exciteWordsOf(subjects), ['circle', 'square']);
+    assert.deepEqual(exciteWordsOf(subjects, 'colour'), ['red', 'blue']);
+    assert.deepEqual(exciteWordsOf(subjects, 'both'), ['red', 'circle', 'blue', 'square']);
+    assert.deepEqual(exciteWordsOf([{ word: 'cat' }], 'colour'), ['cat']);
   });
 });

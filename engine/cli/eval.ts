@@ -16,7 +16,7 @@ import { stepProgress } from './progress.js';
 import { defaultDevice, deviceOption, resolveCliDevice } from './device.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
 import { GRAMMAR_SETS, evalPrompt, grammarPrompts, parseSeedRange, promptLines, spreadSubset, type EvalPrompt, type GrammarSet } from '../jobs/eval/prompts.js';
-import { EVAL_DEFAULTS, type EvalSettings } from '../jobs/eval/run.js';
+import { EVAL_DEFAULTS, EXCITE_WORDS, type EvalSettings, type ExciteWords } from '../jobs/eval/run.js';
 import type { EvalReport } from '../jobs/eval/report.js';
 
 export interface EvalCliOptions extends OutputMode {
@@ -34,6 +34,7 @@ export interface EvalCliOptions extends OutputMode {
   size?: ImageSize;
   excite: boolean;
   aeRes?: number;
+  exciteWords?: ExciteWords;
   aeScaleFactor?: number;
   tau: number;
   colourTolerance: number;
@@ -62,6 +63,7 @@ export function registerEval(program: Command): Command {
     .option('--size <WxH>', "image size (default: the model's)", parseSize)
     .option('--no-excite', 'no Attend-and-Excite runs (neglect is measured on plain runs only)')
     .option('--ae-res <r>', 'A&E: side of the attention grid its loss reads (default: as heed generate)', positiveInt('--ae-res', 1024))
+    .option('--excite-words <which>', `A&E strengthens each subject's noun ('subject', the paper's choice), its colour word ('colour') or both (Shapes prompts; default subject)`, oneOf('--excite-words', EXCITE_WORDS))
     .option('--ae-scale-factor <f>', 'A&E: step size scale (default 20)', finiteNumber('--ae-scale-factor', 0, 1e6))
     .option('--tau <t>', 'threshold on the normalised word map for IoU (DAAM uses 0.4)', finiteNumber('--tau', 0, 1), EVAL_DEFAULTS.tau)
     .option('--colour-tolerance <d>', 'Shapes prompts: max RGB distance of a pixel to a palette colour', finiteNumber('--colour-tolerance', 0, 442), EVAL_DEFAULTS.colourTolerance)
@@ -135,6 +137,7 @@ export async function planEval(o: EvalCliOptions): Promise<EvalPlan> {
     sd, clip, steps: o.steps, guidance: o.guidance,
     ...(o.scheduler !== undefined ? { scheduler: o.scheduler } : {}),
     ...(o.size ? { width: o.size.width, height: o.size.height } : {}),
+    ...(o.exciteWords !== undefined && o.exciteWords !== 'subject' ? { exciteWords: o.exciteWords } : {}),
     excite: o.excite === false ? false : {
       ...(o.aeRes !== undefined ? { res: o.aeRes } : {}),
       ...(o.aeScaleFactor !== undefined ? { scaleFactor: o.aeScaleFactor } : {}),

@@ -148,7 +148,7 @@ export function reportMarkdown(r: EvalReport): string {
   const lines: string[] = [];
   lines.push('# heed eval', '');
   lines.push(`SD \`${s.sd}\`, CLIP \`${s.clip}\`; ${r.samples} samples (${r.prompts} prompts × seeds ${r.seeds.length <= 8 ? r.seeds.join(', ') : `${r.seeds[0]}..${r.seeds.at(-1)} (${r.seeds.length})`}), ` +
-    `${s.steps} steps, guidance ${s.guidance}${s.width ? `, ${s.width}×${s.height}` : ''}${s.excite === false ? ', no A&E runs' : `, A&E ${JSON.stringify(s.excite)}`}.`, '');
+    `${s.steps} steps, guidance ${s.guidance}${s.width ? `, ${s.width}×${s.height}` : ''}${s.excite === false ? ', no A&E runs' : `, A&E ${JSON.stringify(s.excite)} on the ${s.exciteWords === "colour" ? "colour words" : s.exciteWords === "both" ? "colour and subject words" : "subject words"}`}.`, '');
   lines.push('## Word maps (plain runs, subjects found in the image)', '');
   lines.push(`Map upsampled (bicubic) to the image; pointing: its maximum lies inside the subject's mask; IoU: map normalised to [0, 1] and thresholded at τ = ${r.maps.tau} (DAAM's protocol) against the mask.`, '');
   lines.push('| word | subjects | pointing game | mean IoU |', '|---|---:|---:|---:|');

@@ -30,6 +30,9 @@ export interface EvalSettings {
   height?: number;
   /** A&E options other than the subjects (e.g. res); `false`: no A&E runs. */
   excite: Omit<ExciteOptions, 'subjects' | 'compare'> | false;
+  /** Which words of each subject A&E strengthens: its noun (the paper's choice), its colour word, or both (Shapes
+   *  prompts; other prompts have no colour word and always use the noun). Absent: 'subject'. */
+  exciteWords?: ExciteWords;
   /** DAAM's threshold on the normalised word map (0.4). */
   tau: number;
   /** Colour matching: max RGB distance of a pixel to a palette colour (Shapes prompts). */
@@ -40,6 +43,17 @@ export interface EvalSettings {
   presentSimilarity: number;
   /** Non-Shapes prompts: the Chefer relevance mask is the normalised relevance above this. */
   relevanceThreshold: number;
+}
+
+export const EXCITE_WORDS = ['subject', 'colour', 'both'] as const;
+export type ExciteWords = (typeof EXCITE_WORDS)[number];
+
+/** The words A&E strengthens for a prompt's subjects. */
+export function exciteWordsOf(subjects: readonly { word: string; colour?: string }[], which: ExciteWords = 'subject'): string[] {
+  return subjects.flatMap((x) => {
+    if (which === 'subject' || !x.colour) return [x.word];
+    return which === 'colour' ? [x.colour] : [x.colour, x.word];
+  });
 }
 
 export const EVAL_DEFAULTS = { tau: 0.4, colourTolerance: 60, minArea: 0.01, presentSimilarity: 0.2, relevanceThreshold: 0.5 } as const;
@@ -190,7 +204,7 @@ async function generate(pipe: StableDiffusionPipeline, s: EvalSettings, prompt: 
   if (!excite || s.excite === false) return pipe.generate({ ...base, maps: { daam: true } }).catch(wrap);
   const { planExcite } = await import('../excite.js');
   const { AttendExcite } = await import('../../guidance/attend-excite.js');
-  const plan = await planExcite(pipe, prompt.text, { width, height }, { ...s.excite, subjects: prompt.subjects.map((x) => x.word) });
+  const plan = await planExcite(pipe, prompt.text, { width, height }, { ...s.excite, subjects: exciteWordsOf(prompt.subjects, s.exciteWords) });
   const ae = await AttendExcite.create(pipe, [1, pipe.unet.io.channels, height / 8, width / 8], plan.options);
   try {
     return await pipe.generate({ ...base, maps: { daam: false, perStepResolutions: [plan.options.resolution] }, beforeStep: (c) => ae.hook(c) }).catch(wrap);
