@@ -21,8 +21,9 @@ describe('heed demo settings', () => {
   });
 
   it('demo.json overrides what it names and keeps the rest', () => {
-    writeFileSync(join(dir, 'demo.json'), JSON.stringify({ prompt: 'a red circle', seed: 7, width: 128, trained: true }));
-    assert.deepEqual(demoSettings(dir), { ...DEMO_DEFAULTS, prompt: 'a red circle', seed: 7, width: 128, trained: true });
+    writeFileSync(join(dir, 'demo.json'), JSON.stringify({ prompt: 'a red circle', seed: 7, width: 128, trained: true, excite: 'red', aeScaleFactor: 80 }));
+    assert.deepEqual(demoSettings(dir), { ...DEMO_DEFAULTS, prompt: 'a red circle', seed: 7, width: 128, trained: true, excite: 'red', aeScaleFactor: 80 });
+    assert.equal(DEMO_DEFAULTS.excite, 'auto');
   });
 
   it('a malformed demo.json is a usage error naming the file and the field', () => {

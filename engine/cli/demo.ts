@@ -42,12 +42,16 @@ export interface DemoSettings {
   guidance: number;
   /** Whether the weights are trained (the closing note differs). */
   trained: boolean;
+  /** Attend-and-Excite's words, as `--excite` takes them (default 'auto': the prompt's nouns). */
+  excite: string;
+  /** A&E step size scale (default diffusers' 20). */
+  aeScaleFactor?: number;
   /** One line shown before the run: what to look for. */
   note?: string;
 }
 
 /** Without a demo.json (e.g. a folder of random-weight models). */
-export const DEMO_DEFAULTS: DemoSettings = { prompt: DEMO_PROMPT, seed: 1234, width: 256, height: 256, steps: 10, guidance: 7.5, trained: false };
+export const DEMO_DEFAULTS: DemoSettings = { prompt: DEMO_PROMPT, seed: 1234, width: 256, height: 256, steps: 10, guidance: 7.5, trained: false, excite: 'auto' };
 
 /** The folder's demo.json over DEMO_DEFAULTS; a malformed file is a usage error naming it. */
 export function demoSettings(dir: string): DemoSettings {
@@ -61,8 +65,8 @@ export function demoSettings(dir: string): DemoSettings {
   }
   const out: DemoSettings = { ...DEMO_DEFAULTS };
   const o = (raw ?? {}) as Record<string, unknown>;
-  for (const key of ['prompt', 'note'] as const) if (typeof o[key] === 'string') out[key] = o[key] as string;
-  for (const key of ['seed', 'width', 'height', 'steps', 'guidance'] as const) {
+  for (const key of ['prompt', 'note', 'excite'] as const) if (typeof o[key] === 'string') out[key] = o[key] as string;
+  for (const key of ['seed', 'width', 'height', 'steps', 'guidance', 'aeScaleFactor'] as const) {
     if (o[key] === undefined) continue;
     if (typeof o[key] !== 'number' || !Number.isFinite(o[key]) || (o[key] as number) < 0) {
       throw new UsageError(`${file}: "${key}" must be a non-negative number`, 'models');
@@ -146,13 +150,13 @@ export async function runDemo(o: DemoCliOptions): Promise<DemoSummary> {
   const sub: OutputMode = { quiet: true };
 
   say(mode, `\n[1/3] generate "${prompt}" on the ${what} SD pipeline: ${size.width}x${size.height}, ${steps} steps, guidance ${guidance}, seed ${seed}, per-word maps` +
-    (o.excite ? ';\n      a plain run and an Attend-and-Excite run on the prompt\'s nouns, side by side' : ''));
+    (o.excite ? `;\n      a plain run and an Attend-and-Excite run on ${settings.excite === 'auto' ? 'the prompt\'s nouns' : settings.excite}${settings.aeScaleFactor !== undefined ? ` (scale factor ${settings.aeScaleFactor})` : ''}, side by side` : ''));
   const genDir = join(out, 'generate');
   const gen = await runGenerate({
     model: models.sd, prompt, negative: '', steps, guidance, seed, size,
     out: genDir, maps: true, trace: join(genDir, 'trace'), colormap: 'turbo', opacity: 0.5, threads: o.threads,
     quiet: o.quiet, json: o.json, summary: false,
-    ...(o.excite ? { excite: 'auto', compare: true } : {}),
+    ...(o.excite ? { excite: settings.excite, compare: true, ...(settings.aeScaleFactor !== undefined ? { aeScaleFactor: settings.aeScaleFactor } : {}) } : {}),
   });
   const timings = gen.result.timings;
   say(mode, `      ${gen.result.timesteps.length} UNet calls in ${(timings.denoiseMs / 1000).toFixed(1)} s; words: ${gen.written.maps.map((m) => m.word).join(', ')}`);
