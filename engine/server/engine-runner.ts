@@ -166,7 +166,7 @@ async function runExplain(job: Extract<WorkerJob, { kind: 'explain' }>, ctx: Job
   const { openExplainModels, runExplainJob } = await import('../jobs/explain.js');
   const { explainJson } = await import('../jobs/explain-outputs.js');
   const loaded = await ctx.cache.get<LoadedExplain>(`explain:${job.modelDir}`, async () => {
-    const opened = await openExplainModels(job.modelDir, { device: DEVICE });
+    const opened = await openExplainModels(job.modelDir, { device: DEVICE, intraOpThreads: THREADS });
     return { value: opened, bytes: await folderBytes(job.modelDir), dispose: () => opened.release() };
   });
   ctx.signal.throwIfAborted();
