@@ -1,7 +1,8 @@
 // Explain benchmark (wired into `npm run bench` by bench/run.ts): latency of each method AFTER the forward pass,
 // for the tiny ViT and a ViT-B/16-size model with random weights (224×224, 12 layers × 12 heads, 197 tokens).
 // Goals (issue 7): rollout < 50 ms; Chefer (one VJP run + the relevance product) < 3× the forward pass.
-// `*_compare_<method>_over_forward`: each map method end to end as `heed explain --compare` times it, over one forward.
+// `*_compare_<method>_over_forward`: every method end to end as `heed explain --compare` times it (heads and distance,
+// which --compare leaves out, timed the same way), over one forward.
 // Times are medians of a few runs after a warm-up (sessions open, JIT warm); sessions use one intra-op thread,
 // so compare ratios rather than absolute times on a shared machine (`*_cpu_ms` is this process's CPU time). The one-off cost of building the VJP graph
 // and opening its sessions is reported separately (`vjp_build_ms`). Gradient methods run the forward through the
@@ -19,6 +20,8 @@ import { cheferRelevanceRow } from '../engine/explain/chefer.js';
 import { meanAttentionDistances } from '../engine/explain/distance.js';
 import { clsAttentionMaps } from '../engine/explain/heads.js';
 import { compareMethods } from '../engine/explain/compare.js';
+import { explainWithModel } from '../engine/explain/api.js';
+import { NON_MAP_METHODS } from '../engine/explain/method-map.js';
 import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from '../engine/explain/methods/lrp-maps.js';
 
 function median(values: number[]): number {
@@ -137,6 +140,13 @@ export async function benchModel(name: string, cfg: VitConfig, imagePath: string
     for (const m of compared.methods) {
       out[`${name}_compare_${m.method}_wall_ms`] = m.wallMs;
       out[`${name}_compare_${m.method}_over_forward`] = m.wallMs / fwd.ms;
+    }
+    // --compare leaves out the methods that give no single map (heads, distance); time their own explain runs the
+    // same way (one method per run, forward included, median after a warm-up) so that every method has a ratio.
+    for (const method of NON_MAP_METHODS) {
+      const run = await timed(reps, () => explainWithModel(model, grads, image, { classIndex: top, methods: [method] }));
+      out[`${name}_compare_${method}_wall_ms`] = run.ms;
+      out[`${name}_compare_${method}_over_forward`] = run.ms / fwd.ms;
     }
     // For comparison: one single-session VJP run (forward + backward together), as used for CLIP and fixed batches.
     t0 = performance.now();
