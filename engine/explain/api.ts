@@ -311,6 +311,9 @@ export async function explainWithModel(model: ExplainModel, gradients: GradientE
     }
     timings[method.name] = performance.now() - t0;
   }
+  // Attention-only LRP methods ran before the gradient ones: list them in the method table's order (stable sort, so
+  // each method's classes keep theirs).
+  result.lrp.sort((a, b) => LRP_METHODS.indexOf(a.method) - LRP_METHODS.indexOf(b.method));
   return result;
 }
 

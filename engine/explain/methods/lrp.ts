@@ -11,13 +11,13 @@ import type { GridMap } from '../tensor.js';
 import { ExplainError } from '../errors.js';
 import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from './lrp-maps.js';
 import type { LrpMethod } from './lrp-run.js';
-import type { AttentionMethod, GradientMethod, GradientMethodContext } from './method.js';
+import type { AttentionMethod, GradientMethod, GradientMethodContext, MethodContext } from './method.js';
 import { poolToGrid } from '../lrp/attn-engine.js';
 
 /** Relevance of every attention map per class, computed once per explain run (keyed by the run's result object). */
 const relevanceCache = new WeakMap<object, Map<number, Promise<LayerTensor[]>>>();
 
-function relevanceOf(ctx: GradientMethodContext, classIndex: number): Promise<LayerTensor[]> {
+function relevanceOf(ctx: MethodContext, classIndex: number): Promise<LayerTensor[]> {
   let perClass = relevanceCache.get(ctx.result);
   if (!perClass) relevanceCache.set(ctx.result, (perClass = new Map()));
   let p = perClass.get(classIndex);
@@ -34,18 +34,22 @@ function relevanceOf(ctx: GradientMethodContext, classIndex: number): Promise<La
   return p;
 }
 
+/** A patch row (one value per patch) as a grid map. */
+function rowToGrid(ctx: MethodContext, r: Float64Array): GridMap {
+  const { layout } = ctx;
+  const padded = new Float64Array(layout.prefixTokens + r.length);
+  padded.set(r, layout.prefixTokens);
+  return clsRowToGrid(padded, layout.grid, layout.prefixTokens, false);
+}
+
 function lrpMethod(name: LrpMethod, row: (ctx: GradientMethodContext, classIndex: number, g: { vision: LayerTensor[]; visionGrads: LayerTensor[] }) => Promise<Float64Array> | Float64Array): GradientMethod {
   return {
     name,
     readsCls: true,
     needs: 'gradients',
     async run(ctx) {
-      const { layout, result, targets } = ctx;
-      const grid = (r: Float64Array): GridMap => {
-        const padded = new Float64Array(layout.prefixTokens + r.length);
-        padded.set(r, layout.prefixTokens);
-        return clsRowToGrid(padded, layout.grid, layout.prefixTokens, false);
-      };
+      const { result, targets } = ctx;
+      const grid = (r: Float64Array): GridMap => rowToGrid(ctx, r);
       for (const { about, grads } of targets) {
         if (!('classIndex' in about)) throw new ExplainError(`internal: ${name} explains classes`, { kind: 'internal' });
         const startLayer = name === 'transformer-attribution' ? resolveStartLayer(ctx.options.cheferStart ?? 'all', ctx.vision.length) : undefined;
@@ -61,8 +65,25 @@ function lrpMethod(name: LrpMethod, row: (ctx: GradientMethodContext, classIndex
 
 export const transformerAttributionMethod = lrpMethod('transformer-attribution', async (ctx, c, g) =>
   transformerAttribution(await relevanceOf(ctx, c), g.visionGrads, resolveStartLayer(ctx.options.cheferStart ?? 'all', ctx.vision.length), ctx.layout.prefixTokens));
-export const partialLrpMethod = lrpMethod('partial-lrp', async (ctx, c) => partialLrp(await relevanceOf(ctx, c), ctx.layout.prefixTokens));
-export const rawAttentionMethod = lrpMethod('raw-attention', (ctx, _c, g) => rawAttention(g.vision, ctx.layout.prefixTokens));
+
+/** An LRP-family method that reads no attention gradients (partial-lrp: the relevance session runs its own forward;
+ * raw-attention: the forward's attention), so it runs with the attention methods and skips the gradient pass
+ * (a forward with residuals and a backward) that it would otherwise pay for without using. */
+function lrpAttentionMethod(name: LrpMethod, row: (ctx: MethodContext, classIndex: number) => Promise<Float64Array> | Float64Array): AttentionMethod {
+  return {
+    name,
+    readsCls: true,
+    needs: 'attention',
+    async run(ctx) {
+      for (const { classIndex, label } of ctx.explained) {
+        ctx.result.lrp.push({ method: name, classIndex, label, map: rowToGrid(ctx, await row(ctx, classIndex)) });
+      }
+    },
+  };
+}
+
+export const partialLrpMethod = lrpAttentionMethod('partial-lrp', async (ctx, c) => partialLrp(await relevanceOf(ctx, c), ctx.layout.prefixTokens));
+export const rawAttentionMethod = lrpAttentionMethod('raw-attention', (ctx) => rawAttention(ctx.vision, ctx.layout.prefixTokens));
 export const gradCamMethod = lrpMethod('gradcam', (ctx, _c, g) => attentionGradCam(g.vision, g.visionGrads, ctx.layout.prefixTokens));
 
 /** attn-lrp reads no attention gradients (its own backward goes to the pixels), so it runs with the attention methods
