@@ -315,7 +315,7 @@ describe('cli: demo (child process)', function () {
       const rep = JSON.parse(readFileSync(join(tmp, 'generate/report.json'), 'utf8')) as Report;
       assert.deepEqual(rep.maps.map((m) => m.word), ['a', 'cat', 'and', 'frog']);
       const clip = JSON.parse(readFileSync(join(tmp, 'explain-clip/explain.json'), 'utf8')) as { similarities: { text: string }[] };
-      assert.deepEqual(clip.similarities.map((s) => s.text), ['a cat', 'a frog']);
+      assert.deepEqual(clip.similarities.map((s) => s.text), ['a cat', 'a frog', 'a cat and a frog']); // each subject phrase, then the whole prompt
       // A folder without the models: a user error that says how to get them.
       assertUserError(await heed(["demo", "--models", join(tmp, "generate"), "--out", join(tmp, "again")]), /missing sd\/, vit\/, clip\/.*--models DIR/);
     } finally {
