@@ -1,6 +1,7 @@
 // The float32 <-> model-dtype boundary. The pipeline computes in float32 on the host; fp16 exports take and return
 // float16 tensors, and timesteps are float32 in some exports and int64 in others. Each model input's element type
 // and rank are read from the ORT session metadata (the model's own declaration), never guessed from its name.
+import { halfToFloat } from '../onnx/tensor.js';
 import { ort } from '../onnx/session.js';
 import { valueInfoType, type Graph } from '../onnx/graph.js';
 import { dataTypeName } from '../onnx/tensor.js';
@@ -13,6 +14,8 @@ const FEEDABLE: readonly string[] = ['float32', 'float16', 'float64', 'int64', '
 export function isFeedType(t: string): t is FeedType {
   return FEEDABLE.includes(t);
 }
+
+export { halfToFloat };
 
 // Scratch views for the bit-level float32 <-> float16 conversion.
 const f32 = new Float32Array(1);
@@ -50,15 +53,6 @@ export function floatToHalf(value: number): number {
   return sign | h;
 }
 
-/** Number value of IEEE binary16 bits (exact). */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
-}
 
 export function floatsToHalf(src: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(src.length);

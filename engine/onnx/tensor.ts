@@ -148,10 +148,30 @@ export function tensorToProto(name: string, t: HostTensor): TensorProto {
   });
 }
 
-/** Number values of an integer or float tensor (int64 converted with Number). */
+/** Number value of IEEE binary16 bits (exact). */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+const bf16View = new DataView(new ArrayBuffer(4));
+function bfloat16ToFloat(h: number): number {
+  bf16View.setUint32(0, h << 16);
+  return bf16View.getFloat32(0);
+}
+
+/**
+ * Number values of an integer or float tensor (int64 converted with Number). 16-bit floats are stored as their bits
+ * (Uint16Array) and are decoded here, so that an fp16 export's constants fold to their values, not their bit patterns.
+ */
 export function toNumbers(t: HostTensor): number[] {
   const out: number[] = new Array(t.data.length);
-  for (let i = 0; i < t.data.length; i++) out[i] = Number(t.data[i]);
+  const decode = t.dataType === DataType.FLOAT16 ? halfToFloat : t.dataType === DataType.BFLOAT16 ? bfloat16ToFloat : null;
+  for (let i = 0; i < t.data.length; i++) out[i] = decode ? decode(Number(t.data[i])) : Number(t.data[i]);
   return out;
 }
 
