@@ -3,12 +3,14 @@
 // (its latent_hw is 96² unless sample_size × VAE scale is 512 or 1024) and picks layers by their factor relative to
 // that grid; `daamGrid: 96` reproduces that. Heed's default puts the maps on the latent grid (12×12 here) instead.
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StableDiffusionPipeline } from '../engine/diffusion/pipeline.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { bicubicResize } from '../engine/attention/aggregate.js';
+import { heed } from './cli-helpers.js';
 
 const TINY = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/tiny/', import.meta.url)));
 const DAAM = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/daam/', import.meta.url)));
@@ -77,5 +79,31 @@ describe('SDXL DAAM word maps vs DAAM\'s own SDXL trace (tiny SDXL export)', fun
     const rel = maxRelErr(up, want);
     // Same layers and weights, but DAAM clamps each upsampled (layer, head) map at 0 at 96×96 before averaging.
     assert.ok(rel > 1e-4 && rel < 0.2, `default grid resized: max relative error ${rel}`);
+  });
+
+  it('`heed generate --maps-daam-grid 96` writes DAAM\'s word maps; a non-square --size is a usage error', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'heed-sdxl-daam-'));
+    try {
+      const out = join(tmp, 'out');
+      const r = await heed(['generate', '--model', TINY, '--prompt', meta.prompt, '--steps', String(meta.steps),
+        '--guidance', String(meta.guidance_scale), '--size', `${meta.width}x${meta.height}`,
+        '--latents', join(DAAM, 'latents_init.npy'), '--maps-daam-grid', String(grid), '--out', out, '--quiet', '--threads', '1']);
+      assert.equal(r.code, 0, r.stderr);
+      const files = readdirSync(join(out, 'maps'));
+      for (const [word, w] of Object.entries(meta.words)) {
+        const f = files.find((x) => x.endsWith(`-${word}.npy`));
+        assert.ok(f, `${word}: ${files.join(', ')}`);
+        const got = readNpyFloat32(join(out, 'maps', f));
+        assert.deepEqual(got.shape, [grid, grid]);
+        const rel = maxRelErr(got.data, readNpyFloat32(join(DAAM, w.file)).data);
+        assert.ok(rel < 1e-4, `${word}: max relative error ${rel}`);
+      }
+      const bad = await heed(['generate', '--model', TINY, '--prompt', 'a cat', '--size', '192x128', '--maps-daam-grid', '96',
+        '--out', join(tmp, 'bad')]);
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /square/);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
