@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { StableDiffusionPipeline, type GenerateResult } from '../engine/diffusion/pipeline.js';
 import { float16Folder } from './helpers/float16.js';
+import { DataType, toNumbers } from '../engine/onnx/tensor.js';
 
 const FIXTURE = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/tiny/', import.meta.url)));
 const REF = join(FIXTURE, 'ref');
@@ -27,6 +28,13 @@ function rel(got: Float32Array, want: Float32Array): number {
   }
   return err / scale;
 }
+
+describe('float16 constants in shape folding', () => {
+  it('are read as their values, not their bit patterns (1, -2, 32768, 2^-24, bfloat16 1.5)', () => {
+    assert.deepEqual(toNumbers({ dataType: DataType.FLOAT16, dims: [4], data: new Uint16Array([0x3c00, 0xc000, 0x7800, 0x0001]) }), [1, -2, 32768, 2 ** -24]);
+    assert.deepEqual(toNumbers({ dataType: DataType.BFLOAT16, dims: [1], data: new Uint16Array([0x3fc0]) }), [1.5]);
+  });
+});
 
 describe('SDXL fp16 folder (tiny export converted to float16) vs the fp32 diffusers reference', function () {
   this.timeout(600_000);
