@@ -11,6 +11,8 @@ import { StableDiffusionPipeline } from '../engine/diffusion/pipeline.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { bicubicResize } from '../engine/attention/aggregate.js';
 import { heed } from './cli-helpers.js';
+import { runGenerateJob } from '../engine/jobs/generate.js';
+import { HeedError } from '../engine/errors.js';
 
 const TINY = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/tiny/', import.meta.url)));
 const DAAM = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/daam/', import.meta.url)));
@@ -79,6 +81,12 @@ describe('SDXL DAAM word maps vs DAAM\'s own SDXL trace (tiny SDXL export)', fun
     const rel = maxRelErr(up, want);
     // Same layers and weights, but DAAM clamps each upsampled (layer, head) map at 0 at 96×96 before averaging.
     assert.ok(rel > 1e-4 && rel < 0.2, `default grid resized: max relative error ${rel}`);
+  });
+
+  it('a job (server request) with maps.daamGrid on a non-square image is invalid_input naming maps.daamGrid', async () => {
+    await assert.rejects(
+      runGenerateJob(pipe, { prompt: 'a cat', model: TINY, outDir: join(tmpdir(), 'heed-unused'), width: 192, height: 128, maps: { daamGrid: 96 } }),
+      (e: unknown) => e instanceof HeedError && e.kind === 'invalid_input' && e.field === 'maps.daamGrid' && /square/.test(e.message));
   });
 
   it('`heed generate --maps-daam-grid 96` writes DAAM\'s word maps; a non-square --size is a usage error', async () => {
