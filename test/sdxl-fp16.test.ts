@@ -12,6 +12,10 @@ import { readNpyFloat32 } from '../engine/io/npy.js';
 import { StableDiffusionPipeline, type GenerateResult } from '../engine/diffusion/pipeline.js';
 import { float16Folder } from './helpers/float16.js';
 import { DataType, toNumbers } from '../engine/onnx/tensor.js';
+import { seededLatents } from '../engine/diffusion/latents.js';
+import { sdxlTimeIds } from '../engine/diffusion/sdxl-conditioning.js';
+import { AE_DEFAULTS, AttendExcite } from '../engine/guidance/attend-excite.js';
+import { DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 
 const FIXTURE = resolve(fileURLToPath(new URL('../../test/fixtures/sdxl/tiny/', import.meta.url)));
 const REF = join(FIXTURE, 'ref');
@@ -81,5 +85,35 @@ describe('SDXL fp16 folder (tiny export converted to float16) vs the fp32 diffus
     const cat = res.prompt.words.find((w) => w.word === 'cat')?.tokenIndices ?? [];
     const map = store.wordMap(cat);
     assert.ok(map.every((v) => Number.isFinite(v) && v >= 0) && map.some((v) => v > 0));
+  });
+
+  it('Attend-and-Excite on the fp16 UNet: step-0 loss and ∂loss/∂latents close to the fp32 UNet\'s (VJP in float16)', async () => {
+    const shape: [number, number, number, number] = [1, 4, 32, 32];
+    const opts = {
+      tokenIndices: [2, 5], maxIterToAlter: 1, thresholds: {}, scaleFactor: AE_DEFAULTS.scaleFactor,
+      maxRefinementSteps: 0, resolution: 8, loss: DEFAULT_AE_LOSS,
+    };
+    const fp32 = await StableDiffusionPipeline.load(FIXTURE, { threads: 1 });
+    const at = async (p: StableDiffusionPipeline) => {
+      const ae = await AttendExcite.create(p, shape, opts);
+      try {
+        const enc = await p.encodePrompts(meta.prompt, undefined);
+        assert.ok(enc.pooled);
+        const added = { textEmbeds: enc.pooled.cond, timeIds: sdxlTimeIds(p.unet.io, enc.pooled.dim, { height: 256, width: 256 }) };
+        return await ae.lossAndGradient(seededLatents(11, shape).latents, 751, enc.cond, enc.dims, added);
+      } finally {
+        await ae.dispose();
+      }
+    };
+    try {
+      const want = await at(fp32);
+      const got = await at(pipe);
+      const g = rel(Float32Array.from(got.grad), Float32Array.from(want.grad));
+      console.log(`      A&E fp16 vs fp32 UNet: loss ${got.loss.toFixed(6)} vs ${want.loss.toFixed(6)}, gradient max|Δ|/max|ref| ${g.toExponential(2)}`);
+      assert.ok(Math.abs(got.loss - want.loss) < 1e-3, `loss ${got.loss} vs ${want.loss}`);
+      assert.ok(g > 0 && g < 5e-2, `gradient ${g}`);
+    } finally {
+      await fp32.dispose();
+    }
   });
 });
