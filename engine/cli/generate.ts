@@ -124,7 +124,7 @@ function explainSizeFailure(e: unknown, size: ImageSize): unknown {
   return e;
 }
 
-/** --maps, --maps-per-step, --maps-per-layer and --maps-res as the protocol's `maps` option (the job's spec). */
+/** --maps, --maps-per-step, --maps-per-layer, --maps-res and --maps-daam-grid as the protocol's `maps` option (the job's spec). */
 export function mapsFromFlags(o: Pick<GenerateCliOptions, 'maps' | 'mapsPerStep' | 'mapsPerLayer' | 'mapsRes' | 'mapsDaamGrid'>): { maps?: MapsOptions } {
   const grid = o.mapsDaamGrid !== undefined ? { daamGrid: o.mapsDaamGrid } : {};
   if (!o.maps && !o.mapsPerStep && !o.mapsPerLayer && o.mapsDaamGrid === undefined) return {};

@@ -1,10 +1,9 @@
 // The float32 <-> model-dtype boundary. The pipeline computes in float32 on the host; fp16 exports take and return
 // float16 tensors, and timesteps are float32 in some exports and int64 in others. Each model input's element type
 // and rank are read from the ORT session metadata (the model's own declaration), never guessed from its name.
-import { floatToHalf, halfToFloat } from '../onnx/tensor.js';
 import { ort } from '../onnx/session.js';
 import { valueInfoType, type Graph } from '../onnx/graph.js';
-import { dataTypeName } from '../onnx/tensor.js';
+import { dataTypeName, floatToHalf, halfToFloat } from '../onnx/tensor.js';
 
 /** Element types the pipeline can feed (float inputs from float32 data, integer inputs from rounded values). */
 export type FeedType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32';
@@ -15,9 +14,8 @@ export function isFeedType(t: string): t is FeedType {
   return FEEDABLE.includes(t);
 }
 
+// The bit-level float32 <-> float16 codecs live with the ONNX tensors (constant folding needs them too).
 export { floatToHalf, halfToFloat };
-
-
 
 export function floatsToHalf(src: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(src.length);
