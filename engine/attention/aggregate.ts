@@ -150,6 +150,26 @@ export function daamFactor(queryLength: number, latentHeight: number, latentWidt
   return Math.floor(Math.sqrt(Math.floor((latentHeight * latentWidth) / queryLength)));
 }
 
+/** DAAM's default `factors` in compute_global_heat_map: maps whose factor is not in this set are left out. */
+export const DAAM_FACTORS: ReadonlySet<number> = new Set([0, 1, 2, 4, 8, 16, 32, 64]);
+
+/**
+ * Whether DAAM's own code, with its fixed grid of `grid`×`grid` (sqrt of its latent_hw: 64 when the UNet's
+ * sample_size × the VAE scale factor is 512 or 1024, else 96), uses a site: a DAAM site whose factor relative to that
+ * grid, int(sqrt(grid² // q)), is in DAAM_FACTORS and not 8. DAAM reshapes q as a square, so non-square grids fail.
+ */
+export function isDaamGridSite(site: AttentionSite, grid: number, latentHeight: number, latentWidth: number, contextLength = 77): boolean {
+  const f = daamFactor(site.queryLength, grid, grid);
+  if (!(site.kind === 'cross' && (site.block === 'down' || site.block === 'up') && site.keyLength === contextLength &&
+    f !== 8 && DAAM_FACTORS.has(f))) return false;
+  const [h, w] = siteGrid(site, latentHeight, latentWidth);
+  if (h !== w) {
+    throw new AttentionAggregateError(`${site.modulePath}: a ${h}x${w} grid is not square; DAAM's fixed grid ` +
+      `(daamGrid ${grid}) reproduces DAAM's own code, which only handles square images (leave daamGrid unset)`);
+  }
+  return true;
+}
+
 /**
  * Whether DAAM's default trace captures a site: attn2 of the CrossAttn down/up blocks (the mid block is not
  * hooked), key length = the text context, and factor ≠ 8 (DAAM skips those as too coarse).

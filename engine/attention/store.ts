@@ -6,7 +6,7 @@
 // Nothing else is kept, so memory does not grow with the number of steps beyond the per-step maps asked for.
 import type { AttentionSite } from './discover.js';
 import {
-  aeAggregate, bicubicResize, isDaamSite, itemSlice, meanOfRows, queryMapsToTokenMaps, siteGrid, transposeToTokenRows,
+  aeAggregate, bicubicResize, isDaamGridSite, isDaamSite, itemSlice, meanOfRows, queryMapsToTokenMaps, siteGrid, transposeToTokenRows,
   AttentionAggregateError, type QueryMaps, type SiteProbs, type TokenMaps,
 } from './aggregate.js';
 
@@ -19,6 +19,13 @@ export interface AttentionStoreOptions {
   contextLength?: number;
   /** Accumulate DAAM's global heat map (default true). */
   daam?: boolean;
+  /**
+   * DAAM's fixed output grid (sqrt of DAAM's latent_hw: 64 when unet sample_size × VAE scale factor is 512 or 1024 —
+   * SD 1.x at 512 px, SDXL at 1024 px — otherwise 96). Set, the DAAM maps are DAAM's own: sites chosen by their
+   * factor relative to grid² (in DAAM's factor set, not 8) and every (layer, head) map resized to grid×grid. Unset
+   * (default), sites are chosen relative to the latent size and maps come at the latent size. Square grids only.
+   */
+  daamGrid?: number | null;
   /** Grid heights (e.g. 16) at which to keep the per-call head/layer mean (Attend-and-Excite's map). */
   perStepResolutions?: number[];
   /** Grid heights at which to keep per-layer maps (head mean, summed over calls). */
@@ -74,8 +81,17 @@ export class AttentionStore {
   constructor(options: AttentionStoreOptions) {
     if (!Number.isInteger(options.tokenRows) || options.tokenRows < 1) throw new RangeError(`tokenRows must be a positive integer (got ${options.tokenRows})`);
     this.options = {
-      daam: true, contextLength: 77, perStepResolutions: [], perLayerResolutions: [], ...options,
+      daam: true, contextLength: 77, perStepResolutions: [], perLayerResolutions: [], daamGrid: null, ...options,
     };
+    const g = this.options.daamGrid;
+    if (g !== null && (!Number.isInteger(g) || g < 1)) throw new RangeError(`daamGrid must be a positive integer (got ${g})`);
+  }
+
+  /** Whether a site feeds the DAAM maps (see daamGrid). */
+  private isDaam(s: AttentionSite): boolean {
+    const { latentHeight: lh, latentWidth: lw, contextLength, daamGrid } = this.options;
+    if (!this.options.daam) return false;
+    return daamGrid === null ? isDaamSite(s, lh, lw, contextLength) : isDaamGridSite(s, daamGrid, lh, lw, contextLength);
   }
 
   /** The sites whose probabilities this store needs, out of all discovered ones (expose only these). */
@@ -83,7 +99,7 @@ export class AttentionStore {
     const { latentHeight: lh, latentWidth: lw } = this.options;
     const res = new Set([...this.options.perStepResolutions, ...this.options.perLayerResolutions]);
     return sites.filter((s) => s.kind === 'cross' &&
-      ((this.options.daam && isDaamSite(s, lh, lw, this.options.contextLength)) || res.has(siteGrid(s, lh, lw)[0])));
+      (this.isDaam(s) || res.has(siteGrid(s, lh, lw)[0])));
   }
 
   /** Calls recorded so far. */
@@ -105,7 +121,7 @@ export class AttentionStore {
       const q = h * w;
       const k = p.site.keyLength;
       const cond = itemSlice(p, batch, condItem);
-      if (this.options.daam && isDaamSite(p.site, lh, lw, this.options.contextLength)) {
+      if (this.isDaam(p.site)) {
         const rows = Math.min(tokenRows, k);
         let acc = this.daam.get(p.site.probs);
         if (!acc) this.daam.set(p.site.probs, (acc = { site: p.site, height: h, width: w, sum: new Float32Array(p.site.heads * rows * q) }));
@@ -208,12 +224,13 @@ export class AttentionStore {
 
   /**
    * DAAM's global heat map (compute_global_heat_map with its defaults): every (layer, head) sum over calls,
-   * bicubic-resized to the latent size, clamped at 0, averaged with equal weight; rows = SOT..first EOT.
+   * bicubic-resized to the latent size (or daamGrid²), clamped at 0, averaged with equal weight; rows = SOT..first EOT.
    */
   daamGlobal(): TokenMaps {
     if (!this.options.daam) throw new AttentionAggregateError('DAAM maps were not requested (daam: false)');
     if (this.daam.size === 0) throw new AttentionAggregateError('no DAAM maps were captured (no UNet call recorded cross-attention)');
-    const { latentHeight: H, latentWidth: W, tokenRows } = this.options;
+    const { daamGrid, tokenRows } = this.options;
+    const [H, W] = daamGrid === null ? [this.options.latentHeight, this.options.latentWidth] : [daamGrid, daamGrid];
     const rows = Math.min(tokenRows, ...[...this.daam.values()].map((a) => a.site.keyLength));
     const plane = H * W;
     const acc = new Float64Array(rows * plane);

@@ -38,6 +38,7 @@ export interface GenerateCliOptions extends OutputMode, ExciteCliOptions {
   mapsPerStep?: boolean;
   mapsPerLayer?: boolean;
   mapsRes?: number[];
+  mapsDaamGrid?: number;
   trace?: string;
   colormap: ColormapName;
   opacity: number;
@@ -79,6 +80,7 @@ export function registerGenerate(program: Command): Command {
     .option('--maps-per-step', 'also write each word\'s map at every denoising step: maps/steps/<h>x<w>/<index>-<word>.npy [steps, h, w] (implies --maps)')
     .option('--maps-per-layer', 'also write each word\'s map per cross-attention layer: maps/layers/<h>x<w>/<index>-<word>.npy [layers, h, w] (implies --maps)')
     .option('--maps-res <list>', 'attention resolutions (grid heights, e.g. 16,32) for --maps-per-step / --maps-per-layer (default: per step the Attend-and-Excite one, 16 at 512²; per layer all)', mapResolutions)
+    .option('--maps-daam-grid <n>', 'DAAM\'s own fixed grid for the word maps, n×n (DAAM: 64 for SD 1.x at 512² and SDXL at 1024², else 96); square images only (implies --maps; default: the latent grid)', positiveInt('--maps-daam-grid', 1024))
     .option('--trace <dir>', 'write the run\'s tensors as .npy + manifest.json (latents, embeddings, noise predictions, attention, DAAM maps)')
     .option('--colormap <name>', `heat-map colormap: ${COLORMAP_NAMES.join(', ')}`, oneOf('--colormap', COLORMAP_NAMES), 'turbo')
     .option('--opacity <a>', 'heat-map opacity over the image, 0..1', finiteNumber('--opacity', 0, 1), 0.5)
@@ -94,6 +96,10 @@ export function registerGenerate(program: Command): Command {
 /** Cheap checks that need no model: run before loading anything so mistakes fail in milliseconds. */
 export function validateGenerate(o: GenerateCliOptions): { model: string; latents?: string; out: string; trace?: string } {
   if (o.prompt.trim() === '') throw new UsageError('--prompt is empty: give the text to generate from, e.g. --prompt "a cat and a frog"');
+  if (o.mapsDaamGrid !== undefined && o.size && o.size.width !== o.size.height) {
+    throw new UsageError(`--maps-daam-grid reproduces DAAM's own code, which only handles square images; --size is ${o.size.width}x${o.size.height}: ` +
+      'use a square --size or drop --maps-daam-grid (the default maps work at any size)');
+  }
   const model = existingDir(o.model, '--model', 'point it at a Stable Diffusion ONNX folder (run `heed demo` to build a tiny one)');
   const latents = o.latents !== undefined ? existingFile(o.latents, '--latents', 'give a .npy file of shape [1, 4, H/8, W/8]') : undefined;
   const out = outputDir(o.out, '--out');
@@ -118,11 +124,12 @@ function explainSizeFailure(e: unknown, size: ImageSize): unknown {
   return e;
 }
 
-/** --maps, --maps-per-step, --maps-per-layer and --maps-res as the protocol's `maps` option (the job's spec). */
-export function mapsFromFlags(o: Pick<GenerateCliOptions, 'maps' | 'mapsPerStep' | 'mapsPerLayer' | 'mapsRes'>): { maps?: MapsOptions } {
-  if (!o.maps && !o.mapsPerStep && !o.mapsPerLayer) return {};
-  if (!o.mapsPerStep && !o.mapsPerLayer) return { maps: true };
-  return { maps: { perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}) } };
+/** --maps, --maps-per-step, --maps-per-layer, --maps-res and --maps-daam-grid as the protocol's `maps` option (the job's spec). */
+export function mapsFromFlags(o: Pick<GenerateCliOptions, 'maps' | 'mapsPerStep' | 'mapsPerLayer' | 'mapsRes' | 'mapsDaamGrid'>): { maps?: MapsOptions } {
+  const grid = o.mapsDaamGrid !== undefined ? { daamGrid: o.mapsDaamGrid } : {};
+  if (!o.maps && !o.mapsPerStep && !o.mapsPerLayer && o.mapsDaamGrid === undefined) return {};
+  if (!o.mapsPerStep && !o.mapsPerLayer && o.mapsDaamGrid === undefined) return { maps: true };
+  return { maps: { perStep: !!o.mapsPerStep, perLayer: !!o.mapsPerLayer, ...(o.mapsRes ? { resolutions: o.mapsRes } : {}), ...grid } };
 }
 
 export interface GenerateRun {

@@ -3,7 +3,7 @@
 // and rank are read from the ORT session metadata (the model's own declaration), never guessed from its name.
 import { ort } from '../onnx/session.js';
 import { valueInfoType, type Graph } from '../onnx/graph.js';
-import { dataTypeName } from '../onnx/tensor.js';
+import { dataTypeName, floatToHalf, halfToFloat } from '../onnx/tensor.js';
 
 /** Element types the pipeline can feed (float inputs from float32 data, integer inputs from rounded values). */
 export type FeedType = 'float32' | 'float16' | 'float64' | 'int64' | 'int32';
@@ -14,51 +14,8 @@ export function isFeedType(t: string): t is FeedType {
   return FEEDABLE.includes(t);
 }
 
-// Scratch views for the bit-level float32 <-> float16 conversion.
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/**
- * IEEE binary16 bits of a number, rounded to nearest with ties to even (as numpy's astype(float16) and torch's
- * .half() do), with overflow to ±Infinity, gradual underflow to subnormals and NaN kept quiet.
- */
-export function floatToHalf(value: number): number {
-  f32[0] = value;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf or NaN
-  // Unbiased exponent; half's normal range is 2^-14 .. 2^15.
-  const e = exp - 127;
-  if (e > 15) return sign | 0x7c00;
-  if (e >= -14) {
-    // Normal half: keep 10 mantissa bits, round the 13 dropped ones to nearest even.
-    let h = ((e + 15) << 10) | (mant >>> 13);
-    const rest = mant & 0x1fff;
-    if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h += 1; // a carry into the exponent is correct rounding
-    return sign | h;
-  }
-  if (e < -25) return sign; // below half the smallest subnormal: rounds to zero
-  // Subnormal half: value = m * 2^-24 with m < 1024. Shift the full 24-bit significand accordingly.
-  const full = mant | 0x800000;
-  const shift = -e - 14 + 13; // 14..24 for e in -15..-25
-  let h = full >>> shift;
-  const rest = full & ((1 << shift) - 1);
-  const halfway = 1 << (shift - 1);
-  if (rest > halfway || (rest === halfway && (h & 1) === 1)) h += 1;
-  return sign | h;
-}
-
-/** Number value of IEEE binary16 bits (exact). */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
-}
+// The bit-level float32 <-> float16 codecs live with the ONNX tensors (constant folding needs them too).
+export { floatToHalf, halfToFloat };
 
 export function floatsToHalf(src: ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(src.length);

@@ -61,6 +61,8 @@ export interface MapsOptions {
   perStepResolutions?: number[];
   /** Grid heights at which to keep per-layer maps (default none); 'all': every cross-attention layer. */
   perLayerResolutions?: number[] | 'all';
+  /** DAAM's own fixed output grid (64 or 96; see AttentionStoreOptions.daamGrid). Default: the latent size. */
+  daamGrid?: number;
 }
 
 export interface StepInfo {
@@ -418,7 +420,7 @@ export class StableDiffusionPipeline {
       const perLayer = mapsOpt.perLayerResolutions ?? [];
       store = new AttentionStore({
         latentHeight: shape[2], latentWidth: shape[3], tokenRows: enc.prompt.length, contextLength: seq,
-        daam: mapsOpt.daam ?? true,
+        daam: mapsOpt.daam ?? true, daamGrid: mapsOpt.daamGrid ?? null,
         perStepResolutions: mapsOpt.perStepResolutions ?? [aeResolution],
         perLayerResolutions: perLayer === 'all'
           ? [...new Set(all.filter((s) => s.kind === 'cross').map((s) => siteGrid(s, shape[2], shape[3])[0]))]

@@ -7,6 +7,7 @@
 import { join, relative } from 'node:path';
 import type { BeforeStepContext, GenerateOptions, GenerateResult, StableDiffusionPipeline, StepInfo } from '../diffusion/pipeline.js';
 import { checkImageSize } from './size-check.js';
+import { HeedError } from '../errors.js';
 import type { AeEvent, AttendExcite } from '../guidance/attend-excite.js';
 import type { ColormapName } from '../render/colormap.js';
 import { planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteOptions, type ExcitePlan, type SubjectScores } from './excite.js';
@@ -104,6 +105,11 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
   const height = spec.height ?? pipe.folder.defaultImageSize;
   // Before any session runs: a bad size would otherwise fail inside onnxruntime, or exhaust memory.
   checkImageSize(pipe, width, height, (spec.guidance ?? 7.5) > 1, spec.maxJobMemoryMb);
+  if (typeof spec.maps === 'object' && spec.maps.daamGrid !== undefined && width !== height) {
+    // DAAM's own code reshapes each map as a square; its grid has no meaning for other images.
+    throw new HeedError('invalid_input', `maps.daamGrid reproduces DAAM's own code, which only handles square images; ` +
+      `the image is ${width}x${height}: use a square size or leave daamGrid unset (the default maps work at any size)`, { field: 'maps.daamGrid' });
+  }
   const plan = spec.excite !== undefined ? await planExcite(pipe, spec.prompt, { width, height }, spec.excite) : null;
   const compare = plan !== null && spec.excite?.compare === true;
   // --compare runs twice from the same initial latents: fix the seed here when none was given.

@@ -14,6 +14,8 @@ export interface MapsRequest {
   /** Grid heights for perStep/perLayer (e.g. [16, 32]). Default: perStep the Attend-and-Excite resolution (16 at
    *  512²), perLayer every cross-attention layer. */
   resolutions?: readonly number[];
+  /** DAAM's fixed output grid for the word maps (see AttentionStoreOptions.daamGrid); default the latent grid. */
+  daamGrid?: number;
   /** A trace needs the attention even without maps. */
   trace?: boolean;
 }
@@ -45,6 +47,7 @@ export function planMaps(req: MapsRequest, aeResolution: number | null = null): 
     // Unset keeps the pipeline's default (the A&E resolution), which a trace's attn<r>_step0.npy reads.
     ...(stepRes.size > 0 ? { perStepResolutions: [...stepRes] } : {}),
     ...(perLayer ? { perLayerResolutions: res ?? 'all' } : {}),
+    ...(req.daamGrid !== undefined ? { daamGrid: req.daamGrid } : {}),
   };
   return { pipeline, write };
 }
@@ -59,5 +62,6 @@ export function mapsRequest(m: MapsOptions | undefined): Omit<MapsRequest, 'trac
     ...(m.perStep !== undefined ? { perStep: m.perStep } : {}),
     ...(m.perLayer !== undefined ? { perLayer: m.perLayer } : {}),
     ...(m.resolutions ? { resolutions: m.resolutions } : {}),
+    ...(m.daamGrid !== undefined ? { daamGrid: m.daamGrid } : {}),
   };
 }

@@ -148,10 +148,66 @@ export function tensorToProto(name: string, t: HostTensor): TensorProto {
   });
 }
 
-/** Number values of an integer or float tensor (int64 converted with Number). */
+// Scratch views for the bit-level float32 <-> float16 conversion.
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/**
+ * IEEE binary16 bits of a number, rounded to nearest with ties to even (as numpy's astype(float16) and torch's
+ * .half() do), with overflow to ±Infinity, gradual underflow to subnormals and NaN kept quiet.
+ */
+export function floatToHalf(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf or NaN
+  // Unbiased exponent; half's normal range is 2^-14 .. 2^15.
+  const e = exp - 127;
+  if (e > 15) return sign | 0x7c00;
+  if (e >= -14) {
+    // Normal half: keep 10 mantissa bits, round the 13 dropped ones to nearest even.
+    let h = ((e + 15) << 10) | (mant >>> 13);
+    const rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h += 1; // a carry into the exponent is correct rounding
+    return sign | h;
+  }
+  if (e < -25) return sign; // below half the smallest subnormal: rounds to zero
+  // Subnormal half: value = m * 2^-24 with m < 1024. Shift the full 24-bit significand accordingly.
+  const full = mant | 0x800000;
+  const shift = -e - 14 + 13; // 14..24 for e in -15..-25
+  let h = full >>> shift;
+  const rest = full & ((1 << shift) - 1);
+  const halfway = 1 << (shift - 1);
+  if (rest > halfway || (rest === halfway && (h & 1) === 1)) h += 1;
+  return sign | h;
+}
+
+/** Number value of IEEE binary16 bits (exact). */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+const bf16View = new DataView(new ArrayBuffer(4));
+function bfloat16ToFloat(h: number): number {
+  bf16View.setUint32(0, h << 16);
+  return bf16View.getFloat32(0);
+}
+
+/**
+ * Number values of an integer or float tensor (int64 converted with Number). 16-bit floats are stored as their bits
+ * (Uint16Array) and are decoded here, so that an fp16 export's constants fold to their values, not their bit patterns.
+ */
 export function toNumbers(t: HostTensor): number[] {
   const out: number[] = new Array(t.data.length);
-  for (let i = 0; i < t.data.length; i++) out[i] = Number(t.data[i]);
+  const decode = t.dataType === DataType.FLOAT16 ? halfToFloat : t.dataType === DataType.BFLOAT16 ? bfloat16ToFloat : null;
+  for (let i = 0; i < t.data.length; i++) out[i] = decode ? decode(Number(t.data[i])) : Number(t.data[i]);
   return out;
 }
 
@@ -165,6 +221,7 @@ export function hostTensor(dataType: DataTypeCode, dims: number[], values: Array
     case DataType.INT64: return { dataType, dims, data: BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v)))) };
     case DataType.UINT8: case DataType.BOOL: return { dataType, dims, data: Uint8Array.from(values) };
     case DataType.INT8: return { dataType, dims, data: Int8Array.from(values) };
+    case DataType.FLOAT16: return { dataType, dims, data: Uint16Array.from(values, floatToHalf) };
     default: throw new Error(`hostTensor: element type ${dataTypeName(dataType)} not supported`);
   }
 }

@@ -44,6 +44,9 @@ export const MapsOptions = z.union([
     /** Grid heights (e.g. [16, 32]) for perStep/perLayer; default: per step the Attend-and-Excite resolution (16 at
      *  512²), per layer every cross-attention layer. */
     resolutions: z.array(z.int().min(1).max(1024)).max(16).optional(),
+    /** DAAM's own fixed output grid (64 or 96, see README "Attention maps"): word maps exactly as DAAM's code
+     *  computes them (square images only); default: the latent grid. */
+    daamGrid: z.int().min(1).max(1024).optional(),
   }),
 ]);
 export type MapsOptions = z.infer<typeof MapsOptions>;

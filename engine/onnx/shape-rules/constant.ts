@@ -1,6 +1,6 @@
 // Constants and shape plumbing: these produce the small integer tensors that later rules read as targets.
 import { attr, attrInt, attrTensor, describeNode } from '../graph.js';
-import { DataType, hostTensor, numel } from '../tensor.js';
+import { DataType, hostTensor, numel, toNumbers } from '../tensor.js';
 import { ShapeInferenceError, normAxis, type ShapeRule } from './rule.js';
 import { castValues } from './values.js';
 
@@ -33,7 +33,7 @@ export const ConstantOfShape: ShapeRule = ({ node, constValues, fold }) => {
   const dims = constValues(0, 'shape');
   const t = attrTensor(node, 'value');
   const elemType = t?.dataType ?? DataType.FLOAT;
-  const fill = t ? Number(t.data[0]) : 0;
+  const fill = t ? toNumbers(t)[0] : 0;
   return [fold({ elemType, dims }, () => new Array(numel(dims)).fill(fill))];
 };
 
