@@ -10,7 +10,10 @@ import { ensureTinyModels, type TinyModels } from '../models/cache.js';
 import { defaultDemoDir, ensureDemoModels } from '../models/demo.js';
 import { encodeNpy, readNpy, readNpyFloat32 } from '../engine/io/npy.js';
 import { torchRandn } from '../engine/diffusion/random.js';
-import { assertUserError, CLI, heed } from './cli-helpers.js';
+import { assertUserError, CLI, heed, REPO } from './cli-helpers.js';
+import { MALLOC_ENV } from '../engine/onnx/memory.js';
+
+const LAUNCHER = join(REPO, 'bin', 'heed.js');
 
 interface Report {
   prompt: string;
@@ -325,12 +328,13 @@ describe('cli: demo (child process)', function () {
 });
 
 describe('cli: interrupting a generation (child process)', function () {
-  it('Ctrl-C (SIGINT) stops between steps with exit code 130 and one line, no stack', async function () {
+  for (const [label, script] of [['the CLI', CLI], ['the bin/heed.js launcher (re-executes the CLI with the malloc settings)', LAUNCHER]] as const) {
+  it(`Ctrl-C (SIGINT) stops between steps with exit code 130 and one line, no stack: ${label}`, async function () {
     const models = await ensureTinyModels();
     const tmp = mkdtempSync(join(tmpdir(), 'heed-cli-int-'));
     try {
       const { spawn } = await import('node:child_process');
-      const child = spawn(process.execPath, [CLI, 'generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '500', '--size', '64', '--seed', '0', '--out', tmp],
+      const child = spawn(process.execPath, [script, 'generate', '--model', models.sd, '--prompt', 'a cat', '--steps', '500', '--size', '64', '--seed', '0', '--out', tmp],
         { stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       const started = new Promise<void>((res) => child.stderr.on('data', (d: Buffer) => {
@@ -341,6 +345,19 @@ describe('cli: interrupting a generation (child process)', function () {
       // If the child ends before its first step (a crash), fail with its output instead of waiting forever.
       const first = await Promise.race([started.then(() => 'started' as const), exited.then((c) => c)]);
       assert.equal(first, 'started', `the generation ended before its first step (exit ${String(first)}): ${stderr}`);
+      if (script === LAUNCHER && process.platform === 'linux') {
+        // The generation runs in the launcher's child, whose environment carries the malloc settings.
+        const pid = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).find((d) => {
+          try {
+            return readFileSync(`/proc/${d}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1] === String(child.pid);
+          } catch {
+            return false;
+          }
+        });
+        assert.ok(pid, 'the launcher runs the CLI in a child process');
+        const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+        for (const [k, v] of Object.entries(MALLOC_ENV)) assert.ok(environ.includes(`${k}=${v}`), `${k}=${v} in the CLI's environment`);
+      }
       child.kill('SIGINT');
       const code = await exited;
       assert.equal(code, 130, stderr);
@@ -352,4 +369,5 @@ describe('cli: interrupting a generation (child process)', function () {
       rmSync(tmp, { recursive: true, force: true });
     }
   });
+  }
 });

@@ -276,7 +276,7 @@ describe('VJP errors', function () {
     } finally {
       await r.dispose();
     }
-    const keep = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'] }); // small residuals: not reused by default
+    const keep = await VjpRunner.create(m, { seeds: ['s'], wrt: ['x'] }); // buffers are not reused by default: earlier residuals stay valid
     try {
       const a = await keep.forward({ x: new ort.Tensor('float32', new Float32Array(6), [2, 3]) });
       await keep.forward({ x: new ort.Tensor('float32', new Float32Array(6).fill(1), [2, 3]) });

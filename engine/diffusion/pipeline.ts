@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { ClipTokenizer, type TokenizedPrompt } from '../text/tokenizer.js';
 import { resolveModelFolder, type JsonObject, type ModelFolder } from './folder.js';
 import { ModelInputError, TextEncoder } from './text-encoder.js';
-import { Unet, type AddedConditioning, type AttentionOutput, type UnetOutput } from './unet.js';
+import { Unet, type AddedConditioning, type CfgBatching, type AttentionOutput, type UnetOutput } from './unet.js';
 import { encodeSdxlPrompts, rescaleNoiseCfg, sdxlTimeIds, type SdxlSizeConditioning } from './sdxl-conditioning.js';
 import { VaeDecoder, type FloatImage } from './vae.js';
 import { latentShape, loadLatents, seededLatents, validateLatentData, LatentsError, type LatentShape } from './latents.js';
@@ -182,6 +182,8 @@ export interface PipelineLoadOptions {
   threads?: number;
   /** Extra ORT session options for all three models. */
   session?: SessionOptions;
+  /** How a CFG batch runs (default 'auto': two batch-1 calls from 64×64 latents up, to halve the activation peak). */
+  cfgBatching?: CfgBatching;
 }
 
 function positiveInt(v: number, name: string, hint: string): number {
@@ -227,7 +229,7 @@ export class StableDiffusionPipeline {
     const session: SessionOptions = { intraOpThreads: threads, memArena: false, ...options.session };
     const tokenizer = await ClipTokenizer.fromFolder(folder.tokenizer);
     const tokenizer2 = folder.tokenizer2 ? await ClipTokenizer.fromFolder(folder.tokenizer2) : null;
-    const unet = Unet.open(folder.unet, session);
+    const unet = Unet.open(folder.unet, session, options.cfgBatching ?? 'auto');
     const xlUnet = unet.io.textEmbeds !== null;
     if (xlUnet !== (folder.architecture === 'sdxl')) {
       throw new ModelInputError(xlUnet

@@ -119,6 +119,18 @@ export function unetIO(path: string, inputs: ValueSpec[], outputs: ValueSpec[]):
   };
 }
 
+/**
+ * How a CFG batch [uncond, cond] runs: 'batched' as one batch-2 call (diffusers' way), 'split' as two batch-1 calls,
+ * 'auto' split on the CPU from 64×64 latents up (SD 1.5 at 512², SDXL at 512² and up). The two give the same noise (same kernels
+ * per row); splitting halves the activation peak — SD 1.5 at 512²: each 64×64 self-attention holds
+ * batch × 8 × 4096² scores, 1 GB per row — at no measured cost in step time on the CPU, where a batch-2 call does
+ * twice a batch-1 call's work anyway (bench `--only memory`).
+ */
+export type CfgBatching = 'auto' | 'batched' | 'split';
+
+/** Latent area from which 'auto' runs a CFG batch row by row (64×64: a 512² SD 1.5 image). */
+export const SPLIT_BATCH_LATENT_AREA = 64 * 64;
+
 export class Unet {
   private session: ortTypes.InferenceSession | null = null;
   /** Probs tensor names exposed by the current session ('' = the plain graph). */
@@ -127,18 +139,28 @@ export class Unet {
   private siteCache = new Map<string, AttentionSite[]>();
   private disposed = false;
 
-  private constructor(readonly path: string, readonly io: UnetIO, private readonly options: SessionOptions, private model: OnnxModel | null) {}
+  private constructor(readonly path: string, readonly io: UnetIO, private readonly options: SessionOptions, private model: OnnxModel | null,
+    private readonly batching: CfgBatching) {}
 
   /**
    * Reads the UNet's declared inputs/outputs from the graph (the weights stay on disk). The ORT session is opened
    * on the first run, as the plain graph or with attention exposed, whichever that run needs, so a generation with
    * maps never pays for opening both.
    */
-  static open(path: string, options: SessionOptions = {}): Unet {
+  static open(path: string, options: SessionOptions = {}, batching: CfgBatching = 'auto'): Unet {
     const model = loadModel(path);
     const graph = new Graph(model);
     const io = unetIO(path, graphValues(graph, 'input'), graphValues(graph, 'output'));
-    return new Unet(path, io, options, model);
+    return new Unet(path, io, options, model, batching);
+  }
+
+  /** Whether a batch runs as one call per row (see CfgBatching). */
+  private runsRowByRow(batch: number, height: number, width: number): boolean {
+    if (batch === 1) return false;
+    if (this.io.fixedBatch === 1 || this.batching === 'split') return true;
+    // On a GPU a batch-2 call is cheaper than two batch-1 calls and the activations live in device memory.
+    const cpu = (this.options.device ?? 'cpu') === 'cpu';
+    return this.batching === 'auto' && cpu && height * width >= SPLIT_BATCH_LATENT_AREA;
   }
 
   /** The graph, for attention discovery and exposure. */
@@ -227,8 +249,9 @@ export class Unet {
 
   /**
    * One UNet evaluation. With `sites`, also returns their probabilities (float32) for the whole batch. When the
-   * export fixes batch 1, a batch-2 input runs as two calls whose outputs are concatenated along the batch axis
-   * (for 'bh,q,k' that is the batch·heads axis, as in a batch-2 run).
+   * export fixes batch 1, or the batching policy splits this size (CfgBatching), a batch-2 input runs as two calls
+   * whose outputs are concatenated along the batch axis (for 'bh,q,k' that is the batch·heads axis, as in a batch-2
+   * run).
    */
   async run(input: UnetInput, sites: readonly AttentionSite[] = []): Promise<UnetOutput> {
     const { batch, height, width, sequence, hidden } = input;
@@ -241,7 +264,7 @@ export class Unet {
     }
     const added = this.checkAdded(input);
     const session = await this.ensureSession(sites);
-    const splits = this.io.fixedBatch === 1 ? batch : 1;
+    const splits = this.runsRowByRow(batch, height, width) ? batch : 1;
     const per = batch / splits;
     const noise = new Float32Array(input.sample.length);
     const parts = new Map<string, { chunks: Float32Array[]; dims: number[] }>();

@@ -8,6 +8,7 @@
 import { loadModel } from '../onnx/model.js';
 import { ort } from '../onnx/session.js';
 import { VjpRunner, type Residuals } from '../onnx/autodiff/index.js';
+import { collectGarbage } from '../onnx/memory.js';
 import type { AttentionSite } from '../attention/discover.js';
 import { aeAggregate, type SiteProbs } from '../attention/aggregate.js';
 import { CancelledError, type BeforeStepContext, type StableDiffusionPipeline } from '../diffusion/pipeline.js';
@@ -140,6 +141,17 @@ export class AttendExcite {
 
   /** The pipeline's beforeStep hook. */
   readonly hook = async (ctx: BeforeStepContext): Promise<Float32Array | void> => {
+    try {
+      return await this.step(ctx);
+    } finally {
+      // The denoising UNet call comes next: drop this step's residual buffers first (no evaluation of this step is
+      // reachable any more), so its activations do not peak on top of them (SD 1.5 at 512²: ~1 GB; onnx/memory.ts).
+      this.runner.releaseBuffers();
+      collectGarbage();
+    }
+  };
+
+  private async step(ctx: BeforeStepContext): Promise<Float32Array> {
     const i = ctx.step;
     if (this.stepSizes.length === 0) this.stepSizes = aeStepSizes(this.options.scaleFactor, ctx.total);
     const refineThreshold = this.options.thresholds[i];
@@ -174,7 +186,7 @@ export class AttendExcite {
     if (i < this.options.maxIterToAlter && ev.loss !== 0) latents = await this.update(ev, ctx, 'main');
     if (i === 0) this.latentsAfterStep0 = latents.slice();
     return latents;
-  };
+  }
 
   /** Forward pass on batch 1 (conditional) → maps → loss and ∂loss/∂maps. */
   private async evaluate(latents: Float32Array, ctx: BeforeStepContext, phase: 'main' | 'refine', iteration?: number): Promise<Evaluation> {

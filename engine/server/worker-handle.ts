@@ -12,6 +12,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-messages.js';
+import { withMallocEnv } from '../onnx/memory.js';
 
 export type Isolation = 'process' | 'thread';
 
@@ -78,7 +79,7 @@ function spawnProcess(init: Omit<WorkerInit, 'cancelBuffer'>, on: WorkerEvents, 
   const child: ChildProcess = fork(fileURLToPath(WORKER_URL), [], {
     serialization: 'advanced', // structured clone: typed arrays and nested objects cross as they are
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'], // keep the worker's output off the server's stdout (--json mode)
-    env: { ...process.env, [INIT_ENV]: JSON.stringify(init) },
+    env: { ...withMallocEnv(process.env), [INIT_ENV]: JSON.stringify(init) },
     ...(spawnOptions.execPath ? { execPath: spawnOptions.execPath } : {}),
   });
   const forward = (chunk: Buffer): void => {

@@ -18,6 +18,7 @@ import { Emitter, sameDims } from './emitter.js';
 import { UnsupportedOpError, VjpError } from './errors.js';
 import { rules } from './rules/index.js';
 import { simplifyForward } from './simplify.js';
+import { planRematerialization, tensorBytes, DEFAULT_REMATERIALIZE_BYTES } from './rematerialize.js';
 import type { GradPart, Rule, RuleContext } from './rule.js';
 
 /** Suffix of the cotangent input added for each seed: `<seed>__cot`. */
@@ -38,6 +39,12 @@ export interface VjpOptions {
    * replaced.
    */
   rules?: ReadonlyMap<string, Rule>;
+  /**
+   * Split VJP only: a residual of at least this many bytes that cheap ops compute from small tensors (an attention's
+   * softmax probabilities from its queries and keys) is recomputed in the backward instead of being passed (default
+   * 64 MiB; `Infinity` passes every residual). See rematerialize.ts.
+   */
+  rematerializeBytes?: number;
 }
 
 export interface TensorSpec {
@@ -270,7 +277,8 @@ export interface SplitVjp {
   gradients: Record<string, string>;
   specs: Record<string, TensorSpec>;
   warnings: string[];
-  stats: { forwardNodes: number; backwardNodes: number; residualBytes: number };
+  /** `rematerialized`: residuals the backward recomputes instead of receiving (their bytes: `rematerializedBytes`). */
+  stats: { forwardNodes: number; backwardNodes: number; residualBytes: number; rematerialized: string[]; rematerializedBytes: number };
 }
 
 /**
@@ -303,6 +311,13 @@ export function buildSplitVjp(model: OnnxModel, options: VjpOptions): SplitVjp {
       }
     }
   }
+  const seeds = Object.keys(result.cotangents);
+  const remat = planRematerialization(graph, infos, forwardNodes, residualNames, {
+    minBytes: options.rematerializeBytes ?? DEFAULT_REMATERIALIZE_BYTES,
+    keep: new Set([...seeds, ...inputSet]),
+  });
+  residualNames.splice(0, residualNames.length, ...remat.residuals);
+  folded.push(...remat.folded.filter((f) => !folded.includes(f)));
   const residuals = residualNames.map((r) => spec(r, infos));
   const passThrough = residualNames.filter((r) => inputSet.has(r));
 
@@ -311,7 +326,6 @@ export function buildSplitVjp(model: OnnxModel, options: VjpOptions): SplitVjp {
   const fg = new Graph(fwd);
   fg.proto.node = fg.proto.node.filter((_, k) => forwardNodes.has(graph.nodes[k]));
   fg.proto.input = fg.proto.input.filter((v) => !cotSet.has(v.name));
-  const seeds = Object.keys(result.cotangents);
   const fwdOutputs = [...seeds, ...residualNames.filter((r) => !inputSet.has(r) && !seeds.includes(r))];
   fg.proto.output = fwdOutputs.map((o) => makeValueInfo(o, infos.get(o)?.elemType, infos.get(o)?.dims));
   keepUsedInitializers(fg);
@@ -319,7 +333,24 @@ export function buildSplitVjp(model: OnnxModel, options: VjpOptions): SplitVjp {
   // Backward model: backward nodes; inputs = residuals + cotangents; folded forward constants become initializers.
   const bwd = cloneModel(graph.model);
   const bg = new Graph(bwd);
-  bg.proto.node = bg.proto.node.filter((_, k) => backwardSet.has(graph.nodes[k]));
+  // Recomputed residuals are emitted just before their first backward consumer, so each lives only as long as the
+  // backward needs it (an SD 1.5 64×64 attention map: 512 MB for a few nodes instead of the whole pass).
+  const clones = bg.proto.node;
+  const indexOf = new Map(graph.nodes.map((n, k) => [n, k]));
+  const backwardNodes: NodeProto[] = [];
+  const recomputed = new Set<NodeProto>();
+  graph.nodes.forEach((n, k) => {
+    if (!backwardSet.has(n)) return;
+    for (const i of n.input) {
+      for (const c of remat.plans.get(i) ?? []) {
+        if (recomputed.has(c)) continue;
+        recomputed.add(c);
+        backwardNodes.push(clones[indexOf.get(c) as number]);
+      }
+    }
+    backwardNodes.push(clones[k]);
+  });
+  bg.proto.node = backwardNodes;
   bg.proto.input = [
     ...residuals.map((r) => makeValueInfo(r.name, r.elemType, r.dims)),
     ...seeds.map((s) => makeValueInfo(result.cotangents[s], infos.get(s)?.elemType, infos.get(s)?.dims)),
@@ -329,12 +360,11 @@ export function buildSplitVjp(model: OnnxModel, options: VjpOptions): SplitVjp {
   bg.reindex();
   for (const f of folded) bg.addInitializer(f, infos.get(f)?.value as NonNullable<TensorInfo['value']>);
   keepUsedInitializers(bg);
-  const bytesPer = (t: DataTypeCode) => (t === 11 || t === 7 ? 8 : t === 10 || t === 16 ? 2 : t === 9 || t === 2 || t === 3 ? 1 : 4);
-  const residualBytes = residuals.reduce((s, r) => s + r.dims.reduce((p, q) => p * q, 1) * bytesPer(r.elemType), 0);
+  const residualBytes = residuals.reduce((s, r) => s + tensorBytes(r.elemType, r.dims), 0);
   return {
     forward: fwd, backward: bwd, residuals, passThrough,
     inputs: result.inputs, cotangents: result.cotangents, gradients: result.gradients, specs: result.specs, warnings: result.warnings,
-    stats: { ...result.stats, residualBytes },
+    stats: { ...result.stats, residualBytes, rematerialized: [...remat.plans.keys()], rematerializedBytes: remat.savedBytes },
   };
 }
 

@@ -15,8 +15,6 @@ export interface Residuals {
   readonly tensors: Readonly<Record<string, ort.Tensor>>;
 }
 
-const REUSE_THRESHOLD_BYTES = 64 * 2 ** 20;
-
 export interface VjpRunnerOptions extends VjpOptions {
   session?: SessionOptions;
   /**
@@ -28,11 +26,12 @@ export interface VjpRunnerOptions extends VjpOptions {
    */
   strategy?: 'residuals' | 'recompute';
   /**
-   * 'residuals' mode: let onnxruntime write the residuals into buffers allocated once and reused by every forward()
-   * (measured ~30% less forward time on the tiny UNet at 64×64, where the residuals are 1.2 GB). Then only the
-   * residuals of the latest forward() are valid; backward() rejects older ones. Seeds are always copies.
-   * Default: on when the residuals total at least 64 MiB (where copies cost real time and keeping several
-   * generations alive would not fit anyway), off for small graphs (a ViT's residuals stay valid indefinitely).
+   * 'residuals' mode: let onnxruntime write the residuals into buffers allocated once and reused by every forward().
+   * Then only the residuals of the latest forward() are valid; backward() rejects older ones. Seeds are always copies.
+   * Default off: onnxruntime-node 1.30 keeps its own reference to a pre-allocated output's memory until the session is
+   * released, so with reuse the process held two copies of the residuals (SD 1.5 at 512²: +0.9 GB at the A&E peak)
+   * and the A&E pass was no faster (10.4 s vs 9.4 s per pass, `bench --only memory` era measurements); without it each
+   * forward's residuals are fresh buffers that the garbage collector frees.
    */
   reuseBuffers?: boolean;
 }
@@ -50,6 +49,8 @@ export class VjpRunner {
   private disposed = false;
   private generation = 0;
   private fetches: Record<string, ort.Tensor> | undefined;
+  /** Whether forward() writes into buffers reused across calls (allocated on first use, dropped by releaseBuffers). */
+  private reuse = false;
 
   private constructor(
     readonly signature: VjpSignature,
@@ -85,7 +86,7 @@ export class VjpRunner {
       throw e;
     }
     const runner = new VjpRunner(signature, split, fwd, bwd);
-    if (split && (options.reuseBuffers ?? split.stats.residualBytes >= REUSE_THRESHOLD_BYTES)) runner.fetches = allocateOutputs(split);
+    runner.reuse = !!split && (options.reuseBuffers ?? false);
     return runner;
   }
 
@@ -108,6 +109,7 @@ export class VjpRunner {
     const fwdInputs: Feeds = {};
     for (const name of this.forwardSession.inputNames) fwdInputs[name] = inputs[name];
     let out: Record<string, ort.Tensor>;
+    if (this.reuse && !this.fetches && this.split) this.fetches = allocateOutputs(this.split);
     if (this.fetches) {
       try {
         await this.forwardSession.run(fwdInputs, this.fetches);
@@ -154,8 +156,20 @@ export class VjpRunner {
     return grads;
   }
 
+  /**
+   * Drops the reused residual buffers (the next forward() allocates them again) and invalidates every earlier
+   * forward's residuals. Callers that alternate phases — Attend-and-Excite between its refinement passes and the
+   * denoising UNet call — release them so the UNet's activations do not stack on top of them.
+   */
+  releaseBuffers(): void {
+    if (!this.fetches) return;
+    this.fetches = undefined;
+    this.generation++;
+  }
+
   async dispose(): Promise<void> {
     if (this.disposed) return;
+    this.fetches = undefined;
     this.disposed = true;
     await this.forwardSession.release();
     await this.backwardSession.release();
