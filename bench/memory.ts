@@ -5,15 +5,20 @@
 //    three sessions map one weights file and VmRSS would count it once per mapping;
 //  - that peak divided by the bytes of the model's weight files (all ONNX files and external data of the folder);
 //  - the CFG step time with the weights shared (the default) vs each session's private prepacked copy, each in its
-//    own child process, in this one run.
+//    own child process, in this one run;
+//  - the CFG step as two batch-1 calls (the CPU default from 64×64 latents) vs one batch-2 call: time and peaks.
+// Children run with the malloc settings that `bin/heed.js` and the server's workers use (engine/onnx/memory.ts);
+// HEED_MALLOC_TUNING=0 measures without them.
 // `HEED_BENCH_SD=<folder>` picks the model (default the tiny one; a full-width SD 1.5 from
-// `node dist/models/build.js --kind sd --size sd15` is the case the goal is about), `HEED_BENCH_SIZE` the image side,
+// `node dist/models/build.js --kind sd --size sd15` is the case the goal is about; an SDXL folder works the same, e.g.
+// `--kind sdxl --size wide`), `HEED_BENCH_SIZE` the image side,
 // `HEED_BENCH_AE_STEPS` the steps of the A&E generation (default 2).
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTinyModels } from '../models/cache.js';
+import { withMallocEnv } from '../engine/onnx/memory.js';
 
 interface SmapsSample { pssMb: number; anonMb: number }
 
@@ -47,7 +52,7 @@ function weightBytes(dir: string): number {
 /** Runs this file as a child with `args`, sampling its smaps_rollup; returns its last stdout line and the peaks. */
 function runSampled(args: string[]): Promise<{ line: string; peak: SmapsSample }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: withMallocEnv(process.env) });
     const peak: SmapsSample = { pssMb: 0, anonMb: 0 };
     const timer = setInterval(() => {
       const s = child.pid === undefined ? undefined : smapsRollup(child.pid);
@@ -80,8 +85,15 @@ export async function benchMemory(): Promise<Record<string, number | string>> {
   out.ae_generation_peak_anon_mb = ae.peak.anonMb;
   out.ratio_ae_generation_peak_pss_vs_weights = ae.peak.pssMb / weightsMb;
 
+  out.malloc_tuning = withMallocEnv(process.env) === process.env ? 'off' : 'on';
   const shared = await runSampled(['--cfg-step', dir, String(size), 'shared']);
   const priv = await runSampled(['--cfg-step', dir, String(size), 'private']);
+  const batched = await runSampled(['--cfg-step', dir, String(size), 'batched']);
+  out.cfg_step_ms_split = Number(shared.line);
+  out.cfg_step_ms_batched = Number(batched.line);
+  out.ratio_cfg_step_split_vs_batched = Number(shared.line) / Number(batched.line);
+  out.cfg_step_peak_anon_mb_split = shared.peak.anonMb;
+  out.cfg_step_peak_anon_mb_batched = batched.peak.anonMb;
   out.cfg_step_ms_shared_weights = Number(shared.line);
   out.cfg_step_ms_private_weights = Number(priv.line);
   out.ratio_cfg_step_shared_vs_private = Number(shared.line) / Number(priv.line);
@@ -98,8 +110,9 @@ async function childAeGeneration(dir: string, size: number, steps: number): Prom
   const pipe = await StableDiffusionPipeline.load(dir);
   try {
     const shape: [number, number, number, number] = [1, 4, size / 8, size / 8];
+    // The pipeline's own default grid (16×16 for SD 1.x at 512², latent/4 for SDXL), as `heed generate --excite` uses.
     const ae = await AttendExcite.create(pipe, shape, {
-      tokenIndices: [2, 5], ...AE_DEFAULTS, maxIterToAlter: steps, resolution: size / 32, loss: DEFAULT_AE_LOSS,
+      tokenIndices: [2, 5], ...AE_DEFAULTS, maxIterToAlter: steps, resolution: pipe.defaultAttentionGrid(size, size).res, loss: DEFAULT_AE_LOSS,
     });
     const t0 = performance.now();
     await pipe.generate({ prompt: 'a cat and a frog', steps, guidance: 7.5, width: size, height: size, seed: 1234, maps: true, beforeStep: ae.hook });
@@ -111,10 +124,11 @@ async function childAeGeneration(dir: string, size: number, steps: number): Prom
   }
 }
 
-async function childCfgStep(dir: string, size: number, share: boolean): Promise<number> {
+/** `mode`: 'shared' (the defaults), 'private' (prepacked weights per session), 'batched' (one batch-2 call). */
+async function childCfgStep(dir: string, size: number, mode: string): Promise<number> {
   const { StableDiffusionPipeline } = await import('../engine/diffusion/pipeline.js');
   const { torchRandn } = await import('../engine/diffusion/random.js');
-  const pipe = await StableDiffusionPipeline.load(dir, { session: { shareWeights: share } });
+  const pipe = await StableDiffusionPipeline.load(dir, { session: { shareWeights: mode !== 'private' }, cfgBatching: mode === 'batched' ? 'batched' : 'auto' });
   try {
     const h = size / 8;
     const enc = await pipe.encodePrompts('a cat and a frog', '');
@@ -144,5 +158,5 @@ const [mode, dirArg, sizeArg, extra] = process.argv.slice(2);
 if (mode === '--ae-generation') {
   process.stdout.write(`RESULT ${await childAeGeneration(dirArg, Number(sizeArg), Number(extra))}\n`);
 } else if (mode === '--cfg-step') {
-  process.stdout.write(`RESULT ${await childCfgStep(dirArg, Number(sizeArg), extra === 'shared')}\n`);
+  process.stdout.write(`RESULT ${await childCfgStep(dirArg, Number(sizeArg), extra)}\n`);
 }

@@ -2,7 +2,8 @@
 //  - UNet step time (batch 2, CFG, with text_embeds/time_ids) without hooks and with every cross-attention map exposed;
 //  - the A&E pass at the latent/4 grid (forward pruned to those layers + backward to the latents) vs a batch-1 forward;
 //  - the denoising loop without maps and with DAAM maps;
-//  - peak RSS (the process's max resident set; Pss is measured by the memory section for SD only).
+//  - peak RSS of this process (indicative only: VmRSS counts the shared weight file once per mapping). Proportional
+//    memory (Pss) of an SDXL A&E generation comes from the memory section: HEED_BENCH_SD=<sdxl folder> --only memory.
 // The model: `HEED_BENCH_SDXL=<folder>` (any SDXL export, e.g. `node dist/models/build.js --kind sdxl --size wide`, full
 // SDXL widths with reduced depth), else the tiny SDXL built into a temporary folder. Size: HEED_BENCH_SIZE (default 256
 // for the tiny model, else 512), steps HEED_BENCH_STEPS (4), repetitions HEED_BENCH_REPS (3).

@@ -273,6 +273,14 @@ describe('VJP errors', function () {
       const sg = 1 / (1 + Math.exp(-2));
       assert.ok(Math.abs(g[0] - sg * (1 - sg)) < 1e-6);
       assert.equal((first.seeds.s.data as Float32Array)[0], 0.5, 'seeds are copies, not overwritten by the next forward');
+      // releaseBuffers drops the buffers; the next forward allocates fresh ones and the runner keeps working.
+      r.releaseBuffers();
+      const third = await r.forward({ x: x(-1) });
+      assert.ok(third.residuals.tensors.s.data !== second.residuals.tensors.s.data, 'the sigmoid output residual is a fresh buffer');
+      await assert.rejects(r.backward(second.residuals, cot), /residuals come from an earlier forward\(\)/);
+      const g3 = (await r.backward(third.residuals, cot)).x.data as Float32Array;
+      const s3 = 1 / (1 + Math.exp(1));
+      assert.ok(Math.abs(g3[0] - s3 * (1 - s3)) < 1e-6);
     } finally {
       await r.dispose();
     }

@@ -4,6 +4,7 @@
 import * as ort from 'onnxruntime-node';
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
+import { join } from 'node:path';
 import { encodeModel, externalFiles, type OnnxModel } from './model.js';
 import { stageModel } from './staging.js';
 import { executionProviders, deviceOpenError, type ConcreteDevice } from './device.js';
@@ -54,6 +55,9 @@ function ortOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
     logSeverityLevel: o.logSeverity ?? 3,
     // The typings list `extra` for the web build only; onnxruntime-node passes it through as session config entries.
     ...(o.shareWeights ?? true ? { extra: SHARED_WEIGHTS_CONFIG } : {}),
+    // HEED_ORT_PROFILE=<folder>: onnxruntime's own per-node profile of every session, one JSON file per session
+    // (chrome://tracing format), written when the session is released. For finding where a pass spends its time.
+    ...(process.env.HEED_ORT_PROFILE ? { enableProfiling: true, profileFilePrefix: join(process.env.HEED_ORT_PROFILE, 'heed-ort') } : {}),
   };
 }
 
