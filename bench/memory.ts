@@ -128,6 +128,7 @@ async function childAeGeneration(dir: string, size: number, steps: number): Prom
 async function childCfgStep(dir: string, size: number, mode: string): Promise<number> {
   const { StableDiffusionPipeline } = await import('../engine/diffusion/pipeline.js');
   const { torchRandn } = await import('../engine/diffusion/random.js');
+  const { sdxlTimeIds } = await import('../engine/diffusion/sdxl-conditioning.js');
   const pipe = await StableDiffusionPipeline.load(dir, { session: { shareWeights: mode !== 'private' }, cfgBatching: mode === 'batched' ? 'batched' : 'auto' });
   try {
     const h = size / 8;
@@ -140,7 +141,19 @@ async function childCfgStep(dir: string, size: number, mode: string): Promise<nu
     ehs.set(enc.uncond, 0);
     ehs.set(enc.cond, enc.uncond.length);
     const [, sequence, hidden] = enc.dims;
-    const input = { sample, batch: 2, height: h, width: h, timestep: 901, encoderHiddenStates: ehs, sequence, hidden };
+    // SDXL: the pooled embeddings and size/crop ids of both rows, as the pipeline feeds them.
+    let added: { textEmbeds: Float32Array; timeIds: Float32Array } | undefined;
+    if (enc.pooled) {
+      const ids = sdxlTimeIds(pipe.unet.io, enc.pooled.dim, { height: size, width: size });
+      const two = (a: Float32Array, b: Float32Array): Float32Array => {
+        const o = new Float32Array(a.length + b.length);
+        o.set(a, 0);
+        o.set(b, a.length);
+        return o;
+      };
+      added = { textEmbeds: two(enc.pooled.uncond, enc.pooled.cond), timeIds: two(ids, ids) };
+    }
+    const input = { sample, batch: 2, height: h, width: h, timestep: 901, encoderHiddenStates: ehs, sequence, hidden, ...(added ? { added } : {}) };
     await pipe.unet.run(input); // warm-up: the first run pages the weights in
     const times: number[] = [];
     for (let i = 0; i < 3; i++) {
