@@ -13,6 +13,7 @@ import { AttendExcite, AE_DEFAULTS } from '../engine/guidance/attend-excite.js';
 import { DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
+import { relToMax } from './helpers/compare.js';
 
 const FIXTURES = resolve(fileURLToPath(new URL('../../test/fixtures/ae-refine/', import.meta.url)));
 
@@ -48,17 +49,6 @@ interface RefCase {
   events: RefEvent[];
 }
 
-/** max |a − b| / max |b|: the error relative to the reference's magnitude. */
-function relToMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'array lengths');
-  let maxAbs = 0;
-  let refMax = 0;
-  for (let i = 0; i < a.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
-    refMax = Math.max(refMax, Math.abs(b[i]));
-  }
-  return maxAbs / refMax;
-}
 
 const CASES = ['refine_step0', 'refine_steps_0_10_20'];
 

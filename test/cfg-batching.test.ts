@@ -6,16 +6,8 @@ import { join } from 'node:path';
 import { StableDiffusionPipeline, type GenerateResult } from '../engine/diffusion/pipeline.js';
 import { SPLIT_BATCH_LATENT_AREA } from '../engine/diffusion/unet.js';
 import { requireReference } from './helpers/reference.js';
+import { relToMax } from './helpers/compare.js';
 
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
-}
 
 describe('CFG batching: one batch-2 call vs two batch-1 calls', function () {
   this.timeout(300_000);
@@ -49,25 +41,25 @@ describe('CFG batching: one batch-2 call vs two batch-1 calls', function () {
     for (const k of [0, 1]) {
       const a = batched.noisePredictions[k];
       const b = split.noisePredictions[k];
-      assert.ok(maxRel(b.cond, a.cond) < 1e-5, `step ${k} cond noise: ${maxRel(b.cond, a.cond)}`);
-      assert.ok(maxRel(b.uncond ?? [], a.uncond ?? []) < 1e-5, `step ${k} uncond noise`);
+      assert.ok(relToMax(b.cond, a.cond) < 1e-5, `step ${k} cond noise: ${relToMax(b.cond, a.cond)}`);
+      assert.ok(relToMax(b.uncond ?? [], a.uncond ?? []) < 1e-5, `step ${k} uncond noise`);
     }
-    assert.ok(maxRel(split.latents, batched.latents) < 1e-5, `latents: ${maxRel(split.latents, batched.latents)}`);
-    assert.ok(maxRel(split.image.data, batched.image.data) < 1e-4, 'image');
+    assert.ok(relToMax(split.latents, batched.latents) < 1e-5, `latents: ${relToMax(split.latents, batched.latents)}`);
+    assert.ok(relToMax(split.image.data, batched.image.data) < 1e-4, 'image');
     const tokens = [2];
     const ma = batched.attention?.wordMap(tokens);
     const mb = split.attention?.wordMap(tokens);
     assert.ok(ma && mb && ma.length > 0);
-    assert.ok(maxRel(mb, ma) < 1e-5, `DAAM map of 'cat': ${maxRel(mb, ma)}`);
+    assert.ok(relToMax(mb, ma) < 1e-5, `DAAM map of 'cat': ${relToMax(mb, ma)}`);
   });
 
   it("'auto' splits from 64×64 latents up and batches below", async () => {
     assert.equal(SPLIT_BATCH_LATENT_AREA, 64 * 64);
     const small = await generate('auto', 256);
     const smallBatched = await generate('batched', 256);
-    assert.ok(maxRel(small.latents, smallBatched.latents) === 0, "'auto' at 32×32 latents is the batched run, bit for bit");
+    assert.ok(relToMax(small.latents, smallBatched.latents) === 0, "'auto' at 32×32 latents is the batched run, bit for bit");
     const big = await generate('auto', 512);
     const bigSplit = await generate('split', 512);
-    assert.ok(maxRel(big.latents, bigSplit.latents) === 0, "'auto' at 64×64 latents is the split run, bit for bit");
+    assert.ok(relToMax(big.latents, bigSplit.latents) === 0, "'auto' at 64×64 latents is the split run, bit for bit");
   });
 });

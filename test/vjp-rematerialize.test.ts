@@ -14,16 +14,8 @@ import { toModelTensor } from '../engine/diffusion/boundary.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference, referencePath } from './helpers/reference.js';
 import { seededRandom } from './helpers/rng.js';
+import { relToMax } from './helpers/compare.js';
 
-function maxRel(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
-}
 
 /** Gradients (and seeds) of one forward/backward with the given options, for a cotangent drawn from `seed`. */
 async function runOnce(model: OnnxModel, options: VjpOptions, feeds: Record<string, ort.Tensor>, seed: number): Promise<Record<string, Float32Array>> {
@@ -93,7 +85,7 @@ describe('VJP rematerialisation', function () {
       const a = await runOnce(model, options, feeds, 3);
       const b = await runOnce(model, { ...options, rematerializeBytes: Infinity }, feeds, 3);
       for (const k of Object.keys(b)) {
-        const rel = maxRel(a[k], b[k]);
+        const rel = relToMax(a[k], b[k]);
         assert.ok(rel <= 1e-6, `${k}: with vs without rematerialisation differ by ${rel} relative`);
       }
     } finally {
@@ -117,6 +109,6 @@ describe('VJP rematerialisation', function () {
     const feeds = { pixel_values: new ort.Tensor('float32', Float32Array.from(x.data), x.shape) };
     const a = await runOnce(model, { ...options, rematerializeBytes: 1 }, feeds, 5);
     const b = await runOnce(model, { ...options, rematerializeBytes: Infinity }, feeds, 5);
-    for (const k of Object.keys(b)) assert.ok(maxRel(a[k], b[k]) <= 1e-6, `${k}: ${maxRel(a[k], b[k])}`);
+    for (const k of Object.keys(b)) assert.ok(relToMax(a[k], b[k]) <= 1e-6, `${k}: ${relToMax(a[k], b[k])}`);
   });
 });
