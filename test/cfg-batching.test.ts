@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { StableDiffusionPipeline, type GenerateResult } from '../engine/diffusion/pipeline.js';
-import { SPLIT_BATCH_LATENT_AREA } from '../engine/diffusion/unet.js';
+import { SPLIT_BATCH_QUERY_LENGTH } from '../engine/diffusion/unet.js';
 import { requireReference } from './helpers/reference.js';
 import { relToMax } from './helpers/compare.js';
 
@@ -53,8 +53,8 @@ describe('CFG batching: one batch-2 call vs two batch-1 calls', function () {
     assert.ok(relToMax(mb, ma) < 1e-5, `DAAM map of 'cat': ${relToMax(mb, ma)}`);
   });
 
-  it("'auto' splits from 64×64 latents up and batches below", async () => {
-    assert.equal(SPLIT_BATCH_LATENT_AREA, 64 * 64);
+  it("'auto' splits where the UNet has a 4096-query attention (64×64 latents here) and batches below", async () => {
+    assert.equal(SPLIT_BATCH_QUERY_LENGTH, 64 * 64);
     const small = await generate('auto', 256);
     const smallBatched = await generate('batched', 256);
     assert.ok(relToMax(small.latents, smallBatched.latents) === 0, "'auto' at 32×32 latents is the batched run, bit for bit");

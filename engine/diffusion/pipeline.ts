@@ -182,7 +182,7 @@ export interface PipelineLoadOptions {
   threads?: number;
   /** Extra ORT session options for all three models. */
   session?: SessionOptions;
-  /** How a CFG batch runs (default 'auto': two batch-1 calls from 64×64 latents up, to halve the activation peak). */
+  /** How a CFG batch runs (default 'auto': two batch-1 calls where the UNet has a 4096-query attention, to halve the activation peak). */
   cfgBatching?: CfgBatching;
 }
 

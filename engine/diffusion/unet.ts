@@ -121,15 +121,16 @@ export function unetIO(path: string, inputs: ValueSpec[], outputs: ValueSpec[]):
 
 /**
  * How a CFG batch [uncond, cond] runs: 'batched' as one batch-2 call (diffusers' way), 'split' as two batch-1 calls,
- * 'auto' split on the CPU from 64×64 latents up (SD 1.5 at 512², SDXL at 512² and up). The two give the same noise (same kernels
- * per row); splitting halves the activation peak — SD 1.5 at 512²: each 64×64 self-attention holds
- * batch × 8 × 4096² scores, 1 GB per row — at no measured cost in step time on the CPU, where a batch-2 call does
- * twice a batch-1 call's work anyway (bench `--only memory`).
+ * 'auto' split on the CPU when the UNet has attention over 4096 or more queries at this size (SD 1.x/2.x from 512²:
+ * its 64×64 self-attention; SDXL from 1024², which has no attention at the full latent resolution). The two give the
+ * same noise (same kernels per row, float32 rounding); splitting halves the quadratic activations — SD 1.5 at 512²:
+ * a CFG step's anonymous memory 3.8 → 2.2 GB at 0.95× the batch-2 time — while where the attention is small it only
+ * costs time (SDXL widths at 512²: 0.85 → 0.70 GB at 1.10×; bench `--only memory`).
  */
 export type CfgBatching = 'auto' | 'batched' | 'split';
 
-/** Latent area from which 'auto' runs a CFG batch row by row (64×64: a 512² SD 1.5 image). */
-export const SPLIT_BATCH_LATENT_AREA = 64 * 64;
+/** Query count of the largest attention from which 'auto' runs a CFG batch row by row (a 64×64 self-attention). */
+export const SPLIT_BATCH_QUERY_LENGTH = 64 * 64;
 
 export class Unet {
   private session: ortTypes.InferenceSession | null = null;
@@ -155,12 +156,18 @@ export class Unet {
   }
 
   /** Whether a batch runs as one call per row (see CfgBatching). */
-  private runsRowByRow(batch: number, height: number, width: number): boolean {
-    if (batch === 1) return false;
+  private runsRowByRow(input: UnetInput): boolean {
+    if (input.batch === 1) return false;
     if (this.io.fixedBatch === 1 || this.batching === 'split') return true;
     // On a GPU a batch-2 call is cheaper than two batch-1 calls and the activations live in device memory.
-    const cpu = (this.options.device ?? 'cpu') === 'cpu';
-    return this.batching === 'auto' && cpu && height * width >= SPLIT_BATCH_LATENT_AREA;
+    if (this.batching !== 'auto' || (this.options.device ?? 'cpu') !== 'cpu') return false;
+    let longest: number;
+    try {
+      longest = Math.max(0, ...this.attentionSites(input.height, input.width, input.sequence, input.hidden).map((s) => s.queryLength));
+    } catch {
+      return false; // no attention found: nothing quadratic to halve
+    }
+    return longest >= SPLIT_BATCH_QUERY_LENGTH;
   }
 
   /** The graph, for attention discovery and exposure. */
@@ -264,7 +271,7 @@ export class Unet {
     }
     const added = this.checkAdded(input);
     const session = await this.ensureSession(sites);
-    const splits = this.runsRowByRow(batch, height, width) ? batch : 1;
+    const splits = this.runsRowByRow(input) ? batch : 1;
     const per = batch / splits;
     const noise = new Float32Array(input.sample.length);
     const parts = new Map<string, { chunks: Float32Array[]; dims: number[] }>();
