@@ -14,22 +14,7 @@ import { StableDiffusionPipeline } from '../engine/diffusion/pipeline.js';
 import { AttendExcite, AE_DEFAULTS } from '../engine/guidance/attend-excite.js';
 import { DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 import { torchRandn } from '../engine/diffusion/random.js';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-async function timeIt(reps: number, fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
+import { timeIt } from './lib/timing.js';
 
 function rssMb(): number {
   return process.resourceUsage().maxRSS / 1024;

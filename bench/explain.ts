@@ -23,11 +23,7 @@ import { compareMethods } from '../engine/explain/compare.js';
 import { explainWithModel } from '../engine/explain/api.js';
 import { NON_MAP_METHODS } from '../engine/explain/method-map.js';
 import { attentionGradCam, partialLrp, rawAttention, transformerAttribution } from '../engine/explain/methods/lrp-maps.js';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
+import { median } from './lib/timing.js';
 
 /** Median wall time and median CPU time (user + system of this process) of `reps` runs after a warm-up. */
 async function timed<T>(reps: number, fn: () => Promise<T> | T): Promise<{ ms: number; cpuMs: number; value: T }> {

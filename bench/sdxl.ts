@@ -16,22 +16,7 @@ import { AttendExcite, AE_DEFAULTS } from '../engine/guidance/attend-excite.js';
 import { DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 import { torchRandn } from '../engine/diffusion/random.js';
 import { buildSdxlPipeline, sdxlTinyConfig } from '../models/sdxl.js';
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-async function timeIt(reps: number, fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
+import { timeIt } from './lib/timing.js';
 
 const rssMb = (): number => process.resourceUsage().maxRSS / 1024;
 

@@ -15,6 +15,7 @@ import { numel } from '../engine/onnx/tensor.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { buildVjp, VjpRunner } from '../engine/onnx/autodiff/index.js';
 import { referenceDir } from './lib/reference.js';
+import { median } from './lib/timing.js';
 
 // One intra-op thread: process CPU time then measures compute only (no spinning pool threads), which keeps the
 // ratios meaningful on a shared, loaded machine where wall times swing by 3×. Both are reported.
@@ -22,11 +23,6 @@ const SESSION: SessionOptions = { intraOpThreads: 1, memArena: false };
 const ATTN_16 = /^\/(down_blocks\.2|up_blocks\.1)\/attentions\.\d\/transformer_blocks\.0\/attn2\/Softmax$/;
 
 type Measurement = Record<string, number>;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 let lastCpuMs = 0;
 

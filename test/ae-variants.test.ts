@@ -13,16 +13,7 @@ import { DEFAULT_AE_LOSS } from '../engine/guidance/ae-loss.js';
 import { readNpyFloat32 } from '../engine/io/npy.js';
 import { requireReference } from './helpers/reference.js';
 import { fixBatch, retypeInput, retypeOutput, variantFolder, type Edit } from './helpers/variants.js';
-
-function relToMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let maxAbs = 0;
-  let refMax = 0;
-  for (let i = 0; i < b.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
-    refMax = Math.max(refMax, Math.abs(b[i]));
-  }
-  return maxAbs / refMax;
-}
+import { relToMax } from './helpers/compare.js';
 
 describe('Attend-and-Excite on export variants (fixed batch 1 + int64 timestep, fp16 boundary)', function () {
   let ref = '';

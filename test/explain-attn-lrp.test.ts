@@ -19,6 +19,7 @@ import { tensorFromProto } from '../engine/onnx/tensor.js';
 import { openSession, runSession, ort } from '../engine/onnx/session.js';
 import { requireReference } from './helpers/reference.js';
 import { withNativeLayerNorm } from './helpers/native-layernorm.js';
+import { relToMax } from './helpers/compare.js';
 
 const FIXTURES = join(process.cwd(), 'test', 'fixtures', 'attn-lrp');
 type Key = 'vit-tiny' | 'geo3';
@@ -30,20 +31,8 @@ interface CaseMeta {
 const meta = JSON.parse(readFileSync(join(FIXTURES, 'meta.json'), 'utf8')) as Record<Key, CaseMeta>;
 const VARIANTS: AttnLrpAttention[] = ['cp', 'attnlrp'];
 
-/** max |got − want| / max |want|. */
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'length mismatch');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < want.length; i++) {
-    d = Math.max(d, Math.abs(got[i] - want[i]));
-    m = Math.max(m, Math.abs(want[i]));
-  }
-  return m === 0 ? d : d / m;
-}
-
 function expectRel(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol = 1e-4): void {
-  const e = relErr(got, want);
+  const e = relToMax(got, want);
   console.log(`      ${name}: max rel diff = ${e.toExponential(2)}`);
   assert.ok(e <= tol, `${name}: relative difference ${e} > ${tol}`);
 }
@@ -275,7 +264,7 @@ describe('explain attn-lrp through the explain pipeline (geo3)', () => {
       const full = await explainWithModel(model, grads, image, { methods: ['attn-lrp'], classIndex: 2, attnLrpAttention: 'attnlrp' });
       assert.equal(full.lrp[0].attention, 'attnlrp');
       expectRel('pipeline heatmap (attnlrp)', full.lrp[0].pixels!.data, readNpyFloat32(join(FIXTURES, 'geo3', 'heatmap_attnlrp_cls2.npy')).data);
-      assert.ok(relErr(full.lrp[0].pixels!.data, r.pixels.data) > 1e-2, 'the two attention rules give different maps');
+      assert.ok(relToMax(full.lrp[0].pixels!.data, r.pixels.data) > 1e-2, 'the two attention rules give different maps');
 
       await assert.rejects(explainWithModel(model, grads, image, { methods: ['attn-lrp'], attnLrpAttention: 'softmax' as AttnLrpAttention }),
         (e: unknown) => e instanceof Error && (e as { field?: string }).field === 'attnLrpAttention' && /cp or attnlrp/.test(e.message));

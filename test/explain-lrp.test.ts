@@ -17,24 +17,13 @@ import { cloneModel, type OnnxModel } from '../engine/onnx/model.js';
 import { openSession, runSession, ort } from '../engine/onnx/session.js';
 import { requireReference } from './helpers/reference.js';
 import { withNativeLayerNorm } from './helpers/native-layernorm.js';
+import { relToMax } from './helpers/compare.js';
 
 const FIXTURES = join(process.cwd(), 'test', 'fixtures', 'lrp');
 const meta = JSON.parse(readFileSync(join(FIXTURES, 'meta.json'), 'utf8')) as Record<'vit-tiny' | 'geo2', { files: { torch_f32_vs_f64_rel: Record<string, number> } }>;
 
-/** max |got − want| / max |want| — the "relative" of the 1e-4 tolerance. */
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'length mismatch');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < want.length; i++) {
-    d = Math.max(d, Math.abs(got[i] - want[i]));
-    m = Math.max(m, Math.abs(want[i]));
-  }
-  return m === 0 ? d : d / m;
-}
-
 function expectRel(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol = Number(process.env.LRP_TOL ?? 1e-4)): void {
-  const e = relErr(got, want);
+  const e = relToMax(got, want);
   console.log(`      ${name}: max rel diff = ${e.toExponential(2)}`);
   assert.ok(e <= tol, `${name}: relative difference ${e} > ${tol}`);
 }
@@ -121,8 +110,8 @@ for (const c of cases) {
         // the last-block quantities against both references within 1e-4.
         const deep = (name: string, got: ArrayLike<number>, file: string): void => {
           const torchF32 = meta[c.key].files.torch_f32_vs_f64_rel[file];
-          const vsF64 = relErr(got, ref(`${file}_cls${cls}_f64.npy`));
-          const vsF32 = relErr(got, ref(`${file}_cls${cls}.npy`));
+          const vsF64 = relToMax(got, ref(`${file}_cls${cls}_f64.npy`));
+          const vsF32 = relToMax(got, ref(`${file}_cls${cls}.npy`));
           console.log(`      ${name}: vs float64 reference ${vsF64.toExponential(2)} (torch float32 vs float64: ${torchF32.toExponential(2)}); vs float32 reference ${vsF32.toExponential(2)}`);
           assert.ok(vsF64 <= Math.max(1e-4, 2 * torchF32), `${name}: ${vsF64} from the float64 reference, more than twice torch's own float32 error ${torchF32}`);
         };
@@ -157,7 +146,7 @@ for (const c of cases) {
           const map = partialLrp((await lrp2.relevance(image, cls)).cams);
           expectRel('partial-lrp α=2 (float32 reference)', map, ref(`partial-lrp_alpha2_cls${cls}.npy`));
           expectRel('partial-lrp α=2 (float64 reference)', map, ref(`partial-lrp_alpha2_cls${cls}_f64.npy`));
-          const vsAlpha1 = relErr(map, ref(`partial-lrp_cls${cls}.npy`));
+          const vsAlpha1 = relToMax(map, ref(`partial-lrp_cls${cls}.npy`));
           console.log(`      (α = 2 vs α = 1 maps differ by ${vsAlpha1.toExponential(2)})`);
           assert.ok(vsAlpha1 > 1e-3, 'α = 2 should change the map');
         } finally {
@@ -240,7 +229,7 @@ describe('explain LRP family through the explain pipeline (geo2)', () => {
       const rel = await grads.lrp.relevance(image, 1);
       const g = await (await grads.classForward(image)).gradients(1);
       const direct = transformerAttribution(rel.cams, g.visionGrads, 0);
-      assert.ok(relErr(res.lrp[0].map.data, direct) < 1e-6);
+      assert.ok(relToMax(res.lrp[0].map.data, direct) < 1e-6);
       assert.equal(res.lrp[0].map.height, 14);
       const written = await writeExplainOutputs(res, join(out, 'o'), join(out, 't'));
       for (const f of ['transformer_attribution_1', 'partial_lrp_1', 'raw_attention_1', 'gradcam_1']) {
