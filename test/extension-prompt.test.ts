@@ -57,6 +57,16 @@ describe('extension: prompt file format', () => {
     ]);
   });
 
+  it('loss: and scale: choose the guided run\'s method and step size, from the header or per block', () => {
+    const f = parsePromptFile(['loss: syngen', '', 'a red cube and a blue ball', 'excite: cube, ball', 'scale: 200', '', 'a cat', 'loss: Excite'].join('\n'));
+    assert.deepEqual(f.problems, []);
+    assert.deepEqual(f.prompts[0]!.settings, { loss: 'syngen', excite: ['cube', 'ball'], scale: 200 });
+    assert.deepEqual(f.prompts[1]!.settings, { loss: 'attend-excite' });
+    const bad = parsePromptFile(['a cat', 'loss: bind', 'scale: -1'].join('\n'));
+    assert.deepEqual(bad.problems.map((p) => `${p.code}@${p.range.line}`).sort(), ['bad-loss@1', 'bad-scale@2']);
+    assert.match(bad.problems.find((p) => p.code === 'bad-loss')!.message, /excite .*or syngen/);
+  });
+
   it('reports bad values, unknown keys, excite words missing from the prompt, stray settings blocks', () => {
     const f = parsePromptFile(['a dog', 'steps: many', 'exite: dog', 'excite: cat', 'size: 500x512', '', 'seed: 3'].join('\n'));
     const codes = f.problems.map((p) => `${p.code}@${p.range.line}:${p.range.start}`);
@@ -180,6 +190,8 @@ describe('extension: TextMate grammar of .prompt files', () => {
     assert.deepEqual(re('number-setting').exec('steps: 30')?.slice(1, 4), ['steps', ':', '30']);
     assert.equal(re('number-setting').exec('seed: abc')?.[4], 'abc', 'a non-numeric value is marked invalid');
     assert.equal(re('negative').exec('a negative: mood'), null, 'settings are recognised at the start of a line only');
+    assert.deepEqual(re('word-setting').exec('loss: syngen')?.slice(1, 4), ['loss', ':', 'syngen']);
+    assert.deepEqual(re('number-setting').exec('scale: 200')?.slice(1, 4), ['scale', ':', '200']);
   });
 });
 

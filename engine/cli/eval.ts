@@ -14,6 +14,7 @@ import { UsageError } from './errors.js';
 import { finiteNumber, oneOf, parseSize, positiveInt, type ImageSize } from './options.js';
 import { stepProgress } from './progress.js';
 import { defaultDevice, deviceOption, resolveCliDevice } from './device.js';
+import { parseGuidanceLoss } from './excite.js';
 import { DEFAULT_THREADS } from '../onnx/threads.js';
 import { GRAMMAR_SETS, evalPrompt, grammarPrompts, parseSeedRange, promptLines, spreadSubset, type EvalPrompt, type GrammarSet } from '../jobs/eval/prompts.js';
 import { EVAL_DEFAULTS, EXCITE_WORDS, type EvalSettings, type ExciteWords } from '../jobs/eval/run.js';
@@ -36,6 +37,7 @@ export interface EvalCliOptions extends OutputMode {
   aeRes?: number;
   exciteWords?: ExciteWords;
   aeScaleFactor?: number;
+  aeLoss?: 'attend-excite' | 'syngen';
   tau: number;
   colourTolerance: number;
   minArea: number;
@@ -65,6 +67,7 @@ export function registerEval(program: Command): Command {
     .option('--ae-res <r>', 'A&E: side of the attention grid its loss reads (default: as heed generate)', positiveInt('--ae-res', 1024))
     .option('--excite-words <which>', `A&E strengthens each subject's noun ('subject', the paper's choice), its colour word ('colour') or both (Shapes prompts; default subject)`, oneOf('--excite-words', EXCITE_WORDS))
     .option('--ae-scale-factor <f>', 'A&E: step size scale (default 20)', finiteNumber('--ae-scale-factor', 0, 1e6))
+    .option('--ae-loss <excite|syngen>', 'the guided runs\' loss: Attend-and-Excite (default) or SynGen\'s binding loss on each subject\'s noun and its modifiers', parseGuidanceLoss)
     .option('--tau <t>', 'threshold on the normalised word map for IoU (DAAM uses 0.4)', finiteNumber('--tau', 0, 1), EVAL_DEFAULTS.tau)
     .option('--colour-tolerance <d>', 'Shapes prompts: max RGB distance of a pixel to a palette colour', finiteNumber('--colour-tolerance', 0, 442), EVAL_DEFAULTS.colourTolerance)
     .option('--min-area <f>', 'a subject is present when its mask covers at least this share of the image', finiteNumber('--min-area', 0, 1), EVAL_DEFAULTS.minArea)
@@ -141,11 +144,13 @@ export async function planEval(o: EvalCliOptions): Promise<EvalPlan> {
     excite: o.excite === false ? false : {
       ...(o.aeRes !== undefined ? { res: o.aeRes } : {}),
       ...(o.aeScaleFactor !== undefined ? { scaleFactor: o.aeScaleFactor } : {}),
+      ...(o.aeLoss !== undefined && o.aeLoss !== 'attend-excite' ? { method: o.aeLoss } : {}),
     },
     tau: o.tau, colourTolerance: o.colourTolerance, minArea: o.minArea, presentSimilarity: o.presentSim,
     relevanceThreshold: EVAL_DEFAULTS.relevanceThreshold,
   };
-  if (o.excite === false && (o.aeRes !== undefined || o.aeScaleFactor !== undefined)) throw new UsageError('--ae-res / --ae-scale-factor apply to the Attend-and-Excite runs, which --no-excite turns off', 'excite');
+  if (o.excite === false && (o.aeRes !== undefined || o.aeScaleFactor !== undefined || o.aeLoss !== undefined)) throw new UsageError('--ae-res / --ae-scale-factor / --ae-loss apply to the guided runs, which --no-excite turns off', 'excite');
+  if (o.aeLoss === 'syngen' && o.exciteWords !== undefined && o.exciteWords !== 'subject') throw new UsageError('--ae-loss syngen binds each subject\'s colour to its noun itself: drop --excite-words', 'excite');
   return { settings, prompts, seeds, out };
 }
 

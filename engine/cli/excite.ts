@@ -6,6 +6,8 @@ import type { ExciteOptions } from '../protocol/index.js';
 import { UsageError } from './errors.js';
 import { finiteNumber, nonNegativeInt, positiveInt } from './options.js';
 
+type GuidanceMethod = NonNullable<ExciteOptions['method']>;
+
 export interface ExciteCliOptions {
   excite?: string;
   aeMaxIterToAlter?: number;
@@ -17,7 +19,32 @@ export interface ExciteCliOptions {
   aeSigma?: number;
   aeKernel?: number;
   aeSd2?: boolean;
+  aeLoss?: GuidanceMethod;
+  aeModifiers?: Record<string, string[]>;
   compare?: boolean;
+}
+
+/** `--ae-loss excite|syngen` → the protocol's method. */
+export function parseGuidanceLoss(v: string): GuidanceMethod {
+  const m = v.trim().toLowerCase();
+  if (m === 'excite' || m === 'attend-excite') return 'attend-excite';
+  if (m === 'syngen') return 'syngen';
+  throw new InvalidArgumentError(`--ae-loss must be 'excite' (Attend-and-Excite) or 'syngen' (SynGen's binding loss), got '${v}'`);
+}
+
+/** `car=big+red,bird=blue` → {car: [big, red], bird: [blue]}. */
+export function parseModifiers(v: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const part of v.split(',').map((x) => x.trim()).filter((x) => x.length > 0)) {
+    const m = /^([^=+\s]+)=([^=]+)$/.exec(part);
+    const mods = m ? m[2]!.split('+').map((x) => x.trim()).filter((x) => x.length > 0) : [];
+    if (!m || mods.length === 0 || mods.some((x) => /\s/.test(x))) {
+      throw new InvalidArgumentError(`--ae-modifiers entry '${part}' must be noun=modifier or noun=modifier+modifier (prompt words), e.g. car=big+red,bird=blue`);
+    }
+    out[m[1]!] = mods;
+  }
+  if (Object.keys(out).length === 0) throw new InvalidArgumentError('--ae-modifiers is empty: give noun=modifier pairs, e.g. car=red');
+  return out;
 }
 
 /** `0:0.05,10:0.5,20:0.8` → {0: 0.05, 10: 0.5, 20: 0.8}; thresholds in [0, 1], steps non-negative integers. */
@@ -55,13 +82,15 @@ export function addExciteOptions(cmd: Command): Command {
     .option('--ae-sigma <s>', 'A&E: σ of the Gaussian smoothing (default 0.5)', finiteNumber('--ae-sigma', 1e-6, 100))
     .option('--ae-kernel <k>', 'A&E: Gaussian kernel size, odd (default 3)', oddKernel)
     .option('--ae-sd2', 'A&E: the original repo\'s SD 2.x variant: softmax over the prompt\'s tokens only (up to EOT)')
+    .option('--ae-loss <excite|syngen>', 'the loss the latents descend: excite = Attend-and-Excite (default); syngen = SynGen\'s binding loss, which binds each subject\'s modifiers (colours, sizes) to it against attribute leakage (constant step --ae-scale-factor, no refinement)', parseGuidanceLoss)
+    .option('--ae-modifiers <noun=mod+mod,...>', 'SynGen: the subjects\' modifiers, when they are not the words right before the noun (e.g. car=red for "a car that is red")', parseModifiers)
     .option('--compare', 'with --excite: also run without guidance from the same seed; writes plain/ and compare.png');
 }
 
 
 /** Checks flag combinations that need no model. */
 export function validateExciteFlags(o: ExciteCliOptions): void {
-  const aeFlags: (keyof ExciteCliOptions)[] = ['aeMaxIterToAlter', 'aeThresholds', 'aeScaleFactor', 'aeMaxRefinement', 'aeRes', 'aeNoSmoothing', 'aeSigma', 'aeKernel', 'aeSd2', 'compare'];
+  const aeFlags: (keyof ExciteCliOptions)[] = ['aeMaxIterToAlter', 'aeThresholds', 'aeScaleFactor', 'aeMaxRefinement', 'aeRes', 'aeNoSmoothing', 'aeSigma', 'aeKernel', 'aeSd2', 'aeLoss', 'aeModifiers', 'compare'];
   const given = aeFlags.filter((k) => o[k] !== undefined && o[k] !== false);
   if (o.excite === undefined && given.length > 0) {
     const flag = (k: string): string => '--' + k.replace(/[A-Z0-9]+/g, (m) => '-' + m.toLowerCase()).replace(/-(\d)/g, '$1');
@@ -93,6 +122,8 @@ export function exciteOptionsFromFlags(o: ExciteCliOptions): ExciteOptions | und
     ...(o.aeSigma !== undefined ? { sigma: o.aeSigma } : {}),
     ...(o.aeKernel !== undefined ? { kernel: o.aeKernel } : {}),
     ...(o.aeSd2 ? { sd2: true } : {}),
+    ...(o.aeLoss !== undefined ? { method: o.aeLoss } : {}),
+    ...(o.aeModifiers ? { modifiers: o.aeModifiers } : {}),
     ...(o.compare ? { compare: true } : {}),
   };
 }

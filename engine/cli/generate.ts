@@ -186,7 +186,9 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateRun> {
       signal: interrupt.signal,
       onPlan: (plan) => {
         for (const s of plan.subjects) if (s.note) say(mode, `note: ${s.note}`);
-        say(mode, `Attend-and-Excite on ${plan.subjects.map((s) => `'${s.word}' (token ${s.tokenIndex})`).join(', ')} at ${plan.options.resolution}x${plan.options.resolution}`);
+        say(mode, plan.options.method === 'syngen'
+          ? `SynGen binding ${plan.bindings.map((b) => `${b.modifiers.map((m) => `'${m.word}'`).join('+') || '(no modifier)'} → '${b.noun}'`).join(', ')} at ${plan.options.resolution}x${plan.options.resolution}`
+          : `Attend-and-Excite on ${plan.subjects.map((s) => `'${s.word}' (token ${s.tokenIndex})`).join(', ')} at ${plan.options.resolution}x${plan.options.resolution}`);
       },
       onRunStart: (run) => {
         bar = stepProgress({ enabled: !o.quiet && !o.json, label: run ? BAR_LABELS[run] : 'denoising' });

@@ -5,6 +5,8 @@
 // The gradient comes from Heed's VJP graph of the UNet, pruned to the 16×16 cross-attention layers: one ORT forward
 // gives the maps (and the residuals), the loss and its gradient w.r.t. the maps are computed here, and one backward run
 // carries that to the latents — the forward is never recomputed.
+// The same runner descends SynGen's binding loss (method 'syngen', ./syngen-loss.ts) on the same maps: only the loss,
+// the step-size schedule and the refinement differ.
 import { loadModel } from '../onnx/model.js';
 import { ort } from '../onnx/session.js';
 import { VjpRunner, type Residuals } from '../onnx/autodiff/index.js';
@@ -15,6 +17,7 @@ import { CancelledError, type BeforeStepContext, type StableDiffusionPipeline } 
 import { toModelTensor, fromModelTensor } from '../diffusion/boundary.js';
 import { addedInputDims, type AddedConditioning } from '../diffusion/unet.js';
 import { aeLoss, aeStepSizes, DEFAULT_AE_LOSS, type AeLossOptions } from './ae-loss.js';
+import { synGenLoss, type Binding } from './syngen-loss.js';
 import { HeedError, type HeedErrorKind } from '../errors.js';
 
 export interface AttendExciteOptions {
@@ -31,7 +34,21 @@ export interface AttendExciteOptions {
   loss: AeLossOptions;
   /** Softmax over tokens [1, sliceEnd) instead of [1, 76): the original repo's SD 2.x variant passes the EOT position. */
   sliceEnd?: number;
+  /**
+   * The loss the latents descend: Attend-and-Excite's (the most neglected subject's 1 − max attention; step size
+   * scaleFactor·sqrt(linspace(1, 0.5, T)), iterative refinement at the threshold steps) or SynGen's binding loss (each
+   * modifier's map onto its noun's, both away from the other words'; constant step size scaleFactor, one update per
+   * step, no refinement, as the SynGen pipeline). Default 'attend-excite'.
+   */
+  method?: GuidanceMethod;
+  /** SynGen: nouns and their modifiers (token positions); `tokenIndices` stay the subjects A&E's scores are reported for. */
+  bindings?: Binding[];
+  /** SynGen: the prompt's content positions (1 … EOT−1), the words a binding is pushed away from. */
+  promptTokens?: number[];
 }
+
+export const GUIDANCE_METHODS = ['attend-excite', 'syngen'] as const;
+export type GuidanceMethod = (typeof GUIDANCE_METHODS)[number];
 
 export const AE_DEFAULTS = {
   maxIterToAlter: 25,
@@ -55,8 +72,10 @@ export interface AeEvent {
   phase: 'main' | 'refine';
   kind: 'loss' | 'update';
   loss: number;
-  /** Max attention per subject (after softmax and smoothing), for 'loss' events. */
+  /** Max attention per subject (after softmax and smoothing), for 'loss' events (SynGen runs report them too). */
   scores?: number[];
+  /** SynGen: each binding's share of the loss, for 'loss' events. */
+  bindingLosses?: number[];
   stepSize?: number;
   gradL2?: number;
   gradAbsMax?: number;
@@ -114,6 +133,15 @@ export class AttendExcite {
     if (options.tokenIndices.length === 0) {
       throw new AttendExciteError('no subject to excite: name at least one prompt word (--excite cat,frog) or use --excite auto', 'excite.subjects');
     }
+    if (options.method === 'syngen') {
+      if (!options.bindings || options.bindings.length === 0 || !options.promptTokens) {
+        throw new AttendExciteError('SynGen needs the subjects\' bindings and the prompt\'s token positions', 'excite.subjects', 'internal');
+      }
+      if (options.bindings.every((b) => b.modifiers.length === 0) && options.bindings.length < 2) {
+        throw new AttendExciteError('SynGen has nothing to bind: the subject has no modifier in the prompt (e.g. "a red car") and there is no ' +
+          'second subject to separate it from; name the modifiers (--ae-modifiers car=red) or use Attend-and-Excite', 'excite.modifiers');
+      }
+    }
     const keys = sites[0].keyLength;
     const end = options.sliceEnd ?? keys - 1;
     for (const t of options.tokenIndices) {
@@ -153,9 +181,15 @@ export class AttendExcite {
 
   private async step(ctx: BeforeStepContext): Promise<Float32Array> {
     const i = ctx.step;
-    if (this.stepSizes.length === 0) this.stepSizes = aeStepSizes(this.options.scaleFactor, ctx.total);
+    if (this.stepSizes.length === 0) {
+      this.stepSizes = this.options.method === 'syngen'
+        ? Array.from({ length: ctx.total }, () => this.options.scaleFactor)
+        : aeStepSizes(this.options.scaleFactor, ctx.total);
+    }
     const refineThreshold = this.options.thresholds[i];
     let latents = ctx.latents;
+    // The SynGen pipeline runs its forward only at the steps it updates; A&E scores every step.
+    if (this.options.method === 'syngen' && i >= this.options.maxIterToAlter) return latents;
     // Like diffusers, score every step (also after max_iter_to_alter): the loss trace is part of the output.
     let ev = await this.evaluate(latents, ctx, 'main');
     if (this.firstMaps === null) this.firstMaps = ev.maps;
@@ -211,6 +245,11 @@ export class AttendExcite {
     const res = this.options.resolution;
     const maps = aeAggregate(probs, res, res, 1, 0).data;
     const r = aeLoss(maps, res, res, this.keys, this.options.tokenIndices, { ...this.options.loss, sliceEnd: this.options.sliceEnd });
+    if (this.options.method === 'syngen') {
+      const b = synGenLoss(maps, res, res, this.keys, this.options.bindings!, this.options.promptTokens!);
+      this.events.push({ step: ctx.step, timestep: ctx.timestep, phase, kind: 'loss', loss: b.loss, scores: r.scores, bindingLosses: b.perBinding, iteration });
+      return { latents, loss: b.loss, scores: r.scores, gradMaps: b.gradMaps, residuals, maps };
+    }
     this.events.push({ step: ctx.step, timestep: ctx.timestep, phase, kind: 'loss', loss: r.loss, scores: r.scores, iteration });
     return { latents, loss: r.loss, scores: r.scores, gradMaps: r.gradMaps, residuals, maps };
   }

@@ -99,3 +99,62 @@ export function resolveSubjects(prompt: TokenizedPrompt, promptText: string, spe
   }
   return out;
 }
+
+/** A subject noun with the modifiers SynGen binds to it (each a word of the prompt with its token positions). */
+export interface ResolvedBinding {
+  noun: string;
+  nounTokens: number[];
+  modifiers: { word: string; tokenIndices: number[] }[];
+  /** How the modifiers were found. */
+  source: 'prompt' | 'given';
+}
+
+// Words that end a noun phrase when walking back from its noun: determiners, conjunctions, prepositions, verbs of
+// being. A colour or size word before the noun is a modifier; one of these is not.
+const PHRASE_BOUNDARY = new Set(('a an the and or but of on in at to with without by for from into onto over under above ' +
+  'below near next beside behind is are was were be being been it its this that these those his her their my your our ' +
+  'some one two three while whose which who').split(' '));
+
+/**
+ * The modifiers of each subject, for SynGen. Given ones (`noun → [modifier words]`) are taken as written; otherwise a
+ * subject's modifiers are the words right before it in its noun phrase: walking back from the noun until a determiner,
+ * conjunction, preposition, punctuation or another subject ("a big red car and a blue bird" → car: big, red; bird:
+ * blue). This is the adjective/compound part of SynGen's spaCy rules; modifiers after the noun ("a car that is red")
+ * need `given`.
+ */
+export function resolveBindings(prompt: TokenizedPrompt, promptText: string, subjects: readonly ResolvedSubject[],
+  given?: Readonly<Record<string, readonly string[]>>): ResolvedBinding[] {
+  const words = prompt.words;
+  const subjectWordIndex = subjects.map((s) => words.findIndex((w) => w.tokenIndices.includes(s.tokenIndex)));
+  if (given) {
+    for (const noun of Object.keys(given)) {
+      if (!subjects.some((s) => s.word.toLowerCase() === noun.toLowerCase())) {
+        throw new SubjectError(`modifiers are given for '${noun}', which is not one of the subjects (${subjects.map((s) => s.word).join(', ')}); ` +
+          'name it in the subjects too', 'excite.modifiers');
+      }
+    }
+  }
+  return subjects.map((s, k) => {
+    const at = subjectWordIndex[k]!;
+    const nounTokens = at >= 0 ? [...words[at]!.tokenIndices] : [s.tokenIndex];
+    const explicit = given ? Object.entries(given).find(([noun]) => noun.toLowerCase() === s.word.toLowerCase())?.[1] : undefined;
+    if (explicit) {
+      const modifiers = explicit.map((m) => {
+        const w = findWord(words, m);
+        if (!w || w.tokenIndices.length === 0) {
+          throw new SubjectError(`modifier '${m}' of '${s.word}' is not a word of the prompt "${promptText}" (or lies beyond the 77-token window)`, 'excite.modifiers');
+        }
+        if (w.tokenIndices.some((t) => nounTokens.includes(t))) throw new SubjectError(`'${m}' cannot modify itself`, 'excite.modifiers');
+        return { word: w.word, tokenIndices: [...w.tokenIndices] };
+      });
+      return { noun: s.word, nounTokens, modifiers, source: 'given' as const };
+    }
+    const modifiers: { word: string; tokenIndices: number[] }[] = [];
+    for (let i = at - 1; i >= 0; i--) {
+      const w = words[i]!;
+      if (!/\p{L}/u.test(w.word) || PHRASE_BOUNDARY.has(w.normalized) || subjectWordIndex.includes(i) || w.tokenIndices.length === 0) break;
+      modifiers.unshift({ word: w.word, tokenIndices: [...w.tokenIndices] });
+    }
+    return { noun: s.word, nounTokens, modifiers, source: 'prompt' as const };
+  });
+}

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import type { GenerateResult } from '../diffusion/pipeline.js';
 import type { StableDiffusionPipeline } from '../diffusion/pipeline.js';
 import type { AttendExcite, AttendExciteOptions } from '../guidance/attend-excite.js';
-import type { ResolvedSubject } from '../guidance/subjects.js';
+import type { ResolvedBinding, ResolvedSubject } from '../guidance/subjects.js';
 import { encodeNpy } from '../io/npy.js';
 import type { ExciteOptions } from '../protocol/index.js';
 import { floatHwcToRgb, renderLineChart, resizeRgb, renderSideBySide, type ChartSeries } from '../render/index.js';
@@ -20,6 +20,8 @@ export type { ExciteOptions };
 
 export interface ExcitePlan {
   subjects: ResolvedSubject[];
+  /** SynGen: each subject's modifiers (empty for Attend-and-Excite). */
+  bindings: ResolvedBinding[];
   options: AttendExciteOptions;
   /** E.g. the default attention grid did not exist at this size and another was taken. */
   warnings: string[];
@@ -28,11 +30,22 @@ export interface ExcitePlan {
 /** Resolves subjects against the prompt and builds the guidance options (diffusers defaults unless overridden).
  *  Subjects stay a list from the request to resolveSubjects: a subject is never joined into a string and split again. */
 export async function planExcite(pipe: StableDiffusionPipeline, prompt: string, size: { width: number; height: number }, o: ExciteOptions): Promise<ExcitePlan> {
-  const { resolveSubjects } = await import('../guidance/subjects.js');
+  const { resolveSubjects, resolveBindings } = await import('../guidance/subjects.js');
   const { AE_DEFAULTS } = await import('../guidance/attend-excite.js');
   const seq = pipe.textEncoder.fixedSequenceLength ?? pipe.tokenizer.maxLength;
   const tokenized = pipe.tokenizer.encode(prompt, { maxLength: seq });
   const subjects = resolveSubjects(tokenized, prompt, o.subjects);
+  const method = o.method ?? 'attend-excite';
+  if (method === 'syngen') {
+    const { HeedError } = await import('../errors.js');
+    // SynGen makes one update per step; refinement is Attend-and-Excite's (its thresholds are on A&E's loss).
+    if (o.thresholds !== undefined) throw new HeedError('invalid_input', 'refinement thresholds are Attend-and-Excite\'s: SynGen makes one update per step; drop --ae-thresholds or use --ae-loss excite', { field: 'excite.thresholds' });
+    if (o.maxRefinement !== undefined) throw new HeedError('invalid_input', 'refinement is Attend-and-Excite\'s: SynGen makes one update per step; drop --ae-max-refinement or use --ae-loss excite', { field: 'excite.maxRefinement' });
+  } else if (o.modifiers !== undefined) {
+    const { HeedError } = await import('../errors.js');
+    throw new HeedError('invalid_input', 'modifiers are bound by SynGen\'s loss: add --ae-loss syngen (method "syngen"), or drop them', { field: 'excite.modifiers' });
+  }
+  const bindings = method === 'syngen' ? resolveBindings(tokenized, prompt, subjects, o.modifiers) : [];
   // A σ so small that 2σ² underflows makes the Gaussian smoothing kernel 0/0 = NaN, and the NaN losses reach the
   // client as events that fail the protocol's schema: refuse it up front, for the CLI and the server alike.
   const sigma = o.sigma ?? 0.5;
@@ -44,15 +57,21 @@ export async function planExcite(pipe: StableDiffusionPipeline, prompt: string, 
   const options: AttendExciteOptions = {
     tokenIndices: subjects.map((s) => s.tokenIndex),
     maxIterToAlter: o.maxIterToAlter ?? AE_DEFAULTS.maxIterToAlter,
-    thresholds: o.thresholds ? Object.fromEntries(Object.entries(o.thresholds).map(([k, v]) => [Number(k), v])) : { ...AE_DEFAULTS.thresholds },
+    thresholds: o.thresholds ? Object.fromEntries(Object.entries(o.thresholds).map(([k, v]) => [Number(k), v])) : method === 'syngen' ? {} : { ...AE_DEFAULTS.thresholds },
     scaleFactor: o.scaleFactor ?? AE_DEFAULTS.scaleFactor,
     maxRefinementSteps: o.maxRefinement ?? AE_DEFAULTS.maxRefinementSteps,
     resolution: o.res ?? grid!.res,
     loss: { smoothing: o.smoothing !== false, sigma: o.sigma ?? 0.5, kernelSize: o.kernel ?? 3 },
     // SD 2.x variant: only SOT+1..EOT−1 compete, i.e. the slice ends at the EOT position.
     ...(o.sd2 ? { sliceEnd: tokenized.length - 1 } : {}),
+    ...(method === 'syngen' ? {
+      method,
+      bindings: bindings.map((b) => ({ noun: b.nounTokens, modifiers: b.modifiers.map((m) => m.tokenIndices) })),
+      // The SynGen pipeline's "outside" words: every position of the prompt between SOT and EOT.
+      promptTokens: Array.from({ length: tokenized.length - 2 }, (_, i) => i + 1),
+    } : {}),
   };
-  return { subjects, options, warnings: grid?.warning ? [grid.warning] : [] };
+  return { subjects, bindings, options, warnings: grid?.warning ? [grid.warning] : [] };
 }
 
 export interface SubjectScores {
@@ -107,10 +126,11 @@ export function exciteJson(plan: ExcitePlan, ae: AttendExcite, result: GenerateR
   const mainLoss = ae.events.filter((e) => e.kind === 'loss' && e.phase === 'main');
   return {
     subjects: plan.subjects.map((s) => ({ word: s.word, tokenIndex: s.tokenIndex, tokenIndices: s.tokenIndices, ...(s.note ? { note: s.note } : {}) })),
+    ...(plan.bindings.length > 0 ? { bindings: plan.bindings } : {}),
     options: plan.options,
     layers: ae.sites.map((s) => s.modulePath),
     timesteps: result.timesteps,
-    perStep: mainLoss.map((e) => ({ step: e.step, timestep: e.timestep, loss: e.loss, scores: e.scores })),
+    perStep: mainLoss.map((e) => ({ step: e.step, timestep: e.timestep, loss: e.loss, scores: e.scores, ...(e.bindingLosses ? { bindingLosses: e.bindingLosses } : {}) })),
     events: ae.events,
     finalScores: scores.map((s) => ({ word: s.word, tokenIndex: s.tokenIndex, lastStep: s.byStep.at(-1) ?? null, daamMax: s.daamMax ?? null })),
     timingsMs: ae.timings,
@@ -119,6 +139,17 @@ export function exciteJson(plan: ExcitePlan, ae: AttendExcite, result: GenerateR
 
 /** Loss of each subject (1 − score, clamped at 0) per step, from the main evaluations. */
 export function lossChartSeries(plan: ExcitePlan, ae: AttendExcite): ChartSeries[] {
+  if (plan.options.method === 'syngen') {
+    // SynGen's loss per binding (positive: modifier vs noun; negative: both vs the other words) and in total.
+    const steps = ae.events.filter((e) => e.kind === 'loss' && e.phase === 'main' && e.bindingLosses);
+    return [
+      ...plan.bindings.map((b, k) => ({
+        name: [...b.modifiers.map((m) => m.word), b.noun].join(' '),
+        points: steps.map((e) => [e.step, e.bindingLosses![k]!] as const),
+      })),
+      { name: 'total', dashed: true, points: steps.map((e) => [e.step, e.loss] as const) },
+    ];
+  }
   const main = ae.events.filter((e) => e.kind === 'loss' && e.phase === 'main' && e.scores);
   const series: ChartSeries[] = plan.subjects.map((s, k) => ({
     name: `${s.word} (token ${s.tokenIndex})`,
@@ -158,9 +189,11 @@ export async function writeExciteFiles(outDir: string, traceDir: string | undefi
   // Only thresholds at steps this run reached (diffusers' defaults name steps 10 and 20, beyond a short run).
   const rules = Object.entries(plan.options.thresholds).filter(([step]) => Number(step) < calls)
     .map(([step, t]) => ({ y: 1 - t, label: `step ${step}: loss target ${(1 - t).toFixed(2)}`, color: '#999' }));
+  const syngen = plan.options.method === 'syngen';
   put(outDir, 'excite_loss.png', await renderLineChart({
-    title: 'Attend-and-Excite: subject loss (1 − max attention) per step', xLabel: 'step', yLabel: 'loss', integerX: true,
-    series: lossChartSeries(plan, ae), rules, yDomain: [0, 1], xDomain: [0, Math.max(1, calls - 1)], width: 720, height: 420,
+    title: syngen ? 'SynGen: binding loss per step (lower = modifiers on their nouns, apart from the other words)' : 'Attend-and-Excite: subject loss (1 − max attention) per step',
+    xLabel: 'step', yLabel: 'loss', integerX: true,
+    series: lossChartSeries(plan, ae), rules, ...(syngen ? {} : { yDomain: [0, 1] as [number, number] }), xDomain: [0, Math.max(1, calls - 1)], width: 720, height: 420,
   }));
   if (traceDir !== undefined) {
     const first = ae.firstUpdate;
@@ -178,8 +211,14 @@ export async function writeExciteFiles(outDir: string, traceDir: string | undefi
   return { files, document: JSON.parse(text) as unknown };
 }
 
-/** "plain | Attend-and-Excite" PNG from two finished runs. */
-export async function writeComparePng(path: string, plain: GenerateResult, excited: GenerateResult, words: string): Promise<void> {
+/** The guided panel's title: the method and what it acts on ("SynGen: red triangle, green circle"). */
+export function guidanceLabel(plan: ExcitePlan): string {
+  if (plan.options.method === 'syngen') return `SynGen: ${plan.bindings.map((b) => [...b.modifiers.map((m) => m.word), b.noun].join(' ')).join(', ')}`;
+  return `Attend-and-Excite: ${plan.subjects.map((s) => s.word).join(', ')}`;
+}
+
+/** "plain | guided" PNG from two finished runs; `label` titles the guided panel (guidanceLabel). */
+export async function writeComparePng(path: string, plain: GenerateResult, excited: GenerateResult, label: string): Promise<void> {
   // Small images (tiny models, previews) are enlarged so that the panel titles fit; large ones are kept as they are.
   const img = async (r: GenerateResult) => {
     const rgb = floatHwcToRgb(r.image.data, r.image.height, r.image.width, 3);
@@ -188,7 +227,7 @@ export async function writeComparePng(path: string, plain: GenerateResult, excit
   };
   const { png } = await renderSideBySide([
     { image: await img(plain), title: 'plain' },
-    { image: await img(excited), title: `Attend-and-Excite: ${words}` },
+    { image: await img(excited), title: label },
   ], { title: excited.promptText });
   writeFileSync(resolve(path), png);
 }

@@ -10,7 +10,7 @@ import { checkImageSize } from './size-check.js';
 import { HeedError } from '../errors.js';
 import type { AeEvent, AttendExcite } from '../guidance/attend-excite.js';
 import type { ColormapName } from '../render/colormap.js';
-import { planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteOptions, type ExcitePlan, type SubjectScores } from './excite.js';
+import { guidanceLabel, planExcite, subjectScores, writeComparePng, writeExciteFiles, type ExciteOptions, type ExcitePlan, type SubjectScores } from './excite.js';
 import { mapsRequest, planMaps } from './maps.js';
 import type { MapsOptions } from '../protocol/index.js';
 import type { WriteGenerateOptions, WrittenGenerate } from './outputs.js';
@@ -184,7 +184,7 @@ export async function runGenerateJob(pipe: StableDiffusionPipeline, spec: Genera
     const { files, document } = await writeExciteFiles(spec.outDir, spec.traceDir, plan, ae, result, scores);
     const comparison = plain ? compareScores(plain.scores, scores) : undefined;
     const comparePng = join(spec.outDir, 'compare.png');
-    if (plain) await writeComparePng(comparePng, plain.result, result, plan.subjects.map((s) => s.word).join(', '));
+    if (plain) await writeComparePng(comparePng, plain.result, result, guidanceLabel(plan));
     const written = await writeGenerateOutputs(result, spec.outDir, {
       ...outputOptions({
         excite: {

@@ -69,6 +69,10 @@ export const ExciteOptions = z.strictObject({
   sd2: z.boolean().optional(),
   /** Also run without guidance with the same seed and report both (CLI `--compare`). */
   compare: z.boolean().optional(),
+  /** The loss: Attend-and-Excite's (default) or SynGen's binding loss, against attribute leakage (CLI `--ae-loss`). */
+  method: z.enum(['attend-excite', 'syngen']).optional(),
+  /** SynGen: a subject's modifiers, when the prompt's word order does not give them (CLI `--ae-modifiers car=red`). */
+  modifiers: z.record(z.string().min(1).max(200), z.array(z.string().min(1).max(200)).min(1).max(16)).optional(),
 });
 export type ExciteOptions = z.infer<typeof ExciteOptions>;
 

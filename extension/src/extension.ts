@@ -59,7 +59,13 @@ export function activate(context: vscode.ExtensionContext): void {
       // Per-step and per-layer maps feed the panel's step slider and layer/resolution filter.
       maps: { perStep: true, perLayer: true },
       preview: { every: 1, size: 64 },
-      ...(excite ? { excite: { subjects: s.excite && s.excite.length ? s.excite : 'auto' } } : {}),
+      ...(excite ? {
+        excite: {
+          subjects: s.excite && s.excite.length ? s.excite : 'auto',
+          ...(s.loss === 'syngen' ? { method: 'syngen' as const } : {}),
+          ...(s.scale !== undefined ? { scaleFactor: s.scale } : {}),
+        },
+      } : {}),
     };
   }
 

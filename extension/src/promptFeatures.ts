@@ -190,7 +190,8 @@ export class PromptFeatures implements vscode.Disposable {
       const range = new vscode.Range(block.startLine, 0, block.startLine, 0);
       const args = [doc.uri, block.startLine];
       out.push(new vscode.CodeLens(range, { title: '$(play) Generate', command: 'heed.generate', arguments: args, tooltip: 'Generate this prompt with per-token attention maps' }));
-      out.push(new vscode.CodeLens(range, { title: '$(zap) Generate with Attend-and-Excite', command: 'heed.generateExcite', arguments: args, tooltip: `Excite ${block.settings.excite?.join(', ') || 'the nouns (auto)'}` }));
+      const method = block.settings.loss === 'syngen' ? 'SynGen' : 'Attend-and-Excite';
+      out.push(new vscode.CodeLens(range, { title: `$(zap) Generate with ${method}`, command: 'heed.generateExcite', arguments: args, tooltip: `${method} on ${block.settings.excite?.join(', ') || 'the nouns (auto)'}` }));
       out.push(new vscode.CodeLens(range, { title: '$(symbol-color) Show maps', command: 'heed.showMaps', arguments: args, tooltip: 'Open the map panel for this prompt' }));
     }
     return out;

@@ -261,6 +261,54 @@ function allWordMaxima(result: GenerateResult): { word: string; maxAttention: nu
   });
 }
 
+/** Per subject with a colour word (Shapes prompts): its colour map's max, relative to the strongest colour among the
+ *  subjects, and how much more its colour map resembles its own noun's map than another subject's (correlation). */
+function colourBinding(result: GenerateResult, prompt: EvalPrompt): ({ colourMax: number; colourRelative: number; margin: number } | undefined)[] {
+  const store = result.attention;
+  if (!store || !store.options.daam || prompt.subjects.length < 2) return [];
+  const global = store.daamGlobal();
+  const mapOf = (word: string | undefined): Float32Array | undefined => {
+    if (!word) return undefined;
+    const w = result.prompt.words.find((x) => x.normalized === word.toLowerCase() && x.tokenIndices.length > 0);
+    const rows = w ? w.tokenIndices.filter((i) => i < global.tokens) : [];
+    return rows.length > 0 ? store.wordMap(rows, global) : undefined;
+  };
+  const nouns = prompt.subjects.map((x) => mapOf(x.word));
+  const colours = prompt.subjects.map((x) => mapOf(x.colourWord));
+  const maxOf = (m: Float32Array): number => m.reduce((a, v) => (v > a ? v : a), -Infinity);
+  const topColour = Math.max(0, ...colours.flatMap((c) => (c ? [maxOf(c)] : [])));
+  return prompt.subjects.map((_, k) => {
+    const c = colours[k];
+    const own = nouns[k];
+    if (!c || !own || topColour <= 0) return undefined;
+    const others = nouns.filter((n, j) => j !== k && n !== undefined) as Float32Array[];
+    if (others.length === 0) return undefined;
+    const colourMax = maxOf(c);
+    return { colourMax, colourRelative: colourMax / topColour, margin: correlation(c, own) - Math.max(...others.map((n) => correlation(c, n))) };
+  });
+}
+
+/** Pearson correlation of two maps: where they are high together, whatever their scale and common baseline. */
+function correlation(a: Float32Array, b: Float32Array): number {
+  const n = a.length;
+  let ma = 0, mb = 0;
+  for (let i = 0; i < n; i++) {
+    ma += a[i]!;
+    mb += b[i]!;
+  }
+  ma /= n;
+  mb /= n;
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < n; i++) {
+    const x = a[i]! - ma;
+    const y = b[i]! - mb;
+    ab += x * y;
+    aa += x * x;
+    bb += y * y;
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+}
+
 async function scoreRun(result: GenerateResult, prompt: EvalPrompt, s: EvalSettings, clip: ClipScorer, withMaps: boolean, dir: string, name: string, ms: number): Promise<RunRecord> {
   const { width, height, data } = result.image;
   const img = floatHwcToRgb(data, height, width, 3);
@@ -271,6 +319,7 @@ async function scoreRun(result: GenerateResult, prompt: EvalPrompt, s: EvalSetti
   const maps = withMaps ? prompt.subjects.map((x) => wordMapAt(result, x.word, width, height)) : [];
   const relative = withMaps ? subjectAttention(prompt.subjects.flatMap((x, k) => (maps[k] ? [{ word: x.word, maxAttention: maps[k].max }] : [])), prompt.subjects.map((x) => x.word)) : [];
   const everyWord = withMaps ? allWordMaxima(result) : [];
+  const binding = withMaps ? colourBinding(result, prompt) : [];
   const topAll = Math.max(0, ...everyWord.map((w) => w.maxAttention));
   const subjects: SubjectRecord[] = prompt.subjects.map((x, k) => {
     const r: SubjectRecord = { word: x.word, text: x.text, ...(x.colour ? { colour: x.colour } : {}), present: present[k]!, area: round(maskArea(masks[k]!) / (width * height)), clip: round(subjectSims[k]!) };
@@ -280,6 +329,12 @@ async function scoreRun(result: GenerateResult, prompt: EvalPrompt, s: EvalSetti
       const rel = relative.find((q) => q.word.toLowerCase() === x.word.toLowerCase());
       if (rel) r.relative = round(rel.relative);
       if (topAll > 0) r.relativeAllWords = round(m.max / topAll);
+      const b = binding[k];
+      if (b) {
+        r.colourMaxAttention = round(b.colourMax);
+        r.colourRelative = round(b.colourRelative);
+        r.bindingMargin = round(b.margin);
+      }
       if (present[k]) {
         r.pointing = pointingHit(m.map, masks[k]!);
         r.iou = round(mapIou(m.map, masks[k]!, s.tau));

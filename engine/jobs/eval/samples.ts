@@ -20,6 +20,13 @@ export interface SubjectRecord {
   relative?: number;
   /** The editor's former predictor: relative to the strongest of ALL words ("a", "and", colours included). */
   relativeAllWords?: number;
+  /** Shapes prompts, plain runs: the max of the subject's colour word's map, and relative to the strongest colour word
+   *  among the subjects (a colour that lost the competition leaks into the other shape). */
+  colourMaxAttention?: number;
+  colourRelative?: number;
+  /** Shapes prompts, plain runs: correlation of the colour word's map with its own noun's map minus the largest
+   *  with another subject's noun map (< 0: the colour sits on the other shape). */
+  bindingMargin?: number;
   /** Pointing game and IoU of the subject word's map (plain runs, subject present). */
   pointing?: boolean;
   iou?: number;

@@ -16,7 +16,7 @@
 // Blocks are separated by blank lines. A line `key: value` whose key is a known setting is a setting; any other line
 // is prompt text. Positions are zero-based (line, UTF-16 character), like VS Code's, so the extension maps them 1:1.
 
-export const SETTING_KEYS = ['negative', 'seed', 'steps', 'guidance', 'scheduler', 'excite', 'size'] as const;
+export const SETTING_KEYS = ['negative', 'seed', 'steps', 'guidance', 'scheduler', 'excite', 'loss', 'scale', 'size'] as const;
 export type SettingKey = (typeof SETTING_KEYS)[number];
 
 export interface PromptSettings {
@@ -27,6 +27,10 @@ export interface PromptSettings {
   scheduler?: string;
   /** Words to excite (Attend-and-Excite subjects), as typed. */
   excite?: string[];
+  /** The guided run's loss: Attend-and-Excite's (default) or SynGen's binding loss (`loss: syngen`). */
+  loss?: 'attend-excite' | 'syngen';
+  /** The guided run's step-size scale factor (A&E default 20; SynGen's constant step). */
+  scale?: number;
   /** Image size in pixels. */
   size?: { width: number; height: number };
 }
@@ -175,6 +179,18 @@ function applySetting(s: SettingLine, into: PromptSettings): Problem | undefined
     case 'excite': {
       const words = s.value.split(',').map((w) => w.trim()).filter((w) => w.length > 0);
       into.excite = words;
+      return undefined;
+    }
+    case 'loss': {
+      const v = s.value.toLowerCase();
+      if (v !== 'excite' && v !== 'attend-excite' && v !== 'syngen') return bad(`loss must be excite (Attend-and-Excite) or syngen (SynGen: binds colours and other modifiers to their nouns), got '${s.value}'`);
+      into.loss = v === 'syngen' ? 'syngen' : 'attend-excite';
+      return undefined;
+    }
+    case 'scale': {
+      const n = Number(s.value);
+      if (s.value === '' || !Number.isFinite(n) || n <= 0 || n > 1e4) return bad(`scale must be a number above 0 (the guidance step size; 20 is the default), got '${s.value}'`);
+      into.scale = n;
       return undefined;
     }
   }
