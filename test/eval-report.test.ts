@@ -144,6 +144,16 @@ describe('heed eval: the report\'s numbers on a tiny run (Shapes models)', funct
     const at = rep.diagnosis.subjects.sweep.find((p) => p.threshold === 0.5)!;
     assert.deepEqual(at, prSweep(rec.plain.subjects.map((s) => ({ score: s.relative!, positive: !s.present })), [0.5])[0]);
     assert.match(readFileSync(join(out, 'report.md'), 'utf8'), /\| two subjects \| plain \| 1 \|/);
+    // Colour binding: each subject's margin is its two correlations' difference, and the predictor sweeps it.
+    for (const s of rec.plain.subjects) {
+      assert.ok(Math.abs(s.bindingMargin! - (s.colourOnOwn! - s.colourOnOther!)) < 2e-6, `${s.word}: margin = onOwn − onOther`);
+      assert.ok(s.colourOnOwn! >= -1 && s.colourOnOwn! <= 1 && s.colourRelative! > 0 && s.colourRelative! <= 1);
+    }
+    assert.equal(Math.max(...rec.plain.subjects.map((s) => s.colourRelative!)), 1);
+    const b = rep.diagnosis.binding!;
+    assert.equal(b.cases, 2);
+    const t = b.sweep[50]!.threshold;
+    assert.deepEqual(b.sweep[50], prSweep(rec.plain.subjects.map((s) => ({ score: s.bindingMargin!, positive: !s.present })), [t])[0]);
   });
 
   it('finds the subjects of other prompts by CLIP (presence by similarity, masks by Chefer relevance)', async function () {

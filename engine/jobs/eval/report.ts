@@ -66,6 +66,11 @@ export interface EvalReport {
     subjects: PredictorScore;
     /** Relative to the strongest of ALL words, "a" and "and" included (the editor's former predictor). */
     allWords: PredictorScore;
+    /**
+     * Shapes prompts: the colour word's binding margin (correlation of its map with its own noun's minus the largest
+     * with another subject's noun; flagged when under the threshold, swept over −1 … 2). Absent without colour words.
+     */
+    binding: PredictorScore | null;
   };
 }
 
@@ -100,10 +105,14 @@ function presence(runs: readonly RunRecord[]): PresenceScore {
   };
 }
 
-function predictor(records: readonly SampleRecord[], field: 'relative' | 'relativeAllWords'): PredictorScore {
+/** A margin difference of two correlations lies in [−2, 2]; −1 … 2 in steps of 0.03 covers what occurs. */
+const MARGIN_GRID = thresholdGrid(100).map((t) => Math.round((3 * t - 1) * 1e6) / 1e6);
+
+function predictor(records: readonly SampleRecord[], field: 'relative' | 'relativeAllWords' | 'bindingMargin',
+  // 0..1 for the relative scores: a threshold of 1 flags every subject but the strongest (its relative is 1).
+  grid: readonly number[] = thresholdGrid(100)): PredictorScore {
   const cases: ScoredCase[] = records.flatMap((r) => r.plain.subjects.flatMap((s) => (s[field] === undefined ? [] : [{ score: s[field]!, positive: !s.present }])));
-  // 0..1: a threshold of 1 flags every subject but the strongest, which is never flagged (its relative is 1).
-  const sweep = prSweep(cases, thresholdGrid(100));
+  const sweep = prSweep(cases, grid);
   const best = bestF1(sweep);
   return {
     cases: cases.length, absent: cases.filter((c) => c.positive).length, sweep, chosen: chooseThreshold(sweep, MIN_RECALL) ?? null,
@@ -127,7 +136,10 @@ export function buildReport(records: readonly SampleRecord[], settings: EvalSett
       excite: both.length > 0 ? presence(both.map((r) => r.excite!)) : null,
       samplesWithBoth: both.length,
     },
-    diagnosis: { minRecall: MIN_RECALL, subjects: predictor(pairs, 'relative'), allWords: predictor(pairs, 'relativeAllWords') },
+    diagnosis: {
+      minRecall: MIN_RECALL, subjects: predictor(pairs, 'relative'), allWords: predictor(pairs, 'relativeAllWords'),
+      binding: pairs.some((r) => r.plain.subjects.some((s) => s.bindingMargin !== undefined)) ? predictor(pairs, 'bindingMargin', MARGIN_GRID) : null,
+    },
   };
 }
 
@@ -170,6 +182,7 @@ export function reportMarkdown(r: EvalReport): string {
   lines.push('| predictor | subjects | absent | chosen |', '|---|---:|---:|---|');
   lines.push(`| relative to the strongest subject (Heed's warning) | ${r.diagnosis.subjects.cases} | ${r.diagnosis.subjects.absent} | ${chosenLine(r.diagnosis.subjects)} |`);
   lines.push(`| relative to the strongest word, "a"/"and" included (former) | ${r.diagnosis.allWords.cases} | ${r.diagnosis.allWords.absent} | ${chosenLine(r.diagnosis.allWords)} |`);
+  if (r.diagnosis.binding) lines.push(`| colour binding margin (its map's correlation with its own noun's minus with the other noun's) | ${r.diagnosis.binding.cases} | ${r.diagnosis.binding.absent} | ${chosenLine(r.diagnosis.binding)} |`);
   lines.push('', '| threshold | precision | recall | flagged |', '|---:|---:|---:|---:|');
   for (const p of r.diagnosis.subjects.sweep.filter((_, i) => i % 10 === 0)) lines.push(`| ${p.threshold.toFixed(2)} | ${num(p.precision)} | ${num(p.recall)} | ${p.tp + p.fp} |`);
   lines.push('', 'Precision and recall at every threshold: report.json (`diagnosis`), plotted in diagnosis.png.', '');

@@ -16,6 +16,7 @@ import type { ExciteOptions } from '../../protocol/index.js';
 import { ClipScorer } from './clip.js';
 import { mapIou, maskArea, minObjectSimilarity, nearestColourMasks, normalizeMinMax, pointingHit, type Mask } from './metrics.js';
 import { SHAPES_BACKGROUND, SHAPES_COLOURS, SHAPES_PALETTE, type EvalPrompt } from './prompts.js';
+import { colourBinding } from './binding.js';
 import { appendSample, readSamples, sampleKey, type RunRecord, type SampleRecord, type SubjectRecord } from './samples.js';
 import { buildReport, writeReport, type EvalReport } from './report.js';
 
@@ -261,54 +262,6 @@ function allWordMaxima(result: GenerateResult): { word: string; maxAttention: nu
   });
 }
 
-/** Per subject with a colour word (Shapes prompts): its colour map's max, relative to the strongest colour among the
- *  subjects, and how much more its colour map resembles its own noun's map than another subject's (correlation). */
-function colourBinding(result: GenerateResult, prompt: EvalPrompt): ({ colourMax: number; colourRelative: number; margin: number } | undefined)[] {
-  const store = result.attention;
-  if (!store || !store.options.daam || prompt.subjects.length < 2) return [];
-  const global = store.daamGlobal();
-  const mapOf = (word: string | undefined): Float32Array | undefined => {
-    if (!word) return undefined;
-    const w = result.prompt.words.find((x) => x.normalized === word.toLowerCase() && x.tokenIndices.length > 0);
-    const rows = w ? w.tokenIndices.filter((i) => i < global.tokens) : [];
-    return rows.length > 0 ? store.wordMap(rows, global) : undefined;
-  };
-  const nouns = prompt.subjects.map((x) => mapOf(x.word));
-  const colours = prompt.subjects.map((x) => mapOf(x.colourWord));
-  const maxOf = (m: Float32Array): number => m.reduce((a, v) => (v > a ? v : a), -Infinity);
-  const topColour = Math.max(0, ...colours.flatMap((c) => (c ? [maxOf(c)] : [])));
-  return prompt.subjects.map((_, k) => {
-    const c = colours[k];
-    const own = nouns[k];
-    if (!c || !own || topColour <= 0) return undefined;
-    const others = nouns.filter((n, j) => j !== k && n !== undefined) as Float32Array[];
-    if (others.length === 0) return undefined;
-    const colourMax = maxOf(c);
-    return { colourMax, colourRelative: colourMax / topColour, margin: correlation(c, own) - Math.max(...others.map((n) => correlation(c, n))) };
-  });
-}
-
-/** Pearson correlation of two maps: where they are high together, whatever their scale and common baseline. */
-function correlation(a: Float32Array, b: Float32Array): number {
-  const n = a.length;
-  let ma = 0, mb = 0;
-  for (let i = 0; i < n; i++) {
-    ma += a[i]!;
-    mb += b[i]!;
-  }
-  ma /= n;
-  mb /= n;
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < n; i++) {
-    const x = a[i]! - ma;
-    const y = b[i]! - mb;
-    ab += x * y;
-    aa += x * x;
-    bb += y * y;
-  }
-  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
-}
-
 async function scoreRun(result: GenerateResult, prompt: EvalPrompt, s: EvalSettings, clip: ClipScorer, withMaps: boolean, dir: string, name: string, ms: number): Promise<RunRecord> {
   const { width, height, data } = result.image;
   const img = floatHwcToRgb(data, height, width, 3);
@@ -334,6 +287,8 @@ async function scoreRun(result: GenerateResult, prompt: EvalPrompt, s: EvalSetti
         r.colourMaxAttention = round(b.colourMax);
         r.colourRelative = round(b.colourRelative);
         r.bindingMargin = round(b.margin);
+        r.colourOnOwn = round(b.onOwn);
+        r.colourOnOther = round(b.onOther);
       }
       if (present[k]) {
         r.pointing = pointingHit(m.map, masks[k]!);

@@ -27,6 +27,9 @@ export interface SubjectRecord {
   /** Shapes prompts, plain runs: correlation of the colour word's map with its own noun's map minus the largest
    *  with another subject's noun map (< 0: the colour sits on the other shape). */
   bindingMargin?: number;
+  /** Its two terms: correlation of the colour map with its own noun's map, and the largest with another noun's map. */
+  colourOnOwn?: number;
+  colourOnOther?: number;
   /** Pointing game and IoU of the subject word's map (plain runs, subject present). */
   pointing?: boolean;
   iou?: number;
