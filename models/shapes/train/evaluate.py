@@ -127,24 +127,36 @@ def eval_vit(workdir, n=300):
 
 
 @torch.no_grad()
-def eval_clip(workdir, n=300):
-    tok = shapes_tokenizer.load(os.path.join(workdir, "tokenizer"))
-    model = arch.clip(tok)
-    model.load_state_dict(torch.load(os.path.join(workdir, "clip", "ckpt.pt"))["modules"]["clip"])
-    model.eval()
+def clip_top1(model, tok, samples):
+    """Share of samples whose best grammar caption names their subjects (either order)."""
     caps = world.grammar_captions()
     enc = tok(caps, padding="max_length", max_length=77, return_tensors="pt")
-    samples = [world.sample(world.VAL_SEED, 10_000 + i) for i in range(n)]
     x = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2).float() / 255
     out = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
                 pixel_values=(x - train.CLIP_MEAN) / train.CLIP_STD)
     best = out.logits_per_image.argmax(-1).tolist()
     keys = [frozenset(tuple(p.split()[1:3]) for p in c.split(" and ")) for c in caps]
-    ok = [keys[b] == frozenset(s["subjects"]) for b, s in zip(best, samples)]
+    return [keys[b] == frozenset(s["subjects"]) for b, s in zip(best, samples)]
+
+
+@torch.no_grad()
+def eval_clip(workdir, n=300, pair_images=0):
+    tok = shapes_tokenizer.load(os.path.join(workdir, "tokenizer"))
+    model = arch.clip(tok)
+    model.load_state_dict(torch.load(os.path.join(workdir, "clip", "ckpt.pt"))["modules"]["clip"])
+    model.eval()
+    samples = [world.sample(world.VAL_SEED, 10_000 + i) for i in range(n)]
+    ok = clip_top1(model, tok, samples)
     single = [o for o, s in zip(ok, samples) if len(s["subjects"]) == 1]
     pair = [o for o, s in zip(ok, samples) if len(s["subjects"]) == 2]
-    return {"clip_top1_caption": float(np.mean(ok)), "clip_top1_single": float(np.mean(single)),
-            "clip_top1_pair": float(np.mean(pair)) if pair else None, "clip_images": n}
+    res = {"clip_top1_caption": float(np.mean(ok)), "clip_top1_single": float(np.mean(single)),
+           "clip_top1_pair": float(np.mean(pair)) if pair else None, "clip_images": n}
+    if pair_images:
+        # Two-shape images only (the world draws 25 %), the set pair_eval_set.py writes for Chefer pointing: where
+        # the captions differ only in which colour goes with which shape.
+        pairs = [world.sample(world.VAL_SEED, 2000 + i, pair=True) for i in range(pair_images)]
+        res.update({"clip_top1_pair_only": float(np.mean(clip_top1(model, tok, pairs))), "clip_pair_images": pair_images})
+    return res
 
 
 def main():
@@ -157,6 +169,8 @@ def main():
     p.add_argument("--raw", action="store_true")
     p.add_argument("--only", default="sd,vit,clip")
     p.add_argument("--out", default=None)
+    p.add_argument("--clip-pairs", type=int, default=0,
+                   help="also score CLIP on this many two-shape images (VAL_SEED 2000.., as pair_eval_set.py)")
     args = p.parse_args()
     torch.set_num_threads(1)
     res = {}
@@ -164,7 +178,7 @@ def main():
     if "vit" in parts:
         res.update(eval_vit(args.workdir))
     if "clip" in parts:
-        res.update(eval_clip(args.workdir))
+        res.update(eval_clip(args.workdir, pair_images=args.clip_pairs))
     if "sd" in parts:
         res.update(eval_sd(args.workdir, args.seeds, args.pair_seeds, args.steps, args.cfg, args.raw))
     print(json.dumps({k: v for k, v in res.items() if k != "pairs"}, indent=1))

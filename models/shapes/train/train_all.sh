@@ -9,5 +9,5 @@ PY=/usr/bin/python3
 $PY train.py --model vae --steps "${VAE_STEPS:-450}"
 $PY train.py --model sd --steps "${SD_STEPS:-6000}" ${DEADLINE_SD:+--deadline $DEADLINE_SD}
 $PY train.py --model vit --steps "${VIT_STEPS:-4000}" ${DEADLINE_VIT:+--deadline $DEADLINE_VIT}
-$PY train.py --model clip --steps "${CLIP_STEPS:-3000}" ${DEADLINE_CLIP:+--deadline $DEADLINE_CLIP}
+$PY train.py --model clip --steps "${CLIP_STEPS:-6000}" ${DEADLINE_CLIP:+--deadline $DEADLINE_CLIP}
 if [ -z "${NO_EXPORT:-}" ]; then $PY export.py; fi
