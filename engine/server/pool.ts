@@ -139,16 +139,6 @@ export class WorkerPool {
     if (this.closed) return;
     const why = slot.lastError ? `: ${slot.lastError.split('\n')[0]}` : '';
     this.log(`worker ${slot.index} stopped (${description})${why}; restarting it`);
-    if (job?.forcedEnd) {
-      this.finish(job);
-      job.handlers.onError(job.forcedEnd);
-    } else if (job) {
-      this.finish(job);
-      job.handlers.onError({
-        code: 'worker_crashed',
-        message: `the worker running job ${job.job.jobId} stopped (${description}${why}); it has been restarted and the other jobs go on — retry the request`,
-      });
-    }
     // A worker that dies before becoming ready would loop: back off, growing with consecutive failed starts, and
     // once no worker can start at all, fail the waiting jobs with the reason instead of letting them wait forever.
     const failedStarts = wasReady || job ? 0 : slot.failedStarts + 1;
@@ -162,13 +152,27 @@ export class WorkerPool {
       this.queues.clear();
     }
     const delay = failedStarts === 0 ? 0 : Math.min(5000, 100 * 2 ** Math.min(failedStarts, 6));
-    setTimeout(() => {
+    const respawn = (): void => {
       if (this.closed) return;
       const next = this.spawn(slot.index, slot.restarts + 1);
       next.failedStarts = failedStarts;
       next.lastError = slot.lastError;
       this.slots[slot.index] = next;
-    }, delay).unref();
+    };
+    // Without back-off the replacement starts now, before the job's end is reported: its message says the worker
+    // "has been restarted", and a status request right after it must show the restart.
+    if (delay === 0) respawn();
+    else setTimeout(respawn, delay).unref();
+    if (job?.forcedEnd) {
+      this.finish(job);
+      job.handlers.onError(job.forcedEnd);
+    } else if (job) {
+      this.finish(job);
+      job.handlers.onError({
+        code: 'worker_crashed',
+        message: `the worker running job ${job.job.jobId} stopped (${description}${why}); it has been restarted and the other jobs go on — retry the request`,
+      });
+    }
   }
 
   private finish(job: PoolJob): void {

@@ -41,6 +41,7 @@ export function describeRetention(p: RetentionPolicy): string {
 export class JobFolders {
   private readonly bytes = new Map<string, number>();
   private sweeping?: Promise<void>;
+  private again?: Promise<void>;
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -108,10 +109,20 @@ export class JobFolders {
     }
   }
 
-  /** Applies the retention policy once (concurrent calls share one pass). */
+  /**
+   * Applies the retention policy. A call while a pass runs gets one more pass after it (shared by every such call):
+   * the running pass listed the folders before this call's job ended, so it may keep a folder the policy now removes.
+   */
   sweep(): Promise<void> {
     if (this.policy.count === undefined && this.policy.ageMs === undefined) return Promise.resolve();
-    this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = undefined));
+    if (this.sweeping) {
+      this.again ??= this.sweeping.then(() => {
+        this.again = undefined;
+        return this.sweep();
+      });
+      return this.again;
+    }
+    this.sweeping = this.sweepOnce().finally(() => (this.sweeping = undefined));
     return this.sweeping;
   }
 
