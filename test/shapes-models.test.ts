@@ -21,6 +21,7 @@ import { DataType } from '../engine/onnx/tensor.js';
 import { StableDiffusionPipeline } from '../engine/diffusion/pipeline.js';
 import { runGenerateJob } from '../engine/jobs/generate.js';
 import { explainImage } from '../engine/explain/api.js';
+import { mayHaveLeaked, type BindingMargin } from '../engine/attention/binding.js';
 import type { GridMap } from '../engine/explain/tensor.js';
 import { checkVjp, Rng, type Values } from './vjp-fixtures.js';
 // The pointing game (is the map's maximum cell, scaled to the image, on the mask?) and its Chefer measurement over a
@@ -252,5 +253,20 @@ describe('Shapes models: the SD pipeline, judged by colour', function () {
     console.log(`      colour shares plain ${plain.map((v) => v.toFixed(3)).join('/')}, A&E ${guided.map((v) => v.toFixed(3)).join('/')}`);
     assert.ok(plain.some((v) => v < 0.01), `the plain run draws both colours (${plain.join(', ')})`);
     assert.ok(guided.every((v) => v >= 0.01), `the A&E run misses a colour (${guided.join(', ')})`);
+  });
+
+  it('report.json\'s binding margins: a run that loses a colour reads as leaked, one that draws both does not', async function () {
+    this.timeout(120_000);
+    // The demo's leaked case, and a red/blue pair (blue never leaks on these models: model card, "Evaluation").
+    for (const [prompt, seed, leaked] of [[PAIR_CASE.prompt, PAIR_CASE.seed, true], ['a red triangle and a blue circle', 0, false]] as const) {
+      const { outDir } = await generate(prompt, seed, { maps: true });
+      const words = prompt.split(' ');
+      const img = await readRgb(join(outDir, 'image.png'));
+      const shares = [words[1]!, words[5]!].map((c) => fraction(colourMask(img, c)));
+      assert.equal(shares.some((v) => v < 0.01), leaked, `${prompt}: colour shares ${shares.join(', ')}`);
+      const report = JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as { bindings: BindingMargin[] };
+      assert.deepEqual(report.bindings.map((b) => [b.modifiers, b.noun]), [[[words[1]], words[2]], [[words[5]], words[6]]]);
+      assert.equal(mayHaveLeaked(report.bindings), leaked, `${prompt}: margins ${report.bindings.map((b) => b.margin).join(', ')}`);
+    }
   });
 });

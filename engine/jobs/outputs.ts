@@ -7,7 +7,8 @@
 //   maps/layers/<h>x<w>/<index>-<word>.npy  with perLayer: one map per layer of that grid, float32 [layers, h, w]
 //                                          (layer names and call timesteps in report.json stepMaps / layerMaps)
 //   maps.png                   grid: the image, then every word's overlay, each labelled
-//   report.json                prompt, tokens, word alignment, settings, timings, per-token/word max attention, warnings
+//   report.json                prompt, tokens, word alignment, settings, timings, per-token/word max attention,
+//                              binding margins of the prompt's modifiers (leakage indicator), warnings
 //   <trace dir>/…              with a trace dir: writeTrace's .npy files and manifest.json
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -15,6 +16,7 @@ import type { GenerateResult } from '../diffusion/pipeline.js';
 import { distinctWords, wordFileStem, writeTrace } from './trace.js';
 import { encodeNpy } from '../io/npy.js';
 import { encodePng, floatHwcToRgb, mapStats, overlayHeatmap, renderGrid, resizeRgb, type ColormapName, type GridTile } from '../render/index.js';
+import { bindingMargins, type BindingMargin } from '../attention/binding.js';
 
 export interface WrittenMap {
   word: string;
@@ -124,6 +126,7 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
   let mapsGrid: string | undefined;
   let stepMaps: StepMapsInfo[] | undefined;
   let layerMaps: LayerMapsInfo[] | undefined;
+  let bindings: BindingMargin[] | undefined;
   if (wantMaps) {
     if (!result.attention || !result.attention.options.daam) {
       warnings.push('maps were asked for but the generation collected no DAAM maps');
@@ -179,6 +182,10 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
         maps.push(written);
         tiles.push({ image: await resizeRgb(overlay, tileW, tileH), label: w.word });
       }
+      bindings = await promptBindings(result, (word) => {
+        const w = result.prompt.words.find((x) => x.normalized === word.toLowerCase() && x.tokenIndices.some((i) => i < global.tokens));
+        return w ? result.attention!.wordMap(w.tokenIndices.filter((i) => i < global.tokens), global) : undefined;
+      });
       if (maps.length > 0) {
         mapsGrid = put('maps.png', (await renderGrid(tiles, { title: result.promptText, tileWidth: tileW, tileHeight: tileH })).png);
       } else {
@@ -218,6 +225,7 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
     ...(stepMaps ? { stepMaps } : {}),
     ...(layerMaps ? { layerMaps } : {}),
     tokenMaxAttention: tokenMax,
+    ...(bindings && bindings.length > 0 ? { bindings: bindings.map((b) => ({ ...b, margin: round(b.margin) })) } : {}),
     ...(result.attention && result.attention.options.daam ? { mapLayers: result.attention.daamLayers() } : {}),
     timingsMs: {
       encode: round(result.timings.encodeMs, 4),
@@ -234,3 +242,20 @@ export async function writeGenerateOutputs(result: GenerateResult, outDirIn: str
   return { image, maps, ...(mapsGrid ? { mapsGrid } : {}), ...(stepMaps ? { stepMaps } : {}), ...(layerMaps ? { layerMaps } : {}), ...(traceDir ? { traceDir } : {}), files, report };
 }
 
+/**
+ * The prompt's nouns with the modifiers right before them (SynGen's bindings, engine/guidance/subjects.ts) and how
+ * well each modifier's map sits on its own noun's (engine/attention/binding.ts): report.json `bindings`, which the
+ * editor's leakage warning reads. Empty for prompts with fewer than two nouns or no modifier.
+ */
+async function promptBindings(result: GenerateResult, mapOf: (word: string) => Float32Array | undefined): Promise<BindingMargin[]> {
+  const { autoSubjects, resolveSubjects, resolveBindings } = await import('../guidance/subjects.js');
+  const nouns = autoSubjects(result.promptText);
+  if (nouns.length < 2) return [];
+  try {
+    const subjects = resolveSubjects(result.prompt, result.promptText, nouns);
+    const resolved = resolveBindings(result.prompt, result.promptText, subjects);
+    return bindingMargins(resolved.map((b) => ({ noun: b.noun, modifiers: b.modifiers.map((m) => m.word) })), mapOf);
+  } catch {
+    return []; // a tagged noun the tokenizer dropped (beyond the window): no bindings rather than a failed write
+  }
+}

@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { DEFAULT_NEGLECT_THRESHOLD } from '../../engine/attention/neglect.js';
+import { DEFAULT_LEAKAGE_THRESHOLD } from '../../engine/attention/binding.js';
 import { defaultModelDir, type ModelKind } from './core/defaults.js';
 
 /** Set at activation: where the bundled engine lives (extension root). */
@@ -30,6 +31,7 @@ export interface HeedConfig {
   defaults: { steps: number; guidance: number; scheduler: string; seed: number };
   outputFolder: string;
   neglectThreshold: number;
+  leakageThreshold: number;
 }
 
 /** Resolves `${workspaceFolder}` and relative paths against the first workspace folder. */
@@ -63,6 +65,7 @@ export function readConfig(): HeedConfig {
     },
     outputFolder: out ? resolvePath(out) : ws ? path.join(ws, 'heed-out') : path.join(process.env.HOME ?? '/tmp', 'heed-out'),
     neglectThreshold: c.get<number>('neglectThreshold', DEFAULT_NEGLECT_THRESHOLD),
+    leakageThreshold: c.get<number>('leakageThreshold', DEFAULT_LEAKAGE_THRESHOLD),
   };
 }
 

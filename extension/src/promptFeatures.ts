@@ -5,7 +5,7 @@
 import * as vscode from 'vscode';
 import type { GenerateResult, TokenizeResult } from '../../engine/protocol/index.js';
 import { addExciteEdit, blockAtLine, parsePromptFile, positionToTextOffset, type LineRange, type ParsedPromptFile, type Problem, type PromptBlock } from './core/promptFile.js';
-import { attentionBadge, exciteSubjectWords, hoverMarkdown, neglectFindings, overflowFinding, wordAtOffset, wordAttentions } from './core/tokens.js';
+import { attentionBadge, exciteSubjectWords, hoverMarkdown, leakageFindings, neglectFindings, reportBindings, overflowFinding, wordAtOffset, wordAttentions } from './core/tokens.js';
 import { readConfig } from './config.js';
 import type { EngineManager } from './engine.js';
 
@@ -132,6 +132,7 @@ export class PromptFeatures implements vscode.Disposable {
             renderOptions: { after: { contentText: ` ${attentionBadge(a.relative)}`, color: new vscode.ThemeColor(a.relative < threshold ? 'editorWarning.foreground' : 'editorCodeLens.foreground'), fontStyle: 'normal', margin: '0 0 0 2px' } },
           });
         }
+        for (const p of leakageFindings(block, reportBindings(run.result.report), readConfig().leakageThreshold)) neglected.push(toDiagnostic(p));
         for (const n of neglectFindings(block, att, threshold, exciteSubjectWords(run.result.excite))) {
           const d = toDiagnostic(n.problem);
           if (!n.alreadyExcited) d.code = 'neglected-subject';

@@ -4,6 +4,7 @@
 // noun's max attention says little about it (README of models/shapes, "Evaluation").
 import type { GenerateResult } from '../../diffusion/pipeline.js';
 import type { EvalPrompt } from './prompts.js';
+import { correlation } from '../../attention/binding.js';
 
 /** Per subject with a colour word (Shapes prompts): its colour map's max, relative to the strongest colour among the
  *  subjects, and how much more its colour map resembles its own noun's map than another subject's (correlation). */
@@ -32,25 +33,4 @@ export function colourBinding(result: GenerateResult, prompt: EvalPrompt): ({ co
     const onOther = Math.max(...others.map((n) => correlation(c, n)));
     return { colourMax, colourRelative: colourMax / topColour, onOwn, onOther, margin: onOwn - onOther };
   });
-}
-
-/** Pearson correlation of two maps: where they are high together, whatever their scale and common baseline. */
-export function correlation(a: Float32Array, b: Float32Array): number {
-  const n = a.length;
-  let ma = 0, mb = 0;
-  for (let i = 0; i < n; i++) {
-    ma += a[i]!;
-    mb += b[i]!;
-  }
-  ma /= n;
-  mb /= n;
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < n; i++) {
-    const x = a[i]! - ma;
-    const y = b[i]! - mb;
-    ab += x * y;
-    aa += x * x;
-    bb += y * y;
-  }
-  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
 }

@@ -71,6 +71,11 @@ export interface EvalReport {
      * with another subject's noun; flagged when under the threshold, swept over −1 … 2). Absent without colour words.
      */
     binding: PredictorScore | null;
+    /**
+     * Per IMAGE (cases = images, absent = images missing a subject): the largest binding margin among its subjects,
+     * flagged when under the threshold — the editor's leakage warning (engine/attention/binding.ts).
+     */
+    leakage: PredictorScore | null;
   };
 }
 
@@ -120,6 +125,21 @@ function predictor(records: readonly SampleRecord[], field: 'relative' | 'relati
   };
 }
 
+/** Image-level: the largest binding margin of the image's subjects against "the image misses a subject". */
+function leakagePredictor(records: readonly SampleRecord[]): PredictorScore | null {
+  const cases: ScoredCase[] = records.flatMap((r) => {
+    const margins = r.plain.subjects.flatMap((s) => (s.bindingMargin === undefined ? [] : [s.bindingMargin]));
+    return margins.length === 0 ? [] : [{ score: Math.max(...margins), positive: r.plain.subjects.some((s) => !s.present) }];
+  });
+  if (cases.length === 0) return null;
+  const sweep = prSweep(cases, MARGIN_GRID);
+  const best = bestF1(sweep);
+  return {
+    cases: cases.length, absent: cases.filter((c) => c.positive).length, sweep, chosen: chooseThreshold(sweep, MIN_RECALL) ?? null,
+    bestF1: best ? { ...best, f1: f1(best) } : null,
+  };
+}
+
 export function buildReport(records: readonly SampleRecord[], settings: EvalSettings): EvalReport {
   const single = records.filter((r) => r.plain.subjects.length === 1);
   const pairs = records.filter((r) => r.plain.subjects.length >= 2);
@@ -139,6 +159,7 @@ export function buildReport(records: readonly SampleRecord[], settings: EvalSett
     diagnosis: {
       minRecall: MIN_RECALL, subjects: predictor(pairs, 'relative'), allWords: predictor(pairs, 'relativeAllWords'),
       binding: pairs.some((r) => r.plain.subjects.some((s) => s.bindingMargin !== undefined)) ? predictor(pairs, 'bindingMargin', MARGIN_GRID) : null,
+      leakage: leakagePredictor(pairs),
     },
   };
 }
@@ -182,6 +203,7 @@ export function reportMarkdown(r: EvalReport): string {
   lines.push('| predictor | subjects | absent | chosen |', '|---|---:|---:|---|');
   lines.push(`| relative to the strongest subject (Heed's warning) | ${r.diagnosis.subjects.cases} | ${r.diagnosis.subjects.absent} | ${chosenLine(r.diagnosis.subjects)} |`);
   lines.push(`| relative to the strongest word, "a"/"and" included (former) | ${r.diagnosis.allWords.cases} | ${r.diagnosis.allWords.absent} | ${chosenLine(r.diagnosis.allWords)} |`);
+  if (r.diagnosis.leakage) lines.push(`| per image: largest binding margin of its subjects (the editor's leakage warning) vs "a subject is missing" | ${r.diagnosis.leakage.cases} images | ${r.diagnosis.leakage.absent} | ${chosenLine(r.diagnosis.leakage)} |`);
   if (r.diagnosis.binding) lines.push(`| colour binding margin (its map's correlation with its own noun's minus with the other noun's) | ${r.diagnosis.binding.cases} | ${r.diagnosis.binding.absent} | ${chosenLine(r.diagnosis.binding)} |`);
   lines.push('', '| threshold | precision | recall | flagged |', '|---:|---:|---:|---:|');
   for (const p of r.diagnosis.subjects.sweep.filter((_, i) => i % 10 === 0)) lines.push(`| ${p.threshold.toFixed(2)} | ${num(p.precision)} | ${num(p.recall)} | ${p.tp + p.fp} |`);

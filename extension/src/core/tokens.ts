@@ -2,6 +2,7 @@
 // hover text for a word, the part of a prompt past CLIP's token window, per-word max attention, neglected subjects.
 import type { TokenMap, TokenizeResult, WordInfo } from '../../../engine/protocol/index.js';
 import { isSubjectCandidate, neglectedSubjects } from '../../../engine/attention/neglect.js';
+import { mayHaveLeaked, type BindingMargin } from '../../../engine/attention/binding.js';
 import { findWord, textRangeToLineRanges, type LineRange, type Problem, type PromptBlock } from './promptFile.js';
 
 /** The word of a tokenization under `offset` of the prompt text (start inclusive, end inclusive for the cursor). */
@@ -207,6 +208,48 @@ export function lossTraceFromExcite(excite: unknown): LossPoint[] {
     if (typeof x.iteration === 'number') p.iteration = x.iteration;
     if (Array.isArray(x.scores)) p.scores = Object.fromEntries(x.scores.map((v, i) => [names[i] ?? `subject ${i + 1}`, Number(v)]));
     out.push(p);
+  }
+  return out;
+}
+
+/** report.json's `bindings` (the run's modifier → noun binding margins), or [] when absent or malformed. */
+export function reportBindings(report: unknown): BindingMargin[] {
+  const list = report && typeof report === 'object' ? (report as { bindings?: unknown }).bindings : undefined;
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((b) => {
+    const x = b as { noun?: unknown; modifiers?: unknown; margin?: unknown };
+    if (typeof x.noun !== 'string' || !Array.isArray(x.modifiers) || !x.modifiers.every((m) => typeof m === 'string') || typeof x.margin !== 'number' || !Number.isFinite(x.margin)) return [];
+    return [{ noun: x.noun, modifiers: x.modifiers as string[], margin: x.margin }];
+  });
+}
+
+/**
+ * "The attributes may have leaked": when even the best-bound modifier of the run sits on another noun's place as much
+ * as on its own (engine/attention/binding.ts), one warning on each modifier of the prompt, pointing at SynGen.
+ */
+export function leakageFindings(block: PromptBlock, bindings: readonly BindingMargin[], threshold: number): Problem[] {
+  if (!mayHaveLeaked(bindings, threshold)) return [];
+  const pairs = bindings.map((b) => `${b.modifiers.map((m) => `'${m}'`).join(' ')} → '${b.noun}'`).join(', ');
+  const best = Math.max(...bindings.map((b) => b.margin));
+  const out: Problem[] = [];
+  let from = 0;
+  for (const b of bindings) {
+    for (const m of b.modifiers) {
+      const at = findWord(block.text.slice(from), m);
+      if (at < 0) continue;
+      const start = from + at;
+      from = start + m.length;
+      const range = textRangeToLineRanges(block, start, start + m.length)[0];
+      if (!range) continue;
+      out.push({
+        range,
+        severity: 'warning',
+        code: 'leaked-binding',
+        message: `'${m}' may not stay on '${b.noun}': in the last run no modifier sat on its own noun (${pairs}; best binding margin ${best.toFixed(2)}, ` +
+          `threshold ${threshold.toFixed(2)}), so a colour or other attribute may be drawn on the wrong subject and that subject lost. ` +
+          'SynGen binds them: add `loss: syngen` and `excite:` with the nouns.',
+      });
+    }
   }
   return out;
 }
