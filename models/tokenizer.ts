@@ -4,6 +4,9 @@
 // (vocab.json, merges.txt) plus the HF fast-tokenizer file (tokenizer.json) that transformers.js needs.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { bytesToUnicode } from '../engine/text/tokenizer.js';
+
+export { bytesToUnicode };
 
 export const SOT = '<|startoftext|>';
 export const EOT = '<|endoftext|>';
@@ -18,24 +21,6 @@ export interface BpeTokenizer {
 }
 
 // ---- CLIP byte ↔ unicode table ---------------------------------------------------------------------------------
-
-/** openai/CLIP `bytes_to_unicode`: printable bytes map to themselves, the others to U+0100 upwards. Order matters: it is the vocab order. */
-export function bytesToUnicode(): [number, string][] {
-  const bs: number[] = [];
-  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
-  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
-  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
-  const cs = bs.slice();
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n);
-      n++;
-    }
-  }
-  return bs.map((b, i) => [b, String.fromCodePoint(cs[i])]);
-}
 
 const BYTE_ENCODER = new Map(bytesToUnicode());
 

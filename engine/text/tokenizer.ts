@@ -427,8 +427,9 @@ function normalizeWithOffsets(text: string): { text: string; starts: number[]; e
   return { text: lower, starts, ends };
 }
 
-// GPT-2 / CLIP byte-level alphabet: printable bytes map to themselves, the rest to U+0100 upwards.
-const UNICODE_TO_BYTE: Map<string, number> = (() => {
+/** openai/CLIP `bytes_to_unicode`: printable bytes map to themselves, the others to U+0100 upwards. Order matters: it
+ *  is the vocab order (the model builders write vocabularies with it). */
+export function bytesToUnicode(): [number, string][] {
   const bs: number[] = [];
   for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
   for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
@@ -442,7 +443,8 @@ const UNICODE_TO_BYTE: Map<string, number> = (() => {
       n++;
     }
   }
-  const map = new Map<string, number>();
-  bs.forEach((b, i) => map.set(String.fromCodePoint(cs[i]), b));
-  return map;
-})();
+  return bs.map((b, i) => [b, String.fromCodePoint(cs[i]!)]);
+}
+
+// The inverse table: byte-level symbol → byte.
+const UNICODE_TO_BYTE: Map<string, number> = new Map(bytesToUnicode().map(([b, u]) => [u, b]));
