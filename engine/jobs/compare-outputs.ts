@@ -2,13 +2,13 @@
 // colour bar, the method's name above and its wall time under), compare.json (per method: what it explains, wall
 // time, the run's timings, the map's raw range and the map itself) and, with a trace folder, compare_<method>.npy
 // [grid] (raw values).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeNpy } from '../io/npy.js';
-import { encodePng, heatmapImage, mapStats, renderComparison, type ComparisonTile, type Normalization, type RgbImage } from '../render/index.js';
+import { heatmapImage, mapStats, renderComparison, type ComparisonTile, type Normalization } from '../render/index.js';
 import type { CompareResult } from '../explain/compare.js';
 import { gridToNested } from '../explain/tensor.js';
-import type { WrittenFiles } from './explain-outputs.js';
+import { startOutputFolder, type WrittenFiles } from './explain-outputs.js';
 
 /**
  * How the maps share the colour scale: 'normalized' — each map min–max scaled to [0, 1] (methods' raw units differ:
@@ -55,15 +55,7 @@ export function compareJson(result: CompareResult, scale: CompareScale): Record<
 }
 
 export async function writeCompareOutputs(result: CompareResult, outDirIn: string, scale: CompareScale = 'normalized', traceDirIn?: string): Promise<WrittenFiles> {
-  const outDir = resolve(outDirIn);
-  mkdirSync(outDir, { recursive: true });
-  const files: string[] = [];
-  const put = (name: string, data: Buffer | string): void => {
-    writeFileSync(join(outDir, name), data);
-    files.push(name);
-  };
-  const base: RgbImage = { width: result.image.width, height: result.image.height, data: result.image.rgb };
-  put('input.png', await encodePng(base));
+  const { outDir, files, base, put } = await startOutputFolder(outDirIn, result.image);
   const { normalize, bar } = compareRange(result, scale);
   const what = result.text !== undefined ? `"${result.text}"` : result.label !== undefined ? `${result.label} (class ${result.classIndex})` : '';
   const tiles: ComparisonTile[] = [{ image: base, title: 'input', ...(what ? { caption: what } : {}) }];

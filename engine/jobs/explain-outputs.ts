@@ -63,7 +63,11 @@ export function explainJson(result: ExplainResult): Record<string, unknown> {
   };
 }
 
-export async function writeExplainOutputs(result: ExplainResult, outDirIn: string, traceDirIn?: string): Promise<WrittenFiles> {
+/** Creates an explain job's output folder, with a writer that lists what it writes, and writes the input image first
+ *  (input.png, the image as the model saw it). */
+export async function startOutputFolder(outDirIn: string, image: { width: number; height: number; rgb: Uint8Array }): Promise<{
+  outDir: string; files: string[]; base: RgbImage; put: (name: string, data: Buffer | string) => void;
+}> {
   const outDir = resolve(outDirIn);
   mkdirSync(outDir, { recursive: true });
   const files: string[] = [];
@@ -71,8 +75,13 @@ export async function writeExplainOutputs(result: ExplainResult, outDirIn: strin
     writeFileSync(join(outDir, name), data);
     files.push(name);
   };
-  const base: RgbImage = { width: result.image.width, height: result.image.height, data: result.image.rgb };
+  const base: RgbImage = { width: image.width, height: image.height, data: image.rgb };
   put('input.png', await encodePng(base));
+  return { outDir, files, base, put };
+}
+
+export async function writeExplainOutputs(result: ExplainResult, outDirIn: string, traceDirIn?: string): Promise<WrittenFiles> {
+  const { outDir, files, base, put } = await startOutputFolder(outDirIn, result.image);
 
   if (result.heads) {
     const tiles = [];
