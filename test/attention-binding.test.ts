@@ -2,7 +2,7 @@
 // built on it (extension/src/core/tokens.ts).
 import assert from 'node:assert/strict';
 import { bindingMargins, correlation, mayHaveLeaked, DEFAULT_LEAKAGE_THRESHOLD } from '../engine/attention/binding.js';
-import { parsePromptFile } from '../extension/src/core/promptFile.js';
+import { parsePromptFile, useSynGenEdits } from '../extension/src/core/promptFile.js';
 import { leakageFindings, reportBindings } from '../extension/src/core/tokens.js';
 
 // 2 × 4 maps: the triangle on the left half, the circle on the right.
@@ -48,5 +48,21 @@ describe('binding margin', function () {
     assert.match(found[0]!.message, /'red' may not stay on 'triangle'.*best binding margin 0\.25.*loss: syngen/);
     assert.deepEqual(leakageFindings(block, [{ noun: 'triangle', modifiers: ['red'], margin: 1.3 }, { noun: 'circle', modifiers: ['green'], margin: 0.2 }], DEFAULT_LEAKAGE_THRESHOLD), []);
     assert.deepEqual(reportBindings(undefined), []);
+  });
+
+  it('the quick fix sets loss: syngen and the nouns as excite:, rewriting lines in place or appending them', function () {
+    const apply = (text: string, nouns: string[]): string => {
+      const lines = text.split('\n');
+      const block = parsePromptFile(text).prompts[0]!;
+      // Apply from the last edit backwards so earlier ranges stay valid.
+      const edits = useSynGenEdits(block, nouns, (l) => lines[l]!).sort((a, b) => b.range.line - a.range.line || b.range.start - a.range.start);
+      for (const e of edits) lines[e.range.line] = lines[e.range.line]!.slice(0, e.range.start) + e.newText + lines[e.range.line]!.slice(e.range.end);
+      return lines.join('\n');
+    };
+    const appended = apply('a red triangle and a green circle\nseed: 3', ['triangle', 'circle']);
+    assert.equal(appended, 'a red triangle and a green circle\nseed: 3\nexcite: triangle, circle\nloss: syngen');
+    assert.deepEqual(parsePromptFile(appended).prompts[0]!.settings, { seed: 3, excite: ['triangle', 'circle'], loss: 'syngen' });
+    const rewritten = apply('a red triangle and a green circle\nexcite: red, green\nloss: excite\nscale: 80', ['triangle', 'circle']);
+    assert.equal(rewritten, 'a red triangle and a green circle\nexcite: triangle, circle\nloss: syngen\nscale: 80');
   });
 });

@@ -4,7 +4,7 @@
 // file only turns its ranges and messages into VS Code objects.
 import * as vscode from 'vscode';
 import type { GenerateResult, TokenizeResult } from '../../engine/protocol/index.js';
-import { addExciteEdit, blockAtLine, parsePromptFile, positionToTextOffset, type LineRange, type ParsedPromptFile, type Problem, type PromptBlock } from './core/promptFile.js';
+import { addExciteEdit, blockAtLine, parsePromptFile, useSynGenEdits, positionToTextOffset, type LineRange, type ParsedPromptFile, type Problem, type PromptBlock } from './core/promptFile.js';
 import { attentionBadge, exciteSubjectWords, hoverMarkdown, leakageFindings, neglectFindings, reportBindings, overflowFinding, wordAtOffset, wordAttentions } from './core/tokens.js';
 import { readConfig } from './config.js';
 import type { EngineManager } from './engine.js';
@@ -201,6 +201,17 @@ export class PromptFeatures implements vscode.Disposable {
   private codeActions(doc: vscode.TextDocument, ctx: vscode.CodeActionContext): vscode.CodeAction[] {
     const out: vscode.CodeAction[] = [];
     for (const d of ctx.diagnostics) {
+      if (d.source === 'heed' && d.code === 'leaked-binding') {
+        const block = this.blockAt(doc, d.range.start.line);
+        const nouns = block ? reportBindings(this.lastRun(doc, block)?.result.report).map((b) => b.noun) : [];
+        if (!block || nouns.length === 0 || out.some((a) => a.title.startsWith('Use SynGen'))) continue;
+        const action = new vscode.CodeAction(`Use SynGen on ${nouns.map((n) => `'${n}'`).join(', ')} (loss: syngen)`, vscode.CodeActionKind.QuickFix);
+        action.diagnostics = [d];
+        action.edit = new vscode.WorkspaceEdit();
+        for (const e of useSynGenEdits(block, nouns, (l) => doc.lineAt(l).text)) action.edit.replace(doc.uri, toRange(e.range), e.newText);
+        out.push(action);
+        continue;
+      }
       if (d.source !== 'heed' || d.code !== 'neglected-subject') continue;
       const block = this.blockAt(doc, d.range.start.line);
       if (!block) continue;

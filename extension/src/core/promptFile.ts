@@ -343,3 +343,25 @@ export function addExciteEdit(block: PromptBlock, word: string, lineText: (line:
   const last = lineText(block.endLine);
   return { range: { line: block.endLine, start: last.length, end: last.length }, newText: `\nexcite: ${word}` };
 }
+
+/**
+ * The edits of the quick fix "Generate with SynGen" for a leakage warning: the block's `excite:` line becomes the
+ * nouns (SynGen binds each noun's modifiers to it; colour words there would be read as nouns) and `loss: syngen` is
+ * set. Existing lines are rewritten in place; missing ones are appended after the block's last line, in one edit.
+ */
+export function useSynGenEdits(block: PromptBlock, nouns: readonly string[], lineText: (line: number) => string): { range: LineRange; newText: string }[] {
+  const edits: { range: LineRange; newText: string }[] = [];
+  const append: string[] = [];
+  const set = (key: SettingKey, value: string): void => {
+    const line = [...block.settingLines].reverse().find((s) => s.key === key);
+    if (line) edits.push({ range: line.valueRange, newText: value });
+    else append.push(`${key}: ${value}`);
+  };
+  set('excite', nouns.join(', '));
+  set('loss', 'syngen');
+  if (append.length > 0) {
+    const last = lineText(block.endLine);
+    edits.push({ range: { line: block.endLine, start: last.length, end: last.length }, newText: append.map((l) => `\n${l}`).join('') });
+  }
+  return edits;
+}

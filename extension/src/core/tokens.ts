@@ -247,7 +247,7 @@ export function leakageFindings(block: PromptBlock, bindings: readonly BindingMa
         code: 'leaked-binding',
         message: `'${m}' may not stay on '${b.noun}': in the last run no modifier sat on its own noun (${pairs}; best binding margin ${best.toFixed(2)}, ` +
           `threshold ${threshold.toFixed(2)}), so a colour or other attribute may be drawn on the wrong subject and that subject lost. ` +
-          'SynGen binds them: add `loss: syngen` and `excite:` with the nouns.',
+          'SynGen binds them (quick fix: `loss: syngen` with the nouns as `excite:`).',
       });
     }
   }
